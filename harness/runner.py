@@ -1,0 +1,231 @@
+"""Runner: one ``RunConfig`` -> one record. Isolated: any failure becomes a row with a status.
+
+Measurement follows DESIGN.md: data is resident on the device and batches are index slices
+drawn before timing; untimed warm-up; ``repeats`` timed regions synchronized only at their edges
+(the step loop never calls ``.item()``); loss finiteness is checked after the region; evaluation
+is untimed and comes last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import gc
+import time
+import uuid
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from harness import provenance
+from harness.config import RunConfig
+from harness.data import Dataset, load_dataset
+from harness.devices import peak_memory, release_memory, reset_peak_memory, synchronize
+from harness.errors import Diverged, Unavailable, one_line
+from harness.optim import make_optimizer
+from harness.precision import PrecisionPlan, resolve_precision
+from harness.results import SCHEMA_VERSION
+from harness.telemetry import device_memory_used, peak_rss_bytes
+from harness.timing import RegionTimer, median_iqr
+from models import create_model, get_model_info
+
+StepFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def new_run_id() -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    # Image: (B, classes) vs (B,). LM: (B, T, vocab) vs (B, T), flattened to tokens.
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+def _autocast(plan: PrecisionPlan, device: torch.device):
+    if plan.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=plan.autocast_dtype)
+
+
+def make_train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    plan: PrecisionPlan,
+    device: torch.device,
+) -> StepFn:
+    """One training step on the batch at ``idx``; returns the (detached, on-device) loss."""
+    if plan.use_scaler:
+        scaler = torch.amp.GradScaler(device.type)
+
+        def step(idx: torch.Tensor) -> torch.Tensor:
+            x, y = data.batch(idx)
+            with _autocast(plan, device):
+                loss = _loss(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # note: GradScaler checks for inf/NaN with one host sync
+            scaler.update()
+            return loss.detach()
+
+        return step
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        x, y = data.batch(idx)
+        with _autocast(plan, device):
+            loss = _loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, data: Dataset, plan: PrecisionPlan, device: torch.device,
+    limit: int, batch_size: int = 256,
+) -> tuple[float | None, float | None]:
+    """Held-out mean cross-entropy and top-1 accuracy (next-token accuracy for the LM)."""
+    model.eval()
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    count = 0
+    for x, y in data.eval_batches(batch_size, limit):
+        with _autocast(plan, device):
+            logits = model(x)
+        logits = logits.float()
+        total_loss += F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
+        ).double()
+        correct += (logits.argmax(dim=-1) == y).sum()
+        count += y.numel()
+    model.train()
+    if count == 0:
+        return None, None
+    return float(total_loss) / count, int(correct) / count
+
+
+class Runner:
+    """Runs configs one after another in this process, caching datasets between them."""
+
+    def __init__(self, run_id: str | None = None, data_dir: str = "data",
+                 download: bool = False) -> None:
+        self.run_id = run_id or new_run_id()
+        self.data_dir = data_dir
+        self.download = download
+        self._data_key: tuple | None = None
+        self._data: Dataset | None = None
+
+    def dataset(self, cfg: RunConfig) -> Dataset:
+        key = (cfg.dataset, cfg.device, cfg.data_seed, cfg.train_samples, cfg.eval_samples)
+        if key != self._data_key:
+            self._data = None  # free the previous dataset before loading the next
+            gc.collect()
+            self._data = load_dataset(
+                cfg.dataset, torch.device(cfg.device), data_dir=self.data_dir,
+                download=self.download, data_seed=cfg.data_seed,
+                train_samples=cfg.train_samples, eval_samples=cfg.eval_samples,
+            )
+            self._data_key = key
+        assert self._data is not None
+        return self._data
+
+    def base_record(self, cfg: RunConfig) -> dict[str, object]:
+        info = get_model_info(cfg.model)
+        rec: dict[str, object] = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "record_id": uuid.uuid4().hex[:12],
+            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **{k: getattr(cfg, k) for k in RunConfig.__dataclass_fields__},
+            "task": info.task,
+            "status": None,
+            "error": None,
+        }
+        rec.update(provenance.collect(cfg.device))
+        return rec
+
+    def run(self, cfg: RunConfig) -> dict[str, object]:
+        """Measure ``cfg``; never raises for a failing config (KeyboardInterrupt excepted)."""
+        rec = self.base_record(cfg)
+        device = torch.device(cfg.device)
+        started = time.perf_counter()
+        try:
+            rec.update(self._measure(cfg, device))
+            rec["status"] = "ok"
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            rec.update(status="oom", error=one_line(exc))
+        except Diverged as exc:
+            rec.update(status="diverged", error=one_line(exc))
+        except (Unavailable, NotImplementedError) as exc:
+            rec.update(status="unavailable", error=one_line(exc))
+        except Exception as exc:  # isolation: the sweep goes on, the error is a column
+            rec.update(status="error", error=one_line(exc))
+        finally:
+            gc.collect()
+            release_memory(device)
+        rec["wall_time_s"] = time.perf_counter() - started
+        rec["peak_rss_bytes"] = peak_rss_bytes()
+        return rec
+
+    def _measure(self, cfg: RunConfig, device: torch.device) -> dict[str, object]:
+        plan = resolve_precision(cfg.precision, device)
+        data = self.dataset(cfg)
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model, **data.model_kwargs).to(device)
+        model.train()
+        optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+        step = make_train_step(model, optimizer, data, plan, device)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        total_steps = cfg.warmup_steps + cfg.repeats * cfg.timed_steps
+        indices = data.sample_indices(total_steps, cfg.batch_size, gen)  # (steps, B) on device
+        reset_peak_memory(device)
+
+        losses: list[torch.Tensor] = []
+        for i in range(cfg.warmup_steps):  # cuDNN autotuning, allocator growth, lazy init
+            losses.append(step(indices[i]))
+        synchronize(device)
+
+        timer = RegionTimer(device)
+        items = cfg.batch_size * data.items_per_sample()  # samples (or tokens) per step
+        repeat_tp: list[float] = []
+        step_times: list[float] = []
+        pos = cfg.warmup_steps
+        for _ in range(cfg.repeats):
+            timer.start()
+            for _ in range(cfg.timed_steps):
+                losses.append(step(indices[pos]))
+                timer.step()
+                pos += 1
+            seconds, per_step = timer.stop()
+            repeat_tp.append(items * cfg.timed_steps / seconds)
+            step_times.extend(per_step)
+
+        loss_curve = torch.stack(losses).float()  # one host transfer, after timing
+        if not bool(torch.isfinite(loss_curve).all()):
+            first = int((~torch.isfinite(loss_curve)).nonzero()[0])
+            raise Diverged(f"non-finite training loss at step {first}")
+        alloc, reserved = peak_memory(device)
+        used = device_memory_used(device)
+        eval_loss, eval_acc = evaluate(model, data, plan, device, cfg.eval_samples)
+        med, iqr = median_iqr([t * 1e3 for t in step_times])
+        tp_med, _ = median_iqr(repeat_tp)
+        return {
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "throughput": tp_med,
+            "throughput_unit": data.unit,
+            "step_time_ms_median": med,
+            "step_time_ms_iqr": iqr,
+            "repeat_throughputs": repeat_tp,
+            "peak_memory_allocated_bytes": alloc,
+            "peak_memory_reserved_bytes": reserved,
+            "device_memory_used_bytes": used,
+            "train_loss": float(loss_curve[-1]),
+            "eval_loss": eval_loss,
+            "eval_accuracy": eval_acc,
+            "loss_curve": [round(v, 5) for v in loss_curve.tolist()],
+        }

@@ -1,0 +1,51 @@
+"""Plain-text summary of a results DataFrame (what ``trainmark run`` and ``show`` print)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+MIB = 1024 * 1024
+
+
+def _fmt(value: object, spec: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return "-"
+    return format(value, spec)
+
+
+def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The columns people read first, formatted for a terminal (missing values as '-')."""
+    rows = []
+    for r in df.itertuples(index=False):
+        mem = r.peak_memory_allocated_bytes
+        if mem is pd.NA or mem is None:
+            mem = r.peak_rss_bytes  # CPU: the host process's peak is the memory that matters
+        unit = "" if r.throughput_unit is pd.NA else str(r.throughput_unit).replace("/s", "")
+        rows.append(
+            {
+                "model": r.model,
+                "dataset": r.dataset,
+                "device": r.device,
+                "bs": r.batch_size,
+                "precision": r.precision,
+                "optim": r.optimizer,
+                "status": r.status,
+                "throughput": f"{_fmt(r.throughput, ',.0f')} {unit}".strip(),
+                "step ms": _fmt(r.step_time_ms_median, ".1f"),
+                "iqr ms": _fmt(r.step_time_ms_iqr, ".1f"),
+                "peak MiB": _fmt(None if mem is pd.NA or mem is None else mem / MIB, ".0f"),
+                "eval acc": _fmt(r.eval_accuracy, ".3f"),
+                "eval loss": _fmt(r.eval_loss, ".3f"),
+                "error": "" if r.error is pd.NA or r.error is None else str(r.error)[:60],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summary_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(no records)"
+    table = summary_frame(df)
+    if (table["error"] == "").all():
+        table = table.drop(columns="error")
+    return table.to_string(index=False)

@@ -1,0 +1,24 @@
+"""trainmark's model zoo. Importing this package registers every model."""
+
+from models._registry import (
+    IMAGE_CLASSIFICATION,
+    LANGUAGE_MODELING,
+    TASKS,
+    ModelInfo,
+    create_model,
+    get_model_info,
+    list_models,
+    register_model,
+)
+from models import convnet, resnet, transformer  # noqa: F401,E402  (registers the models)
+
+__all__ = [
+    "IMAGE_CLASSIFICATION",
+    "LANGUAGE_MODELING",
+    "TASKS",
+    "ModelInfo",
+    "create_model",
+    "get_model_info",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,127 @@
+import math
+
+import pytest
+import torch
+
+from harness import runner as runner_mod
+from harness.config import RunConfig
+from harness.errors import Unavailable
+from harness.precision import resolve_precision
+from harness.runner import Runner
+
+
+def tiny(model="convnet", dataset="synthetic", **kw):
+    base = dict(batch_size=4, warmup_steps=1, timed_steps=3, repeats=2, eval_samples=32,
+                train_samples=64)
+    if dataset == "synthetic-text":
+        base.pop("train_samples")
+    base.update(kw)
+    return RunConfig(model=model, dataset=dataset, **base)
+
+
+@pytest.fixture(scope="module")
+def run():
+    r = Runner(run_id="test-run")
+    return r.run
+
+
+@pytest.mark.parametrize("model, dataset, unit", [("convnet", "synthetic", "samples/s"),
+                                                  ("resnet20", "synthetic", "samples/s"),
+                                                  ("transformer", "synthetic-text", "tokens/s")])
+def test_ok_record_has_the_contract_fields(run, model, dataset, unit):
+    rec = run(tiny(model, dataset))
+    assert rec["status"] == "ok" and rec["error"] is None
+    assert rec["run_id"] == "test-run" and rec["model"] == model and rec["dataset"] == dataset
+    assert rec["throughput_unit"] == unit
+    assert len(rec["repeat_throughputs"]) == 2
+    assert rec["throughput"] == pytest.approx(sorted(rec["repeat_throughputs"])[0] / 2
+                                              + sorted(rec["repeat_throughputs"])[1] / 2)
+    assert rec["step_time_ms_median"] > 0 and rec["step_time_ms_iqr"] >= 0
+    assert 0.0 <= rec["eval_accuracy"] <= 1.0 and math.isfinite(rec["eval_loss"])
+    assert len(rec["loss_curve"]) == 1 + 3 * 2
+    assert rec["peak_memory_allocated_bytes"] is None  # CPU: the allocator is not tracked
+    assert rec["peak_rss_bytes"] > 0
+    for field in ("torch_version", "cpu_model", "host", "python", "num_threads", "timestamp"):
+        assert rec[field], field
+
+
+def test_tokens_per_second_counts_tokens(run):
+    rec = run(tiny("transformer", "synthetic-text", timed_steps=2, repeats=1))
+    per_step_s = rec["step_time_ms_median"] / 1e3
+    assert rec["throughput"] == pytest.approx(4 * 128 / per_step_s, rel=0.5)
+
+
+def test_same_seed_same_losses_different_seed_different(run):
+    a, b = run(tiny(seed=1)), run(tiny(seed=1))
+    c = run(tiny(seed=2))
+    assert a["loss_curve"] == b["loss_curve"]
+    assert a["loss_curve"] != c["loss_curve"]
+
+
+def test_training_learns_on_synthetic_data(run):
+    rec = run(tiny("resnet20", optimizer="adagrad", lr=1e-2, batch_size=32, warmup_steps=10,
+                   timed_steps=10, repeats=2, train_samples=1024, eval_samples=256))
+    assert rec["eval_accuracy"] > 0.3  # chance is 0.1
+    assert rec["loss_curve"][-1] < rec["loss_curve"][0]
+
+
+@pytest.mark.parametrize("model, status, text", [
+    ("test_oom", "oom", "OutOfMemoryError: CUDA out of memory"),
+    ("test_nan", "diverged", "non-finite training loss at step 0"),
+    ("test_error", "error", "ValueError: boom"),
+    ("test_unsupported", "unavailable", "not implemented for 'Half'"),
+])
+def test_failures_become_records_with_a_status(run, model, status, text):
+    rec = run(tiny(model))
+    assert rec["status"] == status
+    assert text in rec["error"] and "\n" not in rec["error"]
+    assert rec.get("throughput") is None
+    # the runner goes on: the next config still works
+    assert run(tiny())["status"] == "ok"
+
+
+def test_precision_the_device_lacks_is_unavailable(monkeypatch, run):
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: False)
+    with pytest.raises(Unavailable, match="autocast is not available on cpu"):
+        resolve_precision("amp-bf16", torch.device("cpu"))
+    rec = run(tiny(precision="amp-bf16"))
+    assert rec["status"] == "unavailable" and "autocast is not available" in rec["error"]
+
+
+def test_cuda_bf16_without_support_is_unavailable(monkeypatch):
+    monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
+    with pytest.raises(Unavailable, match="Tesla V100 does not support bf16"):
+        resolve_precision("amp-bf16", torch.device("cuda:0"))
+    plan = resolve_precision("amp", torch.device("cuda:0"))
+    assert plan.name == "amp-fp16" and plan.use_scaler
+
+
+def test_no_host_sync_inside_the_timed_region(monkeypatch, run):
+    """Inside a timed region, .item()/.cpu()/.tolist()/bool() on a tensor must never be called."""
+    state = {"timing": False}
+    real_start, real_stop = runner_mod.RegionTimer.start, runner_mod.RegionTimer.stop
+
+    def start(self):
+        real_start(self)
+        state["timing"] = True
+
+    def stop(self):
+        state["timing"] = False
+        return real_stop(self)
+
+    monkeypatch.setattr(runner_mod.RegionTimer, "start", start)
+    monkeypatch.setattr(runner_mod.RegionTimer, "stop", stop)
+    for name in ("item", "cpu", "tolist", "__bool__", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def guarded(self, *a, _real=real, _name=name, **k):
+            if state["timing"]:
+                raise AssertionError(f"host sync {_name}() inside the timed region")
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, guarded)
+    for model, dataset in [("convnet", "synthetic"), ("transformer", "synthetic-text")]:
+        rec = run(tiny(model, dataset))
+        assert rec["status"] == "ok", rec["error"]
