@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
+import os
 import time
 import uuid
 from typing import Callable
@@ -31,6 +32,15 @@ from harness.timing import RegionTimer, median_iqr
 from models import create_model, get_model_info
 
 StepFn = Callable[[torch.Tensor], torch.Tensor]
+
+# Test-only knob for checking that regression gates detect slowdowns: when set to a fraction f,
+# each timed step is followed by a sleep of f x its own duration (and, only then, a device sync).
+SLOWDOWN_ENV = "TRAINMARK_INJECT_SLOWDOWN"
+
+
+def _injected_slowdown() -> float:
+    text = os.environ.get(SLOWDOWN_ENV, "").strip()
+    return float(text) if text else 0.0
 
 
 def new_run_id() -> str:
@@ -195,10 +205,15 @@ class Runner:
         repeat_tp: list[float] = []
         step_times: list[float] = []
         pos = cfg.warmup_steps
+        slowdown = _injected_slowdown()
         for _ in range(cfg.repeats):
             timer.start()
             for _ in range(cfg.timed_steps):
+                t_step = time.perf_counter()
                 losses.append(step(indices[pos]))
+                if slowdown:
+                    synchronize(device)
+                    time.sleep(slowdown * (time.perf_counter() - t_step))
                 timer.step()
                 pos += 1
             seconds, per_step = timer.stop()

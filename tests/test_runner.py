@@ -125,3 +125,11 @@ def test_no_host_sync_inside_the_timed_region(monkeypatch, run):
     for model, dataset in [("convnet", "synthetic"), ("transformer", "synthetic-text")]:
         rec = run(tiny(model, dataset))
         assert rec["status"] == "ok", rec["error"]
+
+
+def test_injected_slowdown_knob_slows_steps(monkeypatch, run):
+    cfg = tiny(timed_steps=4, repeats=3, batch_size=16)
+    base = run(cfg)["step_time_ms_median"]
+    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "1.0")
+    slowed = run(cfg)["step_time_ms_median"]
+    assert slowed > 1.5 * base
