@@ -18,7 +18,10 @@ from harness.errors import UserError
 
 RESULTS_DIR = Path("results")
 # Modules adding subcommands: each exposes ``add_parser(subparsers)`` that sets ``func``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.reproduce",
+    "harness.replay",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +69,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed for model init and batch order")
     p.add_argument("--eval-samples", type=int, help="held-out samples evaluated after timing")
     p.add_argument("--train-samples", type=int, help="cap on training-set size")
+    p.add_argument("--seeds", type=int, help="repeat each config over N consecutive seeds")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic algorithms: bitwise-repeatable losses (may be slower)")
+    p.add_argument("--target-accuracy", type=float,
+                   help="time-to-accuracy mode: train until held-out accuracy >= X (a fraction)")
+    p.add_argument("--eval-interval", type=int,
+                   help="steps between evaluations in time-to-accuracy mode (default 50)")
+    p.add_argument("--max-steps", type=int,
+                   help="upper bound on steps in time-to-accuracy mode (default 2000)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write loss curves and throughput as TensorBoard event files")
     p.add_argument("--out", help="results file (default: results/<run_id>.jsonl)")
     p.add_argument("--resume", action="store_true",
                    help="skip configs already recorded ok in --out (default: newest results file)")
@@ -91,6 +105,11 @@ def _sweep_configs(args: argparse.Namespace):
         "seed": args.seed,
         "eval_samples": args.eval_samples,
         "train_samples": args.train_samples,
+        "seeds": args.seeds,
+        "deterministic": args.deterministic,
+        "target_accuracy": args.target_accuracy,
+        "eval_interval": args.eval_interval,
+        "max_steps": args.max_steps,
     }
     return expand(merge_settings(suite, overrides))
 
@@ -117,7 +136,9 @@ def _output_path(args: argparse.Namespace, run_id: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from harness.config import record_key
     from harness.data import check_dataset
+    from harness.determinism import prepare_process
     from harness.results import ResultsWriter, load_results, read_records
     from harness.runner import Runner, new_run_id
     from harness.summary import summary_table
@@ -125,6 +146,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     configs = _sweep_configs(args)
     for name in dict.fromkeys(c.dataset for c in configs):
         check_dataset(name, args.data_dir, args.download)
+    if args.tensorboard:
+        from harness.tboard import check_available
+
+        check_available()
+    prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
     run_id = new_run_id()
     out = _output_path(args, run_id)
 
@@ -133,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the torn tail is reported when the writer cuts it
             previous = read_records(out)
-        ok_keys = {_record_key(r) for r in previous if r.get("status") == "ok"}
+        ok_keys = {record_key(r) for r in previous if r.get("status") == "ok"}
         done = {c.key() for c in configs if c.key() in ok_keys}
         if previous and previous[0].get("run_id"):
             run_id = str(previous[0]["run_id"])
@@ -141,7 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if done:
         print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run", file=sys.stderr)
 
-    runner = Runner(run_id=run_id, data_dir=args.data_dir, download=args.download)
+    runner = Runner(run_id=run_id, data_dir=args.data_dir, download=args.download,
+                    tensorboard_dir=args.tensorboard)
     writer = ResultsWriter(out)
     bar = tqdm(todo, unit="config", file=sys.stderr, disable=None if not args.quiet else True,
                dynamic_ncols=True)
@@ -168,15 +195,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar.close()
     frame = load_results([out])
     print(summary_table(frame))
+    _print_seed_table(frame)
     failures = int((frame["status"] != "ok").sum())
     print(f"\n{len(frame)} records ({failures} not ok) in {out}")
     return 0
-
-
-def _record_key(rec: dict) -> tuple:
-    from harness.config import CONFIG_FIELDS
-
-    return tuple(rec.get(f) for f in CONFIG_FIELDS)
 
 
 # ------------------------------------------------------------------------ list / env / show
@@ -227,7 +249,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.parquet:
         print(f"wrote {export(frame, args.parquet)}", file=sys.stderr)
     print(summary_table(frame))
+    _print_seed_table(frame)
     return 0
+
+
+def _print_seed_table(frame) -> None:
+    from harness.seeds import seed_table
+
+    table = seed_table(frame)
+    if table:
+        print("\n" + table)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,24 +44,52 @@ class RunConfig:
     eval_samples: int = 512  # held-out images (or context windows) evaluated after timing
     train_samples: int | None = None  # cap on the training split; None = dataset default
     data_seed: int = 0  # synthetic data generation (fixed across training seeds)
+    deterministic: bool = False  # deterministic algorithms, cuDNN autotuning off (determinism.py)
+    # Time-to-accuracy mode (target_accuracy set): train until held-out accuracy >= target,
+    # evaluating every eval_interval steps with the clock paused, for at most max_steps steps.
+    target_accuracy: float | None = None
+    eval_interval: int = 50
+    max_steps: int = 2000
 
     def key(self) -> tuple:
         """Identity of the configuration, used to match records (resume, compare)."""
         return tuple(dataclasses.astuple(self))
 
     def label(self) -> str:
-        return (
+        text = (
             f"{self.model} {self.dataset} {self.device} bs={self.batch_size} "
             f"{self.precision} {self.optimizer}"
         )
+        if self.seed:
+            text += f" seed={self.seed}"
+        if self.target_accuracy is not None:
+            text += f" target={self.target_accuracy:g}"
+        return text
 
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
+def record_key(record: dict[str, Any]) -> tuple:
+    """The ``RunConfig.key()`` of a stored record; fields added since it was written take their
+    defaults, so older results files still match."""
+    return tuple(record.get(f, CONFIG_DEFAULTS.get(f)) for f in CONFIG_FIELDS)
+
+
+def config_from_record(record: dict[str, Any]) -> RunConfig:
+    """Rebuild the ``RunConfig`` a record measured (for rerun / verify)."""
+    missing = [f for f in ("model", "dataset") if not record.get(f)]
+    if missing:
+        raise UserError(f"record {record.get('record_id')!r} lacks {', '.join(missing)}")
+    values = {f: record[f] for f in CONFIG_FIELDS if record.get(f) is not None}
+    return RunConfig(**values)
 
 # Sweep keys: list axes and scalar settings, as named by CLI flags (dashes become underscores).
 LIST_KEYS = ("models", "datasets", "devices", "batch_sizes", "precisions", "optimizers")
-SCALAR_KEYS = ("lr", "seed", "warmup", "steps", "repeats", "eval_samples", "train_samples",
-               "data_seed")
+SCALAR_KEYS = ("lr", "seed", "seeds", "warmup", "steps", "repeats", "eval_samples",
+               "train_samples", "data_seed", "deterministic", "target_accuracy", "eval_interval",
+               "max_steps")
 DEFAULTS: dict[str, Any] = {
     "models": ["convnet", "resnet20", "transformer"],
     "datasets": [],  # empty: each model's default dataset
@@ -77,6 +105,11 @@ DEFAULTS: dict[str, Any] = {
     "eval_samples": 512,
     "train_samples": None,
     "data_seed": 0,
+    "seeds": 1,  # repeat each config over this many consecutive seeds
+    "deterministic": False,
+    "target_accuracy": None,
+    "eval_interval": 50,
+    "max_steps": 2000,
 }
 
 
@@ -187,11 +220,18 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
             train_samples = _positive_int("train samples", train_samples)
         seed = _positive_int("seed", per_model["seed"], allow_zero=True)
         data_seed = _positive_int("data seed", per_model["data_seed"], allow_zero=True)
+        n_seeds = _positive_int("seeds", per_model["seeds"])
+        target = per_model["target_accuracy"]
+        if target is not None and not (isinstance(target, (int, float)) and 0 < target <= 1):
+            raise UserError(f"target accuracy must be a fraction in (0, 1], got {target!r}")
+        eval_interval = _positive_int("eval interval", per_model["eval_interval"])
+        max_steps = _positive_int("max steps", per_model["max_steps"])
+        deterministic = bool(per_model["deterministic"])
         lr_override = per_model["lr"]
         if lr_override is not None and (not isinstance(lr_override, (int, float)) or lr_override <= 0):
             raise UserError(f"lr must be a number > 0, got {lr_override!r}")
-        for dataset, device, bs, prec, opt in itertools.product(
-            own, devices, batch_sizes, precisions, optimizers
+        for dataset, device, bs, prec, opt, run_seed in itertools.product(
+            own, devices, batch_sizes, precisions, optimizers, range(seed, seed + n_seeds)
         ):
             configs.append(
                 RunConfig(
@@ -202,13 +242,17 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
                     precision=resolve_alias(prec, device.split(":")[0]),
                     optimizer=opt,
                     lr=float(lr_override if lr_override is not None else info.default_lr[opt]),
-                    seed=seed,
+                    seed=run_seed,
                     warmup_steps=warmup,
                     timed_steps=steps,
                     repeats=repeats,
                     eval_samples=eval_samples,
                     train_samples=train_samples,
                     data_seed=data_seed,
+                    deterministic=deterministic,
+                    target_accuracy=None if target is None else float(target),
+                    eval_interval=eval_interval,
+                    max_steps=max_steps,
                 )
             )
     # De-duplicate (e.g. 'amp' and 'amp-bf16' on CPU resolve to the same config), keep order.

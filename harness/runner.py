@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from harness import provenance
 from harness.config import RunConfig
 from harness.data import Dataset, load_dataset
+from harness.determinism import determinism
+from harness.losscurve import compact_curve, curve_digest
 from harness.devices import peak_memory, release_memory, reset_peak_memory, synchronize
 from harness.errors import Diverged, Unavailable, one_line
 from harness.optim import make_optimizer
@@ -123,10 +125,11 @@ class Runner:
     """Runs configs one after another in this process, caching datasets between them."""
 
     def __init__(self, run_id: str | None = None, data_dir: str = "data",
-                 download: bool = False) -> None:
+                 download: bool = False, tensorboard_dir: str | None = None) -> None:
         self.run_id = run_id or new_run_id()
         self.data_dir = data_dir
         self.download = download
+        self.tensorboard_dir = tensorboard_dir
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
 
@@ -165,7 +168,9 @@ class Runner:
         device = torch.device(cfg.device)
         started = time.perf_counter()
         try:
-            rec.update(self._measure(cfg, device))
+            with determinism(cfg.deterministic, cfg.seed):
+                rec["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+                rec.update(self._measure(cfg, device))
             rec["status"] = "ok"
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
             rec.update(status="oom", error=one_line(exc))
@@ -180,6 +185,10 @@ class Runner:
             release_memory(device)
         rec["wall_time_s"] = time.perf_counter() - started
         rec["peak_rss_bytes"] = peak_rss_bytes()
+        if self.tensorboard_dir and rec["status"] == "ok":
+            from harness.tboard import write_record  # optional dependency, imported on use
+
+            write_record(self.tensorboard_dir, rec)
         return rec
 
     def _measure(self, cfg: RunConfig, device: torch.device) -> dict[str, object]:
@@ -191,24 +200,25 @@ class Runner:
         optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
         step = make_train_step(model, optimizer, data, plan, device)
         gen = torch.Generator().manual_seed(cfg.seed)
-        total_steps = cfg.warmup_steps + cfg.repeats * cfg.timed_steps
+        tta = cfg.target_accuracy is not None
+        total_steps = cfg.max_steps if tta else cfg.warmup_steps + cfg.repeats * cfg.timed_steps
         indices = data.sample_indices(total_steps, cfg.batch_size, gen)  # (steps, B) on device
         reset_peak_memory(device)
+        items = cfg.batch_size * data.items_per_sample()  # samples (or tokens) per step
 
         losses: list[torch.Tensor] = []
-        for i in range(cfg.warmup_steps):  # cuDNN autotuning, allocator growth, lazy init
-            losses.append(step(indices[i]))
-        synchronize(device)
-
         timer = RegionTimer(device)
-        items = cfg.batch_size * data.items_per_sample()  # samples (or tokens) per step
-        repeat_tp: list[float] = []
-        step_times: list[float] = []
-        pos = cfg.warmup_steps
         slowdown = _injected_slowdown()
-        for _ in range(cfg.repeats):
+        region_tp: list[float] = []
+        step_times: list[float] = []
+        trained_s = 0.0
+        pos = 0
+
+        def timed_region(n: int) -> None:
+            """``n`` training steps, synchronized only at the region's edges."""
+            nonlocal pos, trained_s
             timer.start()
-            for _ in range(cfg.timed_steps):
+            for _ in range(n):
                 t_step = time.perf_counter()
                 losses.append(step(indices[pos]))
                 if slowdown:
@@ -217,30 +227,71 @@ class Runner:
                 timer.step()
                 pos += 1
             seconds, per_step = timer.stop()
-            repeat_tp.append(items * cfg.timed_steps / seconds)
+            trained_s += seconds
+            region_tp.append(items * n / seconds)
             step_times.extend(per_step)
 
-        loss_curve = torch.stack(losses).float()  # one host transfer, after timing
-        if not bool(torch.isfinite(loss_curve).all()):
-            first = int((~torch.isfinite(loss_curve)).nonzero()[0])
-            raise Diverged(f"non-finite training loss at step {first}")
+        extra: dict[str, object] = {}
+        if tta:
+            # Every training step is on the clock (no untimed warm-up); the clock stops only
+            # while the held-out set is evaluated, every eval_interval steps.
+            reached_at: int | None = None
+            acc: float | None = None
+            while pos < total_steps:
+                timed_region(min(cfg.eval_interval, total_steps - pos))
+                _check_finite(losses)
+                _, acc = evaluate(model, data, plan, device, cfg.eval_samples)
+                if acc is not None and acc >= cfg.target_accuracy:
+                    reached_at = pos
+                    break
+            extra = {
+                "target_reached": reached_at is not None,
+                "steps_to_accuracy": reached_at,
+                "time_to_accuracy_s": trained_s if reached_at is not None else None,
+                "train_time_s": trained_s,
+                "steps_run": pos,
+            }
+        else:
+            for _ in range(cfg.warmup_steps):  # cuDNN autotuning, allocator growth, lazy init
+                losses.append(step(indices[pos]))
+                pos += 1
+            synchronize(device)
+            for _ in range(cfg.repeats):
+                timed_region(cfg.timed_steps)
+
+        curve = _check_finite(losses)
         alloc, reserved = peak_memory(device)
         used = device_memory_used(device)
         eval_loss, eval_acc = evaluate(model, data, plan, device, cfg.eval_samples)
         med, iqr = median_iqr([t * 1e3 for t in step_times])
-        tp_med, _ = median_iqr(repeat_tp)
+        tp_med, _ = median_iqr(region_tp)
+        values, every = compact_curve(curve)
         return {
             "num_params": sum(p.numel() for p in model.parameters()),
             "throughput": tp_med,
             "throughput_unit": data.unit,
             "step_time_ms_median": med,
             "step_time_ms_iqr": iqr,
-            "repeat_throughputs": repeat_tp,
+            "repeat_throughputs": region_tp,
             "peak_memory_allocated_bytes": alloc,
             "peak_memory_reserved_bytes": reserved,
             "device_memory_used_bytes": used,
-            "train_loss": float(loss_curve[-1]),
+            "train_loss": float(curve[-1]),
             "eval_loss": eval_loss,
             "eval_accuracy": eval_acc,
-            "loss_curve": [round(v, 5) for v in loss_curve.tolist()],
+            "loss_curve": values,
+            "loss_curve_every": every,
+            "loss_curve_sha256": curve_digest(curve),
+            **extra,
         }
+
+
+def _check_finite(losses: list[torch.Tensor]) -> torch.Tensor:
+    """All losses so far as one float32 CPU tensor (one host transfer); ``Diverged`` if any is
+    NaN or infinite. Called only outside timed regions."""
+    curve = torch.stack(losses).float().cpu()
+    finite = torch.isfinite(curve)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        raise Diverged(f"non-finite training loss at step {first}")
+    return curve

@@ -24,6 +24,18 @@ import torch.nn.functional as F  # correction 1: the article never imports F
 
 from models._registry import IMAGE_CLASSIFICATION, register_model
 
+# The corrections above, as data: reports of `trainmark reproduce article` list them.
+CORRECTIONS: tuple[tuple[str, str], ...] = (
+    ("`F` (`torch.nn.functional`) is used but never imported: `NameError` on the first forward "
+     "pass.", "Import `torch.nn.functional as F`."),
+    ("`nn.Linear(9216, 120)` and `x.view(-1, 9216)`: a 32x32 CIFAR-10 image is 64x8x8 = 4096 "
+     "values after two 2x2 pools (9216 = 64x12x12 is the 28x28 MNIST size), so the first "
+     "forward pass fails: `shape '[-1, 9216]' is invalid for input of size 16384` at batch 4.",
+     "Use 4096 input features, computed from the image size."),
+    ("The cross-entropy formula printed is the binary one, with a misplaced bracket.",
+     "Use multi-class `F.cross_entropy`, as the article's code does."),
+)
+
 
 class ConvNet(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> None:
