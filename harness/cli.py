@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,6 +22,11 @@ RESULTS_DIR = Path("results")
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.reproduce",
     "harness.replay",
+    "harness.peak",
+    "harness.report",
+    "harness.compare",
+    "harness.ab",
+    "harness.baselines",
 )
 
 
@@ -78,12 +84,19 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="steps between evaluations in time-to-accuracy mode (default 50)")
     p.add_argument("--max-steps", type=int,
                    help="upper bound on steps in time-to-accuracy mode (default 2000)")
+    p.add_argument("--nproc", help="comma list of data-parallel process counts (DDP, torchrun)")
+    p.add_argument("--compile", action="store_const", const=[True],
+                   help="torch.compile each model (compile time recorded separately)")
+    p.add_argument("--channels-last", action="store_const", const=[True],
+                   help="NHWC memory format for the convolutional models")
     p.add_argument("--tensorboard", metavar="DIR",
                    help="also write loss curves and throughput as TensorBoard event files")
     p.add_argument("--out", help="results file (default: results/<run_id>.jsonl)")
     p.add_argument("--resume", action="store_true",
                    help="skip configs already recorded ok in --out (default: newest results file)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write reports/<run_id>/report.html at the end")
     p.set_defaults(func=cmd_run)
 
 
@@ -110,6 +123,9 @@ def _sweep_configs(args: argparse.Namespace):
         "target_accuracy": args.target_accuracy,
         "eval_interval": args.eval_interval,
         "max_steps": args.max_steps,
+        "nproc": _int_list("--nproc", args.nproc),
+        "compile": args.compile,
+        "channels_last": args.channels_last,
     }
     return expand(merge_settings(suite, overrides))
 
@@ -134,14 +150,14 @@ def _output_path(args: argparse.Namespace, run_id: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from harness import distributed
     from harness.config import record_key
     from harness.data import check_dataset
     from harness.determinism import prepare_process
     from harness.results import ResultsWriter, load_results, read_records
     from harness.runner import Runner, new_run_id
     from harness.summary import summary_table
+    from harness.sweep import for_world, order_for_scaling, run_sweep
 
     configs = _sweep_configs(args)
     for name in dict.fromkeys(c.dataset for c in configs):
@@ -152,10 +168,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_available()
     prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
     run_id = new_run_id()
-    out = _output_path(args, run_id)
+    dist_env = distributed.init(configs[0].device.split(":")[0])  # under torchrun / srun
+    if dist_env is not None:
+        configs = for_world(configs, dist_env.world_size)
+        run_id = str(distributed.gather(run_id)[0])  # one run id, rank 0's
+    is_writer = distributed.rank() == 0
+    out = _output_path(args, run_id) if is_writer else Path(os.devnull)
 
     done: set[tuple] = set()
-    if args.resume and out.exists():
+    previous: list[dict] = []
+    if args.resume and is_writer and out.exists():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the torn tail is reported when the writer cuts it
             previous = read_records(out)
@@ -163,41 +185,42 @@ def cmd_run(args: argparse.Namespace) -> int:
         done = {c.key() for c in configs if c.key() in ok_keys}
         if previous and previous[0].get("run_id"):
             run_id = str(previous[0]["run_id"])
+    if dist_env is not None:  # every rank must run the same configs, in the same order
+        done = set(distributed.gather(done)[0])
     todo = [c for c in configs if c.key() not in done]
     if done:
         print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run", file=sys.stderr)
 
     runner = Runner(run_id=run_id, data_dir=args.data_dir, download=args.download,
                     tensorboard_dir=args.tensorboard)
-    writer = ResultsWriter(out)
-    bar = tqdm(todo, unit="config", file=sys.stderr, disable=None if not args.quiet else True,
-               dynamic_ncols=True)
+    writer = ResultsWriter(out) if is_writer else None
     finished = 0
+
+    def store(rec: dict) -> None:
+        nonlocal finished
+        writer.write(rec)
+        finished += 1
+
     try:
-        for cfg in bar:
-            bar.set_description(cfg.label())
-            rec = runner.run(cfg)
-            writer.write(rec)
-            finished += 1
-            if not args.quiet:
-                tp = rec.get("throughput")
-                what = f"{tp:,.0f} {rec['throughput_unit']}" if tp else rec.get("error") or ""
-                msg = f"[{finished}/{len(todo)}] {cfg.label()}: {rec['status']} {what}"
-                if bar.disable:
-                    print(msg, file=sys.stderr, flush=True)
-                else:
-                    tqdm.write(msg, file=sys.stderr)
+        run_sweep(order_for_scaling(todo), runner, store if writer else None,
+                  previous=previous, quiet=args.quiet)
     except KeyboardInterrupt:
-        bar.close()
         print(f"interrupted: {finished} of {len(todo)} configs recorded in {out}; "
               f"continue with: trainmark run --resume --out {out}", file=sys.stderr)
         return 130
-    bar.close()
+    finally:
+        distributed.shutdown()
+    if not is_writer:
+        return 0
     frame = load_results([out])
     print(summary_table(frame))
     _print_seed_table(frame)
     failures = int((frame["status"] != "ok").sum())
     print(f"\n{len(frame)} records ({failures} not ok) in {out}")
+    if not args.no_report:  # after the results are on disk: a report failure only warns
+        from harness.report import REPORTS_DIR, report_after_run
+
+        report_after_run(out, REPORTS_DIR / run_id)
     return 0
 
 

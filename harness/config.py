@@ -50,6 +50,9 @@ class RunConfig:
     target_accuracy: float | None = None
     eval_interval: int = 50
     max_steps: int = 2000
+    nproc: int = 1  # data-parallel processes (DDP via torch.distributed.run); batch is per process
+    compile: bool = False  # torch.compile the model; compile time is recorded separately
+    channels_last: bool = False  # NHWC memory format (convolutional models only)
 
     def key(self) -> tuple:
         """Identity of the configuration, used to match records (resume, compare)."""
@@ -64,6 +67,12 @@ class RunConfig:
             text += f" seed={self.seed}"
         if self.target_accuracy is not None:
             text += f" target={self.target_accuracy:g}"
+        if self.nproc > 1:
+            text += f" nproc={self.nproc}"
+        if self.compile:
+            text += " compile"
+        if self.channels_last:
+            text += " channels-last"
         return text
 
 
@@ -86,7 +95,8 @@ def config_from_record(record: dict[str, Any]) -> RunConfig:
     return RunConfig(**values)
 
 # Sweep keys: list axes and scalar settings, as named by CLI flags (dashes become underscores).
-LIST_KEYS = ("models", "datasets", "devices", "batch_sizes", "precisions", "optimizers")
+LIST_KEYS = ("models", "datasets", "devices", "batch_sizes", "precisions", "optimizers", "nproc",
+             "compile", "channels_last")
 SCALAR_KEYS = ("lr", "seed", "seeds", "warmup", "steps", "repeats", "eval_samples",
                "train_samples", "data_seed", "deterministic", "target_accuracy", "eval_interval",
                "max_steps")
@@ -97,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "batch_sizes": [32],
     "precisions": ["fp32"],
     "optimizers": ["sgd"],
+    "nproc": [1],
+    "compile": [False],
+    "channels_last": [False],
     "lr": None,  # None: the model family's default for the optimizer
     "seed": 0,
     "warmup": 3,
@@ -160,6 +173,17 @@ def _positive_int(key: str, value: Any, allow_zero: bool = False) -> int:
         limit = ">= 0" if allow_zero else "> 0"
         raise UserError(f"{key} must be {limit}, got {value!r}")
     return number
+
+
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UserError(f"{key} takes true/false values, got {value!r}")
 
 
 def _check_choice(kind: str, value: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -227,11 +251,21 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
         eval_interval = _positive_int("eval interval", per_model["eval_interval"])
         max_steps = _positive_int("max steps", per_model["max_steps"])
         deterministic = bool(per_model["deterministic"])
+        nprocs = [_positive_int("nproc", n) for n in _as_list("nproc", per_model["nproc"])]
+        compiles = [_flag("compile", v) for v in _as_list("compile", per_model["compile"])]
+        if any(compiles) and warmup == 0:
+            raise UserError("compile needs warmup >= 1 so that compilation stays off the clock")
+        # NHWC memory format means nothing for a language model: its configs keep the default.
+        layouts = [_flag("channels_last", v) for v in _as_list("channels_last",
+                                                               per_model["channels_last"])]
+        if info.task != "image-classification":
+            layouts = [False]
         lr_override = per_model["lr"]
         if lr_override is not None and (not isinstance(lr_override, (int, float)) or lr_override <= 0):
             raise UserError(f"lr must be a number > 0, got {lr_override!r}")
-        for dataset, device, bs, prec, opt, run_seed in itertools.product(
-            own, devices, batch_sizes, precisions, optimizers, range(seed, seed + n_seeds)
+        for dataset, device, bs, prec, opt, nproc, comp, cl, run_seed in itertools.product(
+            own, devices, batch_sizes, precisions, optimizers, nprocs, compiles, layouts,
+            range(seed, seed + n_seeds)
         ):
             configs.append(
                 RunConfig(
@@ -253,6 +287,9 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
                     target_accuracy=None if target is None else float(target),
                     eval_interval=eval_interval,
                     max_steps=max_steps,
+                    nproc=nproc,
+                    compile=comp,
+                    channels_last=cl,
                 )
             )
     # De-duplicate (e.g. 'amp' and 'amp-bf16' on CPU resolve to the same config), keep order.

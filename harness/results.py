@@ -44,6 +44,13 @@ COLUMNS: dict[str, str] = {
     "eval_samples": "Int64",
     "train_samples": "Int64",
     "data_seed": "Int64",
+    "deterministic": "boolean",
+    "target_accuracy": "Float64",
+    "eval_interval": "Int64",
+    "max_steps": "Int64",
+    "nproc": "Int64",
+    "compile": "boolean",
+    "channels_last": "boolean",
     "num_params": "Int64",
     # outcome
     "status": "string",
@@ -55,6 +62,27 @@ COLUMNS: dict[str, str] = {
     "step_time_ms_iqr": "Float64",
     "repeat_throughputs": "object",
     "wall_time_s": "Float64",
+    "compile_backend": "string",
+    "compile_time_s": "Float64",
+    "scaling_efficiency": "Float64",
+    "rank_step_time_ms_median": "object",
+    # compute efficiency (FLOPs per step from torch.utils.flop_counter; peak from table/GEMM)
+    "flops_per_step": "Float64",
+    "achieved_flops_per_s": "Float64",
+    "peak_flops_per_s": "Float64",
+    "peak_flops_source": "string",
+    "mfu": "Float64",
+    # energy (NVML, timed regions only)
+    "energy_j": "Float64",
+    "power_w_mean": "Float64",
+    "samples_per_joule": "Float64",
+    "throttled": "boolean",
+    "throttle_reasons": "object",
+    "sm_clock_mhz_mean": "Float64",
+    "temperature_c_max": "Float64",
+    "gpu_util_mean": "Float64",
+    "telemetry_samples": "Int64",
+    "telemetry_note": "string",
     # memory
     "peak_memory_allocated_bytes": "Int64",
     "peak_memory_reserved_bytes": "Int64",
@@ -64,6 +92,18 @@ COLUMNS: dict[str, str] = {
     "train_loss": "Float64",
     "eval_loss": "Float64",
     "eval_accuracy": "Float64",
+    "loss_curve": "object",
+    "loss_curve_every": "Int64",
+    "loss_curve_sha256": "string",
+    # time to accuracy (target_accuracy set)
+    "target_reached": "boolean",
+    "steps_to_accuracy": "Int64",
+    "time_to_accuracy_s": "Float64",
+    "train_time_s": "Float64",
+    "steps_run": "Int64",
+    # epoch-based experiments (reproduce article)
+    "experiment": "string",
+    "epoch": "Int64",
     # provenance
     "host": "string",
     "os": "string",
@@ -81,6 +121,7 @@ COLUMNS: dict[str, str] = {
     "tf32_matmul": "boolean",
     "tf32_cudnn": "boolean",
     "float32_matmul_precision": "string",
+    "cudnn_benchmark": "boolean",
     "omp_num_threads_env": "string",
 }
 STATUSES = ("ok", "oom", "diverged", "unavailable", "error")
@@ -129,8 +170,9 @@ def _cut_torn_tail(path: Path) -> None:
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, object]]:
-    """Records of one JSON Lines file. A torn *last* line is skipped with a warning; any other
-    malformed line is a ``UserError`` naming the file and line number."""
+    """Records of one JSON Lines file (or pytest-benchmark ``.json`` file: ``pytest_bench``).
+    A torn *last* line is skipped with a warning; any other malformed line is a ``UserError``
+    naming the file and line number."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -140,6 +182,12 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, object]]:
         raise UserError(f"{p}: not a UTF-8 results file ({exc.reason})") from None
     except OSError as exc:
         raise UserError(f"cannot read results file {p}: {exc.strerror}") from None
+    if p.suffix == ".json":  # a pytest-benchmark file (saved or --benchmark-json)?
+        from harness.pytest_bench import records_from_text
+
+        converted = records_from_text(text, p)
+        if converted is not None:
+            return converted
     lines = text.split("\n")
     torn_tail_possible = not text.endswith("\n")
     records: list[dict[str, object]] = []

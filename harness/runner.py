@@ -19,9 +19,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from harness import provenance
+from harness import distributed, provenance
 from harness.config import RunConfig
-from harness.data import Dataset, load_dataset
+from harness.data import Dataset, ImageData, load_dataset
 from harness.determinism import determinism
 from harness.losscurve import compact_curve, curve_digest
 from harness.devices import peak_memory, release_memory, reset_peak_memory, synchronize
@@ -29,7 +29,9 @@ from harness.errors import Diverged, Unavailable, one_line
 from harness.optim import make_optimizer
 from harness.precision import PrecisionPlan, resolve_precision
 from harness.results import SCHEMA_VERSION
-from harness.telemetry import device_memory_used, peak_rss_bytes
+from harness.flops import achieved_flops_per_s, count_train_step_flops, mfu
+from harness.peak import peak_flops_per_s
+from harness.telemetry import NvmlSampler, device_memory_used, peak_rss_bytes
 from harness.timing import RegionTimer, median_iqr
 from models import create_model, get_model_info
 
@@ -38,6 +40,7 @@ StepFn = Callable[[torch.Tensor], torch.Tensor]
 # Test-only knob for checking that regression gates detect slowdowns: when set to a fraction f,
 # each timed step is followed by a sleep of f x its own duration (and, only then, a device sync).
 SLOWDOWN_ENV = "TRAINMARK_INJECT_SLOWDOWN"
+COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
 
 
 def _injected_slowdown() -> float:
@@ -132,17 +135,26 @@ class Runner:
         self.tensorboard_dir = tensorboard_dir
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
+        self._flops: dict[tuple, int | None] = {}  # FLOPs per step depend on shapes only
+        self._peaks: dict[tuple, tuple[float | None, str]] = {}
 
     def dataset(self, cfg: RunConfig) -> Dataset:
-        key = (cfg.dataset, cfg.device, cfg.data_seed, cfg.train_samples, cfg.eval_samples)
+        device = distributed.local_device(cfg.device)
+        key = (cfg.dataset, device, cfg.data_seed, cfg.train_samples, cfg.eval_samples,
+               cfg.channels_last)
         if key != self._data_key:
             self._data = None  # free the previous dataset before loading the next
             gc.collect()
             self._data = load_dataset(
-                cfg.dataset, torch.device(cfg.device), data_dir=self.data_dir,
+                cfg.dataset, torch.device(device), data_dir=self.data_dir,
                 download=self.download, data_seed=cfg.data_seed,
                 train_samples=cfg.train_samples, eval_samples=cfg.eval_samples,
             )
+            if cfg.channels_last and isinstance(self._data, ImageData):
+                # Stored NHWC once, so batches (index slices) are NHWC without a per-step copy.
+                nhwc = torch.channels_last
+                self._data.train_x = self._data.train_x.contiguous(memory_format=nhwc)
+                self._data.eval_x = self._data.eval_x.contiguous(memory_format=nhwc)
             self._data_key = key
         assert self._data is not None
         return self._data
@@ -165,7 +177,17 @@ class Runner:
     def run(self, cfg: RunConfig) -> dict[str, object]:
         """Measure ``cfg``; never raises for a failing config (KeyboardInterrupt excepted)."""
         rec = self.base_record(cfg)
-        device = torch.device(cfg.device)
+        if cfg.nproc > 1 and not distributed.active():
+            # Each rank is its own process under torchrun; rank 0 sends back the record.
+            started = time.perf_counter()
+            rec.update(distributed.launch(cfg, self.data_dir, self.download, self.run_id))
+            rec["wall_time_s"] = time.perf_counter() - started
+            return rec
+        if distributed.active() and cfg.nproc != distributed.world_size():
+            rec.update(status="error", error=f"nproc {cfg.nproc} but the launcher started "
+                                             f"{distributed.world_size()} processes")
+            return rec
+        device = torch.device(distributed.local_device(cfg.device))
         started = time.perf_counter()
         try:
             with determinism(cfg.deterministic, cfg.seed):
@@ -191,18 +213,63 @@ class Runner:
             write_record(self.tensorboard_dir, rec)
         return rec
 
+    def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset,
+                    idx: torch.Tensor, plan: PrecisionPlan) -> int | None:
+        """FLOPs of one training step (forward + backward, per rank), counted once per shape."""
+        key = (cfg.model, cfg.dataset, cfg.batch_size, cfg.channels_last, cfg.device)
+        if key not in self._flops:
+            try:
+                x, y = data.batch(idx)
+                self._flops[key] = count_train_step_flops(
+                    model, x, y, loss_fn=_loss, autocast_dtype=plan.autocast_dtype)
+            except Exception:  # counting is best effort; the benchmark itself must not fail
+                self._flops[key] = None
+        return self._flops[key]
+
+    def _efficiency(self, cfg: RunConfig, device: torch.device, data: Dataset,
+                    flops: int | None, step_ms: float | None, world: int) -> dict[str, object]:
+        """Achieved FLOP/s over all ranks and MFU against the device's peak."""
+        key = (str(device), cfg.precision)
+        if key not in self._peaks:
+            # cuDNN convolutions run fp32 as TF32 by default, so conv nets get the TF32 peak.
+            tf32 = bool(torch.backends.cudnn.allow_tf32) if isinstance(data, ImageData) else None
+            # Ranks of a multi-process run would measure each other's load: cached peaks only.
+            self._peaks[key] = peak_flops_per_s(str(device), cfg.precision, tf32=tf32,
+                                                measure=not distributed.active())
+        peak, source = self._peaks[key]
+        achieved = achieved_flops_per_s(flops * world if flops else None,
+                                        step_ms / 1e3 if step_ms else None)
+        total_peak = peak * world if peak else None
+        return {
+            "flops_per_step": flops,
+            "achieved_flops_per_s": achieved,
+            "peak_flops_per_s": total_peak,
+            "peak_flops_source": source,
+            "mfu": mfu(achieved, total_peak),
+        }
+
     def _measure(self, cfg: RunConfig, device: torch.device) -> dict[str, object]:
         plan = resolve_precision(cfg.precision, device)
         data = self.dataset(cfg)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)
         model = create_model(cfg.model, **data.model_kwargs).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         model.train()
         optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
-        step = make_train_step(model, optimizer, data, plan, device)
-        gen = torch.Generator().manual_seed(cfg.seed)
+        trained = distributed.wrap(model, device)
+        compile_backend = None
+        if cfg.compile:
+            compile_backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor")
+            trained = torch.compile(trained, backend=compile_backend)
+        step = make_train_step(trained, optimizer, data, plan, device)
+        world, rank = distributed.world_size(), distributed.rank()
+        gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)  # own batches per rank
         tta = cfg.target_accuracy is not None
         total_steps = cfg.max_steps if tta else cfg.warmup_steps + cfg.repeats * cfg.timed_steps
         indices = data.sample_indices(total_steps, cfg.batch_size, gen)  # (steps, B) on device
+        flops = self._step_flops(cfg, model, data, indices[0], plan)  # untimed, state restored
+        sampler = NvmlSampler(device)  # NVML power/energy/clocks; inert without NVML or on CPU
         reset_peak_memory(device)
         items = cfg.batch_size * data.items_per_sample()  # samples (or tokens) per step
 
@@ -217,6 +284,7 @@ class Runner:
         def timed_region(n: int) -> None:
             """``n`` training steps, synchronized only at the region's edges."""
             nonlocal pos, trained_s
+            sampler.start()  # outside the region: a thread polls NVML while it runs
             timer.start()
             for _ in range(n):
                 t_step = time.perf_counter()
@@ -227,8 +295,10 @@ class Runner:
                 timer.step()
                 pos += 1
             seconds, per_step = timer.stop()
+            sampler.stop()
+            seconds = distributed.max_over_ranks(seconds)  # after the region: the slowest rank
             trained_s += seconds
-            region_tp.append(items * n / seconds)
+            region_tp.append(world * items * n / seconds)
             step_times.extend(per_step)
 
         extra: dict[str, object] = {}
@@ -241,20 +311,24 @@ class Runner:
                 timed_region(min(cfg.eval_interval, total_steps - pos))
                 _check_finite(losses)
                 _, acc = evaluate(model, data, plan, device, cfg.eval_samples)
-                if acc is not None and acc >= cfg.target_accuracy:
+                if distributed.all_true(acc is not None and acc >= cfg.target_accuracy):
                     reached_at = pos
                     break
-            extra = {
+            extra.update({
                 "target_reached": reached_at is not None,
                 "steps_to_accuracy": reached_at,
                 "time_to_accuracy_s": trained_s if reached_at is not None else None,
                 "train_time_s": trained_s,
                 "steps_run": pos,
-            }
+            })
         else:
-            for _ in range(cfg.warmup_steps):  # cuDNN autotuning, allocator growth, lazy init
+            for i in range(cfg.warmup_steps):  # cuDNN autotuning, allocator growth, lazy init
+                t0 = time.perf_counter()
                 losses.append(step(indices[pos]))
                 pos += 1
+                if i == 0 and cfg.compile:  # the first call traces and compiles the model
+                    synchronize(device)
+                    extra["compile_time_s"] = time.perf_counter() - t0
             synchronize(device)
             for _ in range(cfg.repeats):
                 timed_region(cfg.timed_steps)
@@ -264,6 +338,15 @@ class Runner:
         used = device_memory_used(device)
         eval_loss, eval_acc = evaluate(model, data, plan, device, cfg.eval_samples)
         med, iqr = median_iqr([t * 1e3 for t in step_times])
+        if world > 1:  # per-rank step-time medians show stragglers
+            extra["rank_step_time_ms_median"] = distributed.gather(med)
+        extra["compile_backend"] = compile_backend
+        extra.update(self._efficiency(cfg, device, data, flops, med, world))
+        energy = sampler.summary()
+        timed_items = items * len(step_times)  # this rank's samples (or tokens) on the clock
+        if energy.get("energy_j"):
+            energy["samples_per_joule"] = timed_items / energy["energy_j"]
+        extra.update(energy)
         tp_med, _ = median_iqr(region_tp)
         values, every = compact_curve(curve)
         return {
@@ -288,10 +371,12 @@ class Runner:
 
 def _check_finite(losses: list[torch.Tensor]) -> torch.Tensor:
     """All losses so far as one float32 CPU tensor (one host transfer); ``Diverged`` if any is
-    NaN or infinite. Called only outside timed regions."""
+    NaN or infinite on any rank. Called only outside timed regions."""
     curve = torch.stack(losses).float().cpu()
     finite = torch.isfinite(curve)
-    if not bool(finite.all()):
+    if not distributed.all_true(bool(finite.all())):
+        if bool(finite.all()):
+            raise Diverged("non-finite training loss on another rank")
         first = int((~finite).nonzero()[0])
         raise Diverged(f"non-finite training loss at step {first}")
     return curve

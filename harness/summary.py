@@ -13,6 +13,19 @@ def _fmt(value: object, spec: str) -> str:
     return format(value, spec)
 
 
+def _axis_labels(r) -> str:
+    """Non-default extra axes of a record, e.g. 'nproc=2 compile'."""
+    parts = []
+    nproc = getattr(r, "nproc", None)
+    if nproc is not None and nproc is not pd.NA and nproc == nproc and int(nproc) > 1:
+        parts.append(f"nproc={int(nproc)}")
+    for flag, label in (("compile", "compile"), ("channels_last", "NHWC"),
+                        ("deterministic", "determ")):
+        if getattr(r, flag, None) is True:
+            parts.append(label)
+    return " ".join(parts)
+
+
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     """The columns people read first, formatted for a terminal (missing values as '-')."""
     rows = []
@@ -29,6 +42,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
                 "bs": r.batch_size,
                 "precision": r.precision,
                 "optim": r.optimizer,
+                "axes": _axis_labels(r),
                 "status": r.status,
                 "throughput": f"{_fmt(r.throughput, ',.0f')} {unit}".strip(),
                 "step ms": _fmt(r.step_time_ms_median, ".1f"),
@@ -46,6 +60,7 @@ def summary_table(df: pd.DataFrame) -> str:
     if df.empty:
         return "(no records)"
     table = summary_frame(df)
-    if (table["error"] == "").all():
-        table = table.drop(columns="error")
+    for col in ("error", "axes"):
+        if (table[col] == "").all():
+            table = table.drop(columns=col)
     return table.to_string(index=False)

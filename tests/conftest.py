@@ -60,6 +60,18 @@ if "test_oom" not in list_models(include_test=True):
         return _Raises(NotImplementedError("\"addmm\" not implemented for 'Half'"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Peak-FLOP/s measurements are cached per machine; tests keep theirs out of ~/.cache."""
+    old = os.environ.get("TRAINMARK_CACHE_DIR")
+    os.environ["TRAINMARK_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("TRAINMARK_CACHE_DIR", None)
+    else:
+        os.environ["TRAINMARK_CACHE_DIR"] = old
+
+
 @pytest.fixture()
 def cifar_dir(tmp_path, monkeypatch):
     root = tmp_path / "data"

@@ -1,0 +1,115 @@
+"""FLOPs per training step, checked against formulas worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness.flops import (
+    achieved_flops_per_s,
+    count_train_step_flops,
+    mfu,
+    train_step_flops,
+)
+from models import create_model
+
+
+def test_linear_forward_is_2_b_in_out_and_backward_twice_that():
+    torch.manual_seed(0)
+    B, IN, OUT = 16, 32, 24
+    layer = nn.Linear(IN, OUT)
+    x = torch.randn(B, IN, requires_grad=True)  # an inner layer: its input needs a gradient
+    f = train_step_flops(layer, x)
+    assert f.forward == 2 * B * IN * OUT
+    assert f.backward == 2 * f.forward  # grad of input + grad of weight (bias: uncounted)
+    assert count_train_step_flops(layer, x) == 3 * 2 * B * IN * OUT
+
+
+def test_first_layer_backward_skips_the_input_gradient():
+    layer = nn.Linear(32, 24)
+    f = train_step_flops(layer, torch.randn(16, 32))  # data needs no gradient
+    assert f.backward == f.forward == 2 * 16 * 32 * 24
+
+
+def _conv_flops(b: int, cin: int, cout: int, hw: int, k: int = 3) -> int:
+    return 2 * b * cout * hw * hw * cin * k * k  # same-padding conv, stride 1
+
+
+def test_convnet_matches_its_analytic_count():
+    B = 8
+    model = create_model("convnet")
+    x, y = torch.rand(B, 3, 32, 32), torch.randint(0, 10, (B,))
+    f = train_step_flops(model, x, y, F.cross_entropy)
+    conv1 = _conv_flops(B, 3, 32, 32)
+    conv2 = _conv_flops(B, 32, 64, 16)
+    fcs = 2 * B * (4096 * 120 + 120 * 84 + 84 * 10)
+    assert f.forward == conv1 + conv2 + fcs
+    # Backward: weight and input gradients everywhere, except conv1's input gradient.
+    assert f.backward == 2 * f.forward - conv1
+
+
+def test_transformer_counts_attention_on_cpu():
+    B, T, C, L, V = 2, 16, 128, 4, 11
+    model = create_model("transformer", vocab_size=V, block_size=T)
+    idx = torch.randint(0, V, (B, T))
+
+    def loss_fn(logits, target):
+        return F.cross_entropy(logits.reshape(-1, V), target.reshape(-1))
+
+    f = train_step_flops(model, idx, idx, loss_fn)
+    linears = L * 2 * B * T * (3 * C * C + C * C + 2 * 4 * C * C) + 2 * B * T * C * V
+    attention = L * 2 * (2 * B * T * T * C)  # QK^T and PV, counted as full (not causal)
+    assert f.forward == linears + attention
+    assert f.backward == 2 * linears + attention * 5 // 2  # SDPA backward: 5 products
+
+
+def test_counting_leaves_parameters_grads_buffers_and_rng_alone():
+    torch.manual_seed(0)
+    model = create_model("resnet20")
+    model.eval()  # the mode must be restored too
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    F.cross_entropy(model(x), y).backward()  # existing grads must survive
+    before = {k: v.clone() for k, v in model.state_dict().items()}  # params + BN buffers
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    rng = torch.get_rng_state()
+
+    assert count_train_step_flops(model, x, y, F.cross_entropy) > 0
+
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(grads[n], p.grad) for n, p in model.named_parameters())
+    assert not model.training
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_fresh_model_has_no_grads_after_counting():
+    model = create_model("convnet")
+    count_train_step_flops(model, torch.rand(2, 3, 32, 32))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_rates_and_mfu():
+    assert achieved_flops_per_s(1_000_000, 0.5) == 2_000_000
+    assert achieved_flops_per_s(None, 0.5) is None
+    assert achieved_flops_per_s(10, 0.0) is None
+    assert mfu(25.0, 100.0) == pytest.approx(0.25)
+    assert mfu(25.0, None) is None and mfu(None, 1.0) is None
+
+
+def test_autocast_pass_counts_the_same_flops():
+    model = create_model("convnet")
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    fp32 = count_train_step_flops(model, x, y, F.cross_entropy)
+    bf16 = count_train_step_flops(model, x, y, F.cross_entropy, autocast_dtype=torch.bfloat16)
+    assert bf16 == fp32
+
+
+def test_dropout_in_the_counting_pass_does_not_shift_the_rng_stream():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5))
+    x = torch.randn(4, 8)
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    count_train_step_flops(model, x)  # draws dropout masks
+    assert torch.equal(torch.rand(3), expected)

@@ -1,0 +1,82 @@
+"""DDP through torch.distributed.run (2 gloo processes), compile, channels-last, FLOPs and MFU."""
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.config import RunConfig, expand, merge_settings
+from harness.results import read_records
+from harness.runner import Runner
+from harness.sweep import ScalingTracker
+
+TINY = ["--devices", "cpu", "--precisions", "fp32", "--optimizers", "sgd", "--steps", "3",
+        "--warmup", "1", "--repeats", "2", "--eval-samples", "32", "--train-samples", "64",
+        "--batch-sizes", "8", "--quiet", "--no-report"]
+
+
+def test_two_gloo_processes_record_global_throughput_and_scaling(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--models", "convnet", "--nproc", "2,1", *TINY, "--out", "d.jsonl"]) == 0
+    one, two = read_records("d.jsonl")  # the 1-process reference runs first
+    assert (one["nproc"], two["nproc"]) == (1, 2)
+    assert two["status"] == "ok", two["error"]
+    assert len(two["rank_step_time_ms_median"]) == 2
+    assert two["throughput"] > 0
+    assert two["scaling_efficiency"] == pytest.approx(two["throughput"] / (2 * one["throughput"]))
+    assert two["run_id"] == one["run_id"]
+
+
+def test_a_dead_rank_ends_the_run_with_an_error_record_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRAINMARK_TEST_FAIL_RANK", "1")
+    monkeypatch.setenv("TRAINMARK_DIST_TIMEOUT_S", "30")
+    assert main(["run", "--models", "convnet", "--nproc", "2", *TINY, "--out", "d.jsonl"]) == 0
+    (rec,) = read_records("d.jsonl")
+    assert rec["status"] == "error" and rec["nproc"] == 2
+    assert rec["error"] == "torchrun exited with status 1: rank 1 failed first with exit code 3"
+
+
+def test_scaling_tracker_matches_on_everything_but_nproc():
+    base = {"model": "convnet", "dataset": "synthetic", "status": "ok", "nproc": 1,
+            "throughput": 100.0}
+    tracker = ScalingTracker([base])
+    rec = {**base, "nproc": 4, "throughput": 300.0}
+    tracker.annotate(rec)
+    assert rec["scaling_efficiency"] == pytest.approx(0.75)
+    other = {**base, "model": "resnet20", "nproc": 4, "throughput": 300.0}
+    tracker.annotate(other)
+    assert other["scaling_efficiency"] is None
+
+
+def test_compile_time_is_recorded_apart_from_steady_state(monkeypatch):
+    monkeypatch.setenv("TRAINMARK_COMPILE_BACKEND", "aot_eager")  # dynamo path, no C++ build
+    rec = Runner().run(RunConfig("convnet", "synthetic", batch_size=8, warmup_steps=2,
+                                 timed_steps=3, repeats=2, eval_samples=32, train_samples=64,
+                                 compile=True))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["compile"] is True and rec["compile_backend"] == "aot_eager"
+    assert rec["compile_time_s"] > rec["step_time_ms_median"] / 1e3  # tracing is not a step
+
+
+def test_channels_last_applies_to_conv_models_only():
+    configs = expand(merge_settings({}, {"models": ["resnet20", "transformer"],
+                                         "devices": ["cpu"], "channels_last": [False, True]}))
+    assert [(c.model, c.channels_last) for c in configs] == [
+        ("resnet20", False), ("resnet20", True), ("transformer", False)]
+    rec = Runner().run(RunConfig("resnet20", "synthetic", batch_size=8, warmup_steps=1,
+                                 timed_steps=2, repeats=1, eval_samples=32, train_samples=64,
+                                 channels_last=True))
+    assert rec["status"] == "ok" and rec["channels_last"] is True
+
+
+def test_flops_and_mfu_are_recorded():
+    rec = Runner().run(RunConfig("convnet", "synthetic", batch_size=32, warmup_steps=1,
+                                 timed_steps=3, repeats=2, eval_samples=32, train_samples=64))
+    assert rec["flops_per_step"] == 1_115_684_352  # conv + linear FLOPs, forward + backward
+    assert rec["peak_flops_per_s"] > 0 and rec["peak_flops_source"].startswith("measured")
+    assert rec["achieved_flops_per_s"] == pytest.approx(
+        rec["flops_per_step"] / (rec["step_time_ms_median"] / 1e3))
+    assert 0 < rec["mfu"] == pytest.approx(rec["achieved_flops_per_s"] / rec["peak_flops_per_s"])
+    assert rec["energy_j"] is None and "NVML" in rec["telemetry_note"]
+    json.dumps(rec)  # the record stays JSON-serialisable
