@@ -225,7 +225,8 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
                 per_model[k] = v
         own = [d for d in datasets if dataset_tasks[d] == info.task] or [info.default_dataset]
         batch_sizes = [
-            _positive_int("batch size", b) for b in _as_list("batch_sizes", per_model["batch_sizes"])
+            _positive_int("batch size", b)
+            for b in _as_list("batch_sizes", per_model["batch_sizes"])
         ]
         precisions = [
             _check_choice("precision", str(p), PRECISIONS)
@@ -261,7 +262,8 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
         if info.task != "image-classification":
             layouts = [False]
         lr_override = per_model["lr"]
-        if lr_override is not None and (not isinstance(lr_override, (int, float)) or lr_override <= 0):
+        bad_lr = not isinstance(lr_override, (int, float)) or lr_override <= 0
+        if lr_override is not None and bad_lr:
             raise UserError(f"lr must be a number > 0, got {lr_override!r}")
         for dataset, device, bs, prec, opt, nproc, comp, cl, run_seed in itertools.product(
             own, devices, batch_sizes, precisions, optimizers, nprocs, compiles, layouts,

@@ -209,7 +209,7 @@ def _load_cifar10(data_dir: str, download: bool, train: bool):
 
 
 def cifar10_to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision CIFAR10 (uint8 HWC numpy) -> what ``ToTensor()`` gives, for all images at once."""
+    """torchvision CIFAR10 (uint8 HWC numpy) -> what ``ToTensor()`` gives, all images at once."""
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, 32, 32)
     return x.contiguous(), torch.tensor(ds.targets, dtype=torch.long)
 
@@ -229,7 +229,9 @@ def _read_text(path: str) -> str:
     except FileNotFoundError:
         raise UserError(f"text file not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"text file {path} is not UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise UserError(
+            f"text file {path} is not UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     except OSError as exc:
         raise UserError(f"cannot read text file {path}: {exc.strerror}") from None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

@@ -48,17 +48,19 @@ def env_from_os(environ: dict[str, str] | None = None) -> DistEnv | None:
     """The launcher's rank variables, or None outside a multi-process launch."""
     e = os.environ if environ is None else environ
     if "WORLD_SIZE" in e and "RANK" in e:
+        # torchrun-style variables: honoured even for one process (DDP path with --nproc 1).
         world, rank, local = int(e["WORLD_SIZE"]), int(e["RANK"]), int(e.get("LOCAL_RANK", 0))
-    elif "SLURM_NTASKS" in e and "SLURM_PROCID" in e and "MASTER_ADDR" in e:
+        return DistEnv(rank, world, local)
+    if "SLURM_NTASKS" in e and "SLURM_PROCID" in e and "MASTER_ADDR" in e:
         world, rank = int(e["SLURM_NTASKS"]), int(e["SLURM_PROCID"])
         local = int(e.get("SLURM_LOCALID", 0))
-    else:
-        return None
-    return DistEnv(rank, world, local) if world > 1 else None
+        return DistEnv(rank, world, local) if world > 1 else None  # a 1-task job: no group
+    return None
 
 
 def active() -> bool:
     return dist.is_available() and dist.is_initialized()
+
 
 
 def rank() -> int:

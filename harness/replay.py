@@ -97,7 +97,7 @@ def replay(path: str, record_id: str | None, data_dir: str, out: Path | None) ->
     runner = Runner(run_id=new_run_id(), data_dir=data_dir)
     writer = ResultsWriter(out) if out else None
     pairs = []
-    for old, cfg in zip(records, configs):
+    for old, cfg in zip(records, configs, strict=True):
         print(f"replaying {cfg.label()} ...", file=sys.stderr, flush=True)
         new = runner.run(cfg)
         new["replay_of"] = old.get("record_id")

@@ -26,9 +26,9 @@ from harness.data import IMAGE_DATASETS, check_dataset, load_dataset
 from harness.determinism import determinism, prepare_process
 from harness.devices import resolve_device, synchronize
 from harness.errors import UserError
+from harness.precision import resolve_precision
 from harness.results import SCHEMA_VERSION, ResultsWriter
 from harness.runner import evaluate, new_run_id
-from harness.precision import resolve_precision
 from models import create_model
 from models.convnet import CORRECTIONS
 
@@ -61,9 +61,10 @@ def run_article(
     run_id = new_run_id()
     with determinism(deterministic, seed):
         test_size = 10_000
+        # The synthetic stand-in is generated at CIFAR-10's size: 50,000 train, 10,000 test.
+        n_train = train_samples or (50_000 if dataset != "cifar10" else None)
         data = load_dataset(dataset, dev, data_dir=data_dir, download=download, data_seed=0,
-                            train_samples=train_samples or (50_000 if dataset != "cifar10" else None),
-                            eval_samples=test_size)
+                            train_samples=n_train, eval_samples=test_size)
         model = create_model("convnet", **data.model_kwargs).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
         plan = resolve_precision("fp32", dev)
@@ -113,7 +114,7 @@ def run_article(
 def provenance_time() -> str:
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def write_report(records: list[dict[str, object]], path: Path, dataset: str) -> Path:
@@ -192,5 +193,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="cifar10 (the article) or synthetic (offline stand-in, 50,000 images)")
     p.add_argument("--train-samples", type=int, help="cap on training images (for quick checks)")
     p.add_argument("--out", help="results file (default results/reproduce-article-<id>.jsonl)")
-    p.add_argument("--report", help="report path (default reports/reproduce-article-<id>/report.md)")
+    p.add_argument("--report",
+                   help="report path (default reports/reproduce-article-<id>/report.md)")
     p.set_defaults(func=cmd_reproduce)

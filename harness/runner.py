@@ -14,7 +14,7 @@ import gc
 import os
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +23,14 @@ from harness import distributed, provenance
 from harness.config import RunConfig
 from harness.data import Dataset, ImageData, load_dataset
 from harness.determinism import determinism
-from harness.losscurve import compact_curve, curve_digest
 from harness.devices import peak_memory, release_memory, reset_peak_memory, synchronize
 from harness.errors import Diverged, Unavailable, one_line
+from harness.flops import achieved_flops_per_s, count_train_step_flops, mfu
+from harness.losscurve import compact_curve, curve_digest
 from harness.optim import make_optimizer
+from harness.peak import peak_flops_per_s
 from harness.precision import PrecisionPlan, resolve_precision
 from harness.results import SCHEMA_VERSION
-from harness.flops import achieved_flops_per_s, count_train_step_flops, mfu
-from harness.peak import peak_flops_per_s
 from harness.telemetry import NvmlSampler, device_memory_used, peak_rss_bytes
 from harness.timing import RegionTimer, median_iqr
 from models import create_model, get_model_info
@@ -49,7 +49,7 @@ def _injected_slowdown() -> float:
 
 
 def new_run_id() -> str:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
@@ -165,7 +165,7 @@ class Runner:
             "schema_version": SCHEMA_VERSION,
             "run_id": self.run_id,
             "record_id": uuid.uuid4().hex[:12],
-            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             **{k: getattr(cfg, k) for k in RunConfig.__dataclass_fields__},
             "task": info.task,
             "status": None,

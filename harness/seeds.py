@@ -37,7 +37,8 @@ def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     for group_key, group in ok.groupby(keys, dropna=False, sort=False):
-        row = dict(zip(keys, group_key if isinstance(group_key, tuple) else (group_key,)))
+        row = dict(zip(keys, group_key if isinstance(group_key, tuple) else (group_key,),
+                       strict=True))
         row["n_seeds"] = int(group["seed"].nunique())
         for metric in METRICS:
             values = [float(v) for v in group[metric].dropna()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from harness.config import CONFIG_FIELDS, RunConfig, record_key
 from harness.runner import Runner

@@ -36,7 +36,7 @@ def write_record(root: str | Path, rec: dict) -> Path:
     try:
         curve = rec.get("loss_curve") or []
         every = int(rec.get("loss_curve_every") or 1)
-        for step, value in zip(curve_steps(len(curve), every), curve):
+        for step, value in zip(curve_steps(len(curve), every), curve, strict=True):
             writer.add_scalar("train/loss", value, step)
         for i, tp in enumerate(rec.get("repeat_throughputs") or []):
             writer.add_scalar(f"throughput/{rec['throughput_unit']}", tp, i)

@@ -1,5 +1,6 @@
 """trainmark's model zoo. Importing this package registers every model."""
 
+from models import convnet, resnet, transformer  # noqa: F401,E402  (registers the models)
 from models._registry import (
     IMAGE_CLASSIFICATION,
     LANGUAGE_MODELING,
@@ -10,7 +11,6 @@ from models._registry import (
     list_models,
     register_model,
 )
-from models import convnet, resnet, transformer  # noqa: F401,E402  (registers the models)
 
 __all__ = [
     "IMAGE_CLASSIFICATION",

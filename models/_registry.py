@@ -8,8 +8,8 @@ loudly with the valid choices (as timm's ``_registry.py`` does).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch.nn as nn
 

@@ -52,7 +52,8 @@ def test_convnet_is_the_article_architecture_with_4096_features():
 def test_article_9216_view_fails_on_cifar_sized_input():
     """The defect the ConvNet corrects: 9216 features only fit a 28x28 input."""
     features = torch.zeros(4, 64, 8, 8)  # after two pools of a 32x32 batch of 4
-    with pytest.raises(RuntimeError, match=r"shape '\[-1, 9216\]' is invalid for input of size 16384"):
+    message = r"shape '\[-1, 9216\]' is invalid for input of size 16384"
+    with pytest.raises(RuntimeError, match=message):
         features.view(-1, 9216)
 
 

@@ -11,10 +11,9 @@ from harness.cli import main
 from harness.config import RunConfig, expand, merge_settings
 from harness.losscurve import compact_curve, curve_digest
 from harness.replay import compare_throughput
-from harness.results import read_records
+from harness.results import load_results, read_records
 from harness.runner import Runner
 from harness.seeds import mean_ci, seed_summary
-from harness.results import load_results
 
 TINY = dict(batch_size=8, warmup_steps=2, timed_steps=3, repeats=2, eval_samples=64)
 

@@ -80,3 +80,22 @@ def test_flops_and_mfu_are_recorded():
     assert 0 < rec["mfu"] == pytest.approx(rec["achieved_flops_per_s"] / rec["peak_flops_per_s"])
     assert rec["energy_j"] is None and "NVML" in rec["telemetry_note"]
     json.dumps(rec)  # the record stays JSON-serialisable
+
+
+def test_trainmark_run_under_an_external_torchrun_writes_from_rank_0_only(tmp_path):
+    """The multi-node entry point: torchrun starts `harness run` itself on every rank."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "harness", "run", "--models", "convnet,transformer", *TINY, "--out", "w.jsonl"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = read_records(tmp_path / "w.jsonl")
+    assert [r["model"] for r in records] == ["convnet", "transformer"]  # once each, not per rank
+    assert all(r["status"] == "ok" and r["nproc"] == 2 for r in records)
+    assert all(len(r["rank_step_time_ms_median"]) == 2 for r in records)
