@@ -229,10 +229,11 @@ class Runner:
     def _efficiency(self, cfg: RunConfig, device: torch.device, data: Dataset,
                     flops: int | None, step_ms: float | None, world: int) -> dict[str, object]:
         """Achieved FLOP/s over all ranks and MFU against the device's peak."""
-        key = (str(device), cfg.precision)
+        conv = isinstance(data, ImageData)
+        key = (str(device), cfg.precision, conv)
         if key not in self._peaks:
             # cuDNN convolutions run fp32 as TF32 by default, so conv nets get the TF32 peak.
-            tf32 = bool(torch.backends.cudnn.allow_tf32) if isinstance(data, ImageData) else None
+            tf32 = bool(torch.backends.cudnn.allow_tf32) if conv else None
             # Ranks of a multi-process run would measure each other's load: cached peaks only.
             self._peaks[key] = peak_flops_per_s(str(device), cfg.precision, tf32=tf32,
                                                 measure=not distributed.active())
