@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from harness.errors import UserError
 
@@ -189,7 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         done = set(distributed.gather(done)[0])
     todo = [c for c in configs if c.key() not in done]
     if done:
-        print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run", file=sys.stderr)
+        print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run",
+              file=sys.stderr)
 
     runner = Runner(run_id=run_id, data_dir=args.data_dir, download=args.download,
                     tensorboard_dir=args.tensorboard)

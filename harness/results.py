@@ -11,8 +11,8 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -162,7 +162,8 @@ def _cut_torn_tail(path: Path) -> None:
     if data.endswith(b"\n"):
         return
     keep = data.rfind(b"\n") + 1
-    warnings.warn(f"{path}: removing a torn last line ({len(data) - keep} bytes) before appending")
+    warnings.warn(f"{path}: removing a torn last line ({len(data) - keep} bytes) before appending",
+                  stacklevel=2)
     with open(path, "r+b") as f:
         f.truncate(keep)
         f.flush()
@@ -200,7 +201,8 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, object]]:
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             if torn_tail_possible and n == len(lines):
-                warnings.warn(f"{p}:{n}: skipping a torn last line (the writer was interrupted)")
+                warnings.warn(f"{p}:{n}: skipping a torn last line (the writer was interrupted)",
+                              stacklevel=2)
                 continue
             raise UserError(f"{p}:{n}: malformed record ({exc})") from None
         records.append(obj)
@@ -227,7 +229,9 @@ def records_to_frame(records: list[dict[str, object]]) -> pd.DataFrame:
             try:
                 out[col] = pd.array(values.where(values.notna(), None).tolist(), dtype=dtype)
             except (TypeError, ValueError) as exc:
-                raise UserError(f"results field {col!r} holds a value that is not {dtype}: {exc}") from None
+                raise UserError(
+                    f"results field {col!r} holds a value that is not {dtype}: {exc}"
+                ) from None
     for col in extras:
         out[col] = frame[col].astype("object")
     return out
