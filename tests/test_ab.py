@@ -1,0 +1,237 @@
+"""``trainmark ab``: interleaving, flag forwarding, and end-to-end runs on a temporary git repo
+(a one-commit snapshot of this tree), including cleanup after failure and Ctrl-C."""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.ab_evidence import GIT_ID, snapshot_repo
+from harness import ab
+from harness.cli import build_parser, main
+
+TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
+        "sgd", "--steps", "2", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",
+        "--train-samples", "64"]
+
+
+def test_run_blocks_alternate_and_are_bracketed():
+    assert ab.interleave(1) == ["baseline", "candidate", "baseline"]
+    assert ab.interleave(3) == ["baseline", "candidate"] * 3 + ["baseline"]
+
+
+def test_sweep_flags_are_validated_and_forwarded():
+    args = build_parser().parse_args(["ab", "HEAD", *TINY, "--threshold", "3%", "--rounds", "2"])
+    flags, n = ab.sweep_flags(args)
+    assert n == 1
+    assert flags[:2] == ["--suite", str(Path(ab.resolve_suite("ci")))]
+    assert "--data-dir" in flags and Path(flags[flags.index("--data-dir") + 1]).is_absolute()
+    for pair in (["--models", "convnet"], ["--steps", "2"], ["--repeats", "3"]):
+        i = flags.index(pair[0])
+        assert flags[i:i + 2] == pair
+    # options of ab itself and of compare are not passed to `trainmark run`
+    assert "--threshold" not in flags and "--rounds" not in flags
+
+
+def test_parse_env():
+    assert ab.parse_env(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+    with pytest.raises(Exception, match="NAME=VALUE"):
+        ab.parse_env(["nope"])
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["ab", "HEAD", "--models", "vgg"], "unknown model 'vgg'"),
+    (["ab", "HEAD", "--suite", "nosuch"], "suite 'nosuch' not found"),
+    (["ab", "HEAD", "--rounds", "0"], "--rounds must be > 0"),
+    (["ab", "HEAD", "--candidate-env", "X"], "--candidate-env takes NAME=VALUE"),
+    (["ab", "no-such-ref-xyz", *TINY], "unknown git ref 'no-such-ref-xyz'"),
+    (["ab", "HEAD", "--out", "x.jsonl"], "unrecognized arguments: --out"),
+])
+def test_usage_errors_exit_2_before_anything_runs(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------ end to end, temporary repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return snapshot_repo(tmp_path_factory.mktemp("ab") / "repo",
+                         paths=("harness", "models", "benchmarks"))
+
+
+def git(repo, *args):
+    return subprocess.run(["git", *GIT_ID, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def worktrees(repo):
+    return [ln for ln in git(repo, "worktree", "list", "--porcelain").splitlines()
+            if ln.startswith("worktree ")]
+
+
+def ab_cmd(repo, *argv):
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    env.pop("TRAINMARK_INJECT_SLOWDOWN", None)
+    return [sys.executable, "-m", "harness", "ab", *argv], env
+
+
+def worker_processes(marker):
+    """Live processes whose command line contains ``marker`` (a unique --data-dir)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return found
+
+
+# An unchanged tree can still differ by noise; these end-to-end tests check the mechanics, so
+# the thresholds are set where noise cannot reach (the statistics are tested in test_stats.py).
+LENIENT = ["--threshold", "99%", "--memory-threshold", "99%"]
+
+
+@pytest.mark.slow
+def test_ab_interleaves_configs_pairwise_and_cleans_up(repo, tmp_path):
+    out = tmp_path / "out"
+    cmd, env = ab_cmd(repo, "HEAD", "--rounds", "2", "--out-dir", str(out), "--format", "md",
+                      *TINY, "--optimizers", "sgd,adam", *LENIENT)
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 rounds of 2 configs" in proc.stderr and "round 2/2" in proc.stderr
+    assert proc.stdout.startswith("### trainmark ab HEAD: **OK**")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "baseline.jsonl", "candidate.jsonl", "verdict.json", "verdict.md"]
+    head = git(repo, "rev-parse", "HEAD").strip()
+    records = {side: [json.loads(ln) for ln in (out / f"{side}.jsonl").read_text().splitlines()]
+               for side in ("baseline", "candidate")}
+    for side, recs in records.items():
+        # 2 configs x 2 rounds, in round order, each config once per round
+        assert [(r["ab_round"], r["optimizer"]) for r in recs] == [
+            (0, "sgd"), (0, "adam"), (1, "sgd"), (1, "adam")]
+        assert all(r["ab_side"] == side and r["git_commit"].startswith(head) for r in recs)
+        assert all(r["num_threads"] == 1 and r["status"] == "ok" for r in recs)
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert [r["throughput"]["strata"] for r in verdict["rows"]] == [2, 2]
+    assert verdict["rows"][0]["throughput"]["n_baseline"] == 6
+    assert len(worktrees(repo)) == 1  # the temporary worktree is gone
+    assert not (repo / "reports").exists() and not (repo / "results").exists()
+
+
+def test_pair_order_alternates_over_configs_and_rounds():
+    assert ab.pair_order(0, 0) == ("baseline", "candidate")
+    assert ab.pair_order(0, 1) == ("candidate", "baseline")
+    assert ab.pair_order(1, 0) == ("candidate", "baseline")
+    assert ab.pair_order(1, 1) == ("baseline", "candidate")
+
+
+def test_match_configs_ignores_fields_one_tree_lacks():
+    base = [{"model": "convnet", "batch_size": 8, "repeats": 3},
+            {"model": "resnet20", "batch_size": 8, "repeats": 3}]
+    cand = [{"model": "resnet20", "batch_size": 8, "repeats": 5, "compile": False},
+            {"model": "transformer", "batch_size": 2, "repeats": 5, "compile": False}]
+    pairs, rest = ab.match_configs(base, cand)
+    assert pairs == [(1, 0)]
+    assert rest == ["only in the baseline: convnet None None bs=8 None None",
+                    "only in the candidate: transformer None None bs=2 None None"]
+
+
+@pytest.mark.slow
+def test_ab_by_whole_runs(repo, tmp_path):
+    out = tmp_path / "out"
+    cmd, env = ab_cmd(repo, "HEAD", "--interleave", "runs", "--rounds", "1", "--out-dir",
+                      str(out), *TINY, *LENIENT)
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 whole runs, A B A" in proc.stderr and "[3/3]" in proc.stderr
+    assert sorted(p.name for p in out.glob("*.jsonl")) == [
+        "baseline-0.jsonl", "baseline-1.jsonl", "candidate-0.jsonl"]
+    verdict = json.loads((out / "verdict.json").read_text())
+    tp = verdict["rows"][0]["throughput"]
+    assert (tp["n_baseline"], tp["n_candidate"], tp["strata"]) == (6, 3, 1)  # pooled
+    assert len(worktrees(repo)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interleave", ["configs", "runs"])
+def test_ab_removes_the_worktree_when_the_ref_fails(repo, tmp_path, interleave):
+    # a second commit whose parent cannot run: the baseline side fails at once
+    broken = tmp_path / "broken"
+    subprocess.run(["git", "clone", "-q", str(repo), str(broken)], check=True)
+    runner = broken / "harness" / "runner.py"
+    good = runner.read_text()
+    runner.write_text(good + "\nraise ImportError('harness is broken in this commit')\n")
+    git(broken, "commit", "-qam", "broken")
+    runner.write_text(good)
+    git(broken, "commit", "-qam", "fixed")
+    cmd, env = ab_cmd(broken, "HEAD~1", "--interleave", interleave, "--rounds", "1",
+                      "--out-dir", str(tmp_path / "o"), *TINY)
+    env["PYTHONPATH"] = str(broken)
+    proc = subprocess.run(cmd, cwd=broken, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "A = HEAD~1" in proc.stderr and "harness is broken in this commit" in proc.stderr
+    assert proc.stderr.count("trainmark: error:") == 1
+    assert len(worktrees(broken)) == 1
+
+
+def test_sigterm_becomes_an_interrupt_so_cleanup_runs():
+    with pytest.raises(KeyboardInterrupt), ab.sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
+@pytest.mark.slow
+def test_ab_removes_the_worktree_and_workers_on_ctrl_c(repo, tmp_path):
+    sig = signal.SIGINT
+    marker = str(tmp_path / "data-marker")
+    cmd, env = ab_cmd(repo, "HEAD", "--rounds", "50", "--out-dir", str(tmp_path / "o"),
+                      "--data-dir", marker, *TINY)
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(worker_processes(marker)) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        assert len(worktrees(repo)) == 2, "the worktree never appeared"
+        wt = Path(worktrees(repo)[1].split(" ", 1)[1])
+        time.sleep(1.0)  # let the workers start measuring
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted; the worktree was removed" in err
+    assert len(worktrees(repo)) == 1 and not wt.exists() and not wt.parent.exists()
+    assert worker_processes(marker) == []
+
+
+def test_ab_help_lists_run_flags_and_the_test_only_knob():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    text = sub.choices["ab"].format_help()
+    for flag in ("--rounds", "--threads", "--candidate-env", "TEST ONLY", "--models",
+                 "--steps", "--threshold", "--allow-different-machines"):
+        assert flag in text
+
+
+def test_baseline_records_must_come_from_the_clean_ref():
+    import pandas as pd
+
+    ab.check_baseline_commit(pd.DataFrame({"git_commit": ["abc", "abc", None]}), "abc")
+    for wrong in ("abc-dirty", "def"):
+        with pytest.raises(Exception, match="shadowing"):
+            ab.check_baseline_commit(pd.DataFrame({"git_commit": ["abc", wrong]}), "abc")

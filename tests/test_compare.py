@@ -1,0 +1,267 @@
+"""``trainmark compare``: matching, verdicts, output formats and exit statuses, on constructed
+results files (no training, no timing)."""
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.compare import Settings, compare_frames, parse_percent
+from harness.errors import UserError
+from harness.results import load_results
+
+MIB = 1024 * 1024
+SAMPLES = [1000.0, 1010.0, 990.0, 1005.0, 995.0]
+PROVENANCE = {"device_name": "Test CPU", "cpu_model": "Test CPU", "torch_version": "2.14.1",
+              "cuda_version": None, "num_threads": 1, "driver_version": None,
+              "git_commit": "abc123"}
+
+
+def record(model="convnet", optimizer="sgd", factor=1.0, **over):
+    rec = {
+        "schema_version": 1, "run_id": "r", "record_id": f"{model}-{optimizer}",
+        "timestamp": "2026-11-29T00:00:00+00:00",
+        "model": model, "dataset": "synthetic", "device": "cpu", "batch_size": 32,
+        "precision": "fp32", "optimizer": optimizer, "lr": 0.05, "seed": 0, "warmup_steps": 2,
+        "timed_steps": 5, "repeats": 5, "eval_samples": 512, "train_samples": 1024,
+        "data_seed": 0, "status": "ok", "error": None,
+        "throughput": 1000.0 * factor, "throughput_unit": "samples/s",
+        "repeat_throughputs": [s * factor for s in SAMPLES],
+        "peak_memory_allocated_bytes": None, "peak_rss_bytes": 900 * MIB,
+        "eval_accuracy": 0.9, **PROVENANCE,
+    }
+    rec.update(over)
+    return rec
+
+
+def write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    def make(base, cand):
+        return write(tmp_path / "base.jsonl", base), write(tmp_path / "cand.jsonl", cand)
+    return make
+
+
+def run(capsys, *argv):
+    code = main(["compare", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_unchanged_results_exit_0(files, capsys):
+    b, c = files([record(), record(optimizer="adam")], [record(), record(optimizer="adam")])
+    code, out, _ = run(capsys, b, c)
+    assert code == 0
+    assert "0 regression(s)" in out and "2 no change" in out
+    assert "convnet synthetic cpu bs=32 fp32 sgd" in out and "lr=" not in out
+
+
+def test_a_twenty_percent_drop_exits_1_and_names_the_config(files, capsys):
+    b, c = files([record(), record(optimizer="adam")],
+                 [record(factor=0.8), record(optimizer="adam")])
+    code, out, _ = run(capsys, b, c)
+    assert code == 1
+    assert "-20.0%" in out and "regression (throughput)" in out
+    assert "REGRESSION convnet synthetic cpu bs=32 fp32 sgd" in out
+
+
+def test_markdown_and_json_outputs(files, capsys, tmp_path):
+    b, c = files([record()], [record(factor=0.8)])
+    code, out, _ = run(capsys, b, c, "--format", "md", "--json-out", str(tmp_path / "v.json"))
+    assert code == 1
+    assert out.startswith("### trainmark compare: **REGRESSION**")
+    assert "| config | baseline | candidate | change | 95% CI | p |" in out
+    assert "**regression (throughput)**" in out
+    data = json.loads((tmp_path / "v.json").read_text())
+    assert data["summary"]["regression"] == 1 and data["summary"]["exit_status"] == 1
+    code, out, _ = run(capsys, b, c, "--format", "json", "--md-out", str(tmp_path / "v.md"))
+    row = json.loads(out)["rows"][0]
+    assert row["throughput"]["p_value"] == pytest.approx(0.0079, abs=1e-4)
+    assert row["throughput"]["n_baseline"] == 5 and row["failed"] == ["throughput"]
+    assert (tmp_path / "v.md").read_text().startswith("### trainmark compare")
+
+
+def test_improvement_and_threshold_option(files, capsys):
+    b, c = files([record()], [record(factor=1.2)])
+    code, out, _ = run(capsys, b, c)
+    assert code == 0 and "1 improvement(s)" in out
+    b, c = files([record()], [record(factor=0.97)])
+    assert run(capsys, b, c)[0] == 0  # 3% is within the default 5%
+    assert run(capsys, b, c, "--threshold", "2%")[0] == 1
+    assert run(capsys, b, c, "--threshold", "2")[0] == 1  # a bare number is in percent
+
+
+def test_memory_regression(files, capsys):
+    b, c = files([record()], [record(peak_rss_bytes=1100 * MIB)])  # +22%, 200 MiB
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    row = json.loads(out)["rows"][0]
+    assert code == 1 and row["failed"] == ["memory"]
+    assert row["memory"]["field"] == "peak_rss_bytes"
+    assert run(capsys, b, c, "--memory-threshold", "25%")[0] == 0
+    b, c = files([record()], [record(peak_rss_bytes=1000 * MIB)])  # +11% but only 100 MiB of RSS
+    assert run(capsys, b, c)[0] == 0
+
+
+def test_accelerator_memory_uses_the_allocator_peak(files, capsys):
+    b, c = files([record(peak_memory_allocated_bytes=100 * MIB)],
+                 [record(peak_memory_allocated_bytes=120 * MIB, peak_rss_bytes=500 * MIB)])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    assert code == 1 and json.loads(out)["rows"][0]["memory"]["field"] == \
+        "peak_memory_allocated_bytes"
+
+
+def test_accuracy_regression_beyond_tolerance(files, capsys):
+    b, c = files([record()], [record(eval_accuracy=0.885)])
+    code, out, _ = run(capsys, b, c)
+    assert code == 1 and "regression (accuracy)" in out and "-1.5 pt" in out
+    assert run(capsys, b, c, "--accuracy-tolerance", "2")[0] == 0
+
+
+def test_ok_to_failed_is_a_regression_and_failed_to_ok_an_improvement(files, capsys):
+    failed = record(status="oom", error="OutOfMemoryError: CUDA out of memory",
+                    throughput=None, repeat_throughputs=None)
+    b, c = files([record(), record(optimizer="adam", status="error", error="boom")],
+                 [failed, record(optimizer="adam")])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    rows = {r["config"]["optimizer"]: r for r in json.loads(out)["rows"]}
+    assert code == 1
+    assert rows["sgd"]["verdict"] == "regression" and rows["sgd"]["failed"] == ["status"]
+    assert "ok -> oom" in rows["sgd"]["why"]
+    assert rows["adam"]["verdict"] == "improvement"
+
+
+def test_too_few_repeats_are_inconclusive_and_exit_0(files, capsys):
+    b, c = files([record(repeat_throughputs=SAMPLES[:3])],
+                 [record(repeat_throughputs=[s * 0.5 for s in SAMPLES[:3]])])
+    code, out, _ = run(capsys, b, c)
+    assert code == 0 and "1 inconclusive" in out and "too few samples (3 + 3)" in out
+
+
+def test_records_of_one_config_are_pooled_and_repeats_do_not_split_configs(files, capsys):
+    # two baseline runs of 3 repeats + one candidate run of 5: 6 + 5 samples of one config
+    b, c = files([record(repeats=3, repeat_throughputs=SAMPLES[:3]),
+                  record(repeats=3, repeat_throughputs=SAMPLES[2:])],
+                 [record(factor=0.8)])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    tp = json.loads(out)["rows"][0]["throughput"]
+    assert code == 1 and (tp["n_baseline"], tp["n_candidate"]) == (6, 5)
+
+
+def test_nothing_matched_exits_2(files, capsys):
+    b, c = files([record(batch_size=32)], [record(batch_size=64)])
+    code, _, err = run(capsys, b, c)
+    assert code == 2 and "no config matched" in err and err.count("\n") == 1
+
+
+def test_different_machines_exit_2_and_say_what_differs(files, capsys):
+    b, c = files([record()], [record(device_name="NVIDIA H100", torch_version="2.4.0")])
+    code, _, err = run(capsys, b, c)
+    assert code == 2
+    assert "device_name: 'Test CPU' vs 'NVIDIA H100'" in err
+    assert "torch_version: '2.14.1' vs '2.4.0'" in err and "--allow-different-machines" in err
+    code, out, _ = run(capsys, b, c, "--allow-different-machines")
+    assert code == 0 and "warning: different machines" in out
+
+
+def test_unknown_provenance_is_not_a_difference(files, capsys):
+    b, c = files([record(num_threads=None)], [record()])
+    assert run(capsys, b, c)[0] == 0
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["nope.jsonl", "nope2.jsonl"], "results file not found: nope.jsonl"),
+    (["--threshold", "abc"], "--threshold takes a percentage"),
+    (["--threshold", "150%"], "--threshold must be a percentage in [0, 100)"),
+    (["--alpha", "2"], "--alpha must be in (0, 1)"),
+    (["--format", "html"], "invalid choice: 'html'"),
+])
+def test_usage_errors_exit_2_with_one_line(files, capsys, argv, needle):
+    b, c = files([record()], [record()])
+    args = argv if argv[0].endswith(".jsonl") else [b, c, *argv]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_malformed_file_exits_2(tmp_path, files, capsys):
+    b, _ = files([record()], [record()])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"model": "convnet"}\nnot json\n{}\n')
+    code, _, err = run(capsys, b, str(bad))
+    assert code == 2 and "bad.jsonl:2: malformed record" in err
+
+
+def test_directories_stand_for_their_results_files(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write(tmp_path / "a" / "r1.jsonl", [record()])
+    write(tmp_path / "a" / "r2.jsonl", [record(optimizer="adam")])
+    write(tmp_path / "b" / "r.jsonl", [record(), record(optimizer="adam", factor=0.7)])
+    assert run(capsys, str(tmp_path / "a"), str(tmp_path / "b"))[0] == 1
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, str(tmp_path / "empty"), str(tmp_path / "b"))
+    assert code == 2 and "no .jsonl or .json results files" in err
+
+
+def test_records_from_an_older_version_match_by_field_defaults(tmp_path):
+    old = record()
+    del old["data_seed"]  # an older writer did not record this axis: its default applies
+    base = load_results([write(tmp_path / "b.jsonl", [old])])
+    cand = load_results([write(tmp_path / "c.jsonl", [record()])])
+    result = compare_frames(base, cand)
+    assert result["summary"]["configs"] == 1 and result["only_in_baseline"] == []
+
+
+def test_extra_axes_on_one_side(tmp_path, monkeypatch):
+    # an axis a newer trainmark records but this version's RunConfig lacks
+    monkeypatch.setattr("harness.compare.EXTRA_AXES", ("fused",))
+    base = load_results([write(tmp_path / "b.jsonl", [record()])])
+    one = load_results([write(tmp_path / "c1.jsonl", [record(fused=False)])])
+    result = compare_frames(base, one)
+    assert result["summary"]["configs"] == 1
+    assert any("'fused' is recorded only in the candidate" in n for n in result["notes"])
+    # with two values the axis must stay in the key: fused=True is a different config
+    two = load_results([write(tmp_path / "c2.jsonl",
+                              [record(fused=False), record(fused=True)])])
+    with pytest.raises(UserError, match="no config matched"):
+        compare_frames(base, two)
+    both = load_results([write(tmp_path / "b2.jsonl",
+                               [record(fused=False), record(fused=True, factor=0.5)])])
+    result = compare_frames(both, two)
+    assert result["summary"]["configs"] == 2 and "fused" in result["matched_on"]
+    assert {r["label"].split()[-1] for r in result["rows"]} == {"fused=False", "fused=True"}
+
+
+def test_parse_percent():
+    assert parse_percent("5%", "--t") == pytest.approx(0.05)
+    assert parse_percent("2.5", "--t") == pytest.approx(0.025)
+    with pytest.raises(UserError):
+        parse_percent("-1", "--t")
+
+
+def test_settings_alpha_controls_significance(tmp_path):
+    base = load_results([write(tmp_path / "b.jsonl", [record()])])
+    cand = load_results([write(tmp_path / "c.jsonl", [record(factor=0.8)])])
+    strict = compare_frames(base, cand, Settings(alpha=0.002))  # unreachable with 5 + 5
+    assert strict["rows"][0]["verdict"] == "inconclusive"
+
+
+def test_ab_records_are_compared_within_their_pairs(files, capsys):
+    """Records of `trainmark ab` carry ab_round: the test runs within A/B pairs, so machine
+    load that changes between pairs (here: half speed in some rounds) does not hide 10%."""
+    levels = [1.0, 0.5, 0.55, 1.0, 0.9, 0.5]
+    base = [record(factor=lv, ab_round=r) for r, lv in enumerate(levels)]
+    cand = [record(factor=lv / 1.1, ab_round=r) for r, lv in enumerate(levels)]
+    b, c = files(base, cand)
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    tp = json.loads(out)["rows"][0]["throughput"]
+    assert code == 1 and tp["strata"] == 6 and tp["test"].startswith("stratified")
+    assert tp["change"] == pytest.approx(1 / 1.1 - 1)
+    # the same samples without pairing: pooled, the load swings drown the change
+    strip = [{k: v for k, v in r.items() if k != "ab_round"} for r in (*base, *cand)]
+    b, c = files(strip[:len(base)], strip[len(base):])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    assert code == 0 and json.loads(out)["rows"][0]["throughput"]["strata"] == 1
