@@ -112,6 +112,16 @@ def _joined(values: pd.Series, limit: int = 3) -> object:
     return ", ".join(uniq[:limit]) + (f" (+{len(uniq) - limit} more)" if len(uniq) > limit else "")
 
 
+# Provenance header rows: (label, record column); TF32 flags are joined in after "cuDNN".
+_PROVENANCE_ROWS = (
+    ("device", "device"), ("device name", "device_name"), ("host", "host"),
+    ("CPU", "cpu_model"), ("threads", "num_threads"), ("OS", "os"),
+    ("driver", "driver_version"), ("Python", "python"), ("torch", "torch_version"),
+    ("torchvision", "torchvision_version"), ("CUDA (torch build)", "cuda_version"),
+    ("cuDNN", "cudnn_version"), ("trainmark", "trainmark_version"),
+)
+
+
 def provenance_table(df: pd.DataFrame) -> pd.DataFrame:
     """One column per machine, one row per provenance fact: which hardware and software made the
     numbers, when, and how many of them failed."""
@@ -124,20 +134,9 @@ def provenance_table(df: pd.DataFrame) -> pd.DataFrame:
             lambda c: c[:12] + ("-dirty" if c.endswith("-dirty") else ""))
         tf32 = g[["tf32_matmul", "tf32_cudnn"]].dropna().astype(str).agg("/".join, axis=1)
         rows[label] = {
-            "device": _joined(g["device"]),
-            "device name": _joined(g["device_name"]),
-            "host": _joined(g["host"]),
-            "CPU": _joined(g["cpu_model"]),
-            "threads": _joined(g["num_threads"]),
-            "OS": _joined(g["os"]),
-            "driver": _joined(g["driver_version"]),
-            "Python": _joined(g["python"]),
-            "torch": _joined(g["torch_version"]),
-            "torchvision": _joined(g["torchvision_version"]),
-            "CUDA (torch build)": _joined(g["cuda_version"]),
-            "cuDNN": _joined(g["cudnn_version"]),
+            **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[:12]},
             "TF32 matmul/cuDNN": _joined(tf32),
-            "trainmark": _joined(g["trainmark_version"]),
+            **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[12:]},
             "commit": _joined(commit),
             "date (UTC)": (f"{stamps.min()} – {stamps.max()}" if stamps.min() != stamps.max()
                            else stamps.min()) if len(stamps) else pd.NA,

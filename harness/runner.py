@@ -288,7 +288,7 @@ class Runner:
             sampler.start()  # outside the region: a thread polls NVML while it runs
             timer.start()
             for _ in range(n):
-                t_step = time.perf_counter()
+                t_step = time.perf_counter() if slowdown else 0.0
                 losses.append(step(indices[pos]))
                 if slowdown:
                     synchronize(device)
@@ -307,11 +307,12 @@ class Runner:
             # Every training step is on the clock (no untimed warm-up); the clock stops only
             # while the held-out set is evaluated, every eval_interval steps.
             reached_at: int | None = None
-            acc: float | None = None
+            last_eval: tuple[float | None, float | None] = (None, None)
             while pos < total_steps:
                 timed_region(min(cfg.eval_interval, total_steps - pos))
                 _check_finite(losses)
-                _, acc = evaluate(model, data, plan, device, cfg.eval_samples)
+                last_eval = evaluate(model, data, plan, device, cfg.eval_samples)
+                acc = last_eval[1]
                 if distributed.all_true(acc is not None and acc >= cfg.target_accuracy):
                     reached_at = pos
                     break
@@ -337,7 +338,9 @@ class Runner:
         curve = _check_finite(losses)
         alloc, reserved = peak_memory(device)
         used = device_memory_used(device)
-        eval_loss, eval_acc = evaluate(model, data, plan, device, cfg.eval_samples)
+        # Time to accuracy already evaluated the final model after its last interval.
+        eval_loss, eval_acc = (last_eval if tta
+                               else evaluate(model, data, plan, device, cfg.eval_samples))
         med, iqr = median_iqr([t * 1e3 for t in step_times])
         if world > 1:  # per-rank step-time medians show stragglers
             extra["rank_step_time_ms_median"] = distributed.gather(med)
