@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.pytest_bench import MACHINE_KEYS
+from harness.schema import MACHINE_FIELDS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,9 +24,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    from harness import provenance
-    from harness.devices import best_device
+    from harness.core.devices import best_device
+    from harness.probes import provenance
 
     prov = provenance.collect(best_device())
-    for key in (*MACHINE_KEYS, "trainmark_version", "omp_num_threads_env"):
+    for key in (*MACHINE_FIELDS, "trainmark_version", "omp_num_threads_env"):
         machine_info[key] = prov.get(key)

@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from harness.config import RunConfig
-from harness.runner import Runner
+from harness.core.config import RunConfig
+from harness.core.runner import Runner
 from models import create_model
 
 

@@ -22,10 +22,10 @@ import statistics
 
 import pytest
 
-from harness.config import expand, merge_settings
-from harness.devices import best_device
-from harness.optim import OPTIMIZERS
-from harness.runner import Runner
+from harness.core.devices import best_device
+from harness.core.optim import OPTIMIZERS
+from harness.core.runner import Runner
+from harness.core.suites import expand, merge_settings
 from models import list_models
 
 PRECISIONS = ("fp32", "amp")  # amp: bf16 autocast on the CPU, fp16 + GradScaler on CUDA

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torchvision.models import resnet as tv_resnet
 
 from models._registry import IMAGE_CLASSIFICATION, register_model
 
@@ -23,6 +22,8 @@ _RESNET_LR = {"sgd": 0.05, "adam": 1e-3, "adagrad": 1e-2}
 )
 def resnet18(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool), ~11.2M parameters."""
+    from torchvision.models import resnet as tv_resnet  # on use: torchvision takes ~1 s to import
+
     model = tv_resnet.resnet18(weights=None, num_classes=num_classes)
     # CIFAR stem: ImageNet's 7x7/2 conv + max-pool would shrink 32x32 to 8x8 before stage 1.
     model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -34,6 +35,8 @@ class CifarResNet(nn.Module):
     """He et al.'s CIFAR ResNet-(6n+2): three stages of ``n`` basic blocks (16, 32, 64 channels)."""
 
     def __init__(self, n: int = 3, num_classes: int = 10, in_channels: int = 3) -> None:
+        from torchvision.models import resnet as tv_resnet  # on use: slow to import
+
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, 16, kernel_size=3, padding=1, bias=False),

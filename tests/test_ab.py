@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ab_evidence import GIT_ID, snapshot_repo
-from harness import ab
+from harness.cli import ab as ab_cli
 from harness.cli import build_parser, main
+from harness.execution import ab
+from harness.execution.gitref import sigterm_as_interrupt
 
 TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
         "sgd", "--steps", "2", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",
@@ -26,23 +28,34 @@ def test_run_blocks_alternate_and_are_bracketed():
     assert ab.interleave(3) == ["baseline", "candidate"] * 3 + ["baseline"]
 
 
-def test_sweep_flags_are_validated_and_forwarded():
-    args = build_parser().parse_args(["ab", "HEAD", *TINY, "--threshold", "3%", "--rounds", "2"])
-    flags, n = ab.sweep_flags(args)
-    assert n == 1
-    assert flags[:2] == ["--suite", str(Path(ab.resolve_suite("ci")))]
+def test_sweep_is_validated_and_forwarded_as_protocol_request_and_run_flags():
+    args = build_parser().parse_args(["ab", "HEAD", *TINY, "--threshold", "3%", "--rounds", "2",
+                                      "--dataset", "synthetic"])
+    sweep, configs = ab_cli.prepared_sweep(args)
+    assert len(configs) == 1
+    suite = Path(__file__).resolve().parent.parent / "harness" / "suites" / "ci.toml"
+    # the worker protocol: an absolute suite and data dir, the flags given as sweep settings
+    req = sweep.request
+    assert (req["protocol"], req["suite"]) == (1, str(suite))
+    assert Path(req["data_dir"]).is_absolute() and req["download"] is False
+    assert req["overrides"]["models"] == ["convnet"] and req["overrides"]["steps"] == 2
+    assert req["overrides"]["datasets"] == ["synthetic"] and req["overrides"]["lr"] is None
+    # `trainmark run` arguments for old trees and whole-run interleaving
+    flags = sweep.run_flags
+    assert flags[:2] == ["--suite", str(suite)]
     assert "--data-dir" in flags and Path(flags[flags.index("--data-dir") + 1]).is_absolute()
     for pair in (["--models", "convnet"], ["--steps", "2"], ["--repeats", "3"]):
         i = flags.index(pair[0])
         assert flags[i:i + 2] == pair
-    # options of ab itself and of compare are not passed to `trainmark run`
+    # options of ab itself and of compare are not passed on
     assert "--threshold" not in flags and "--rounds" not in flags
+    assert "threshold" not in req["overrides"] and "rounds" not in req["overrides"]
 
 
 def test_parse_env():
-    assert ab.parse_env(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+    assert ab_cli.parse_env(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
     with pytest.raises(Exception, match="NAME=VALUE"):
-        ab.parse_env(["nope"])
+        ab_cli.parse_env(["nope"])
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -169,7 +182,7 @@ def test_ab_removes_the_worktree_when_the_ref_fails(repo, tmp_path, interleave):
     # a second commit whose parent cannot run: the baseline side fails at once
     broken = tmp_path / "broken"
     subprocess.run(["git", "clone", "-q", str(repo), str(broken)], check=True)
-    runner = broken / "harness" / "runner.py"
+    runner = broken / "harness" / "core" / "runner.py"
     good = runner.read_text()
     runner.write_text(good + "\nraise ImportError('harness is broken in this commit')\n")
     git(broken, "commit", "-qam", "broken")
@@ -186,7 +199,7 @@ def test_ab_removes_the_worktree_when_the_ref_fails(repo, tmp_path, interleave):
 
 
 def test_sigterm_becomes_an_interrupt_so_cleanup_runs():
-    with pytest.raises(KeyboardInterrupt), ab.sigterm_as_interrupt():
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
@@ -229,9 +242,7 @@ def test_ab_help_lists_run_flags_and_the_test_only_knob():
 
 
 def test_baseline_records_must_come_from_the_clean_ref():
-    import pandas as pd
-
-    ab.check_baseline_commit(pd.DataFrame({"git_commit": ["abc", "abc", None]}), "abc")
+    ab.check_baseline_commits(["abc", "abc", None], "abc")
     for wrong in ("abc-dirty", "def"):
         with pytest.raises(Exception, match="shadowing"):
-            ab.check_baseline_commit(pd.DataFrame({"git_commit": ["abc", wrong]}), "abc")
+            ab.check_baseline_commits(["abc", wrong], "abc")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import CONFIG_FIELDS
-from harness.results import load_results, read_records
+from harness.core.config import CONFIG_FIELDS
+from harness.store.frame import load_results
+from harness.store.jsonl import read_records
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--devices", "cpu", "--steps", "2", "--warmup", "1", "--repeats", "2",

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
+from harness.analysis.compare import Settings, compare_frames
 from harness.cli import main
-from harness.compare import Settings, compare_frames, parse_percent
+from harness.cli.verdict_options import parse_percent
 from harness.errors import UserError
-from harness.results import load_results
+from harness.store.frame import load_results
 
 MIB = 1024 * 1024
 SAMPLES = [1000.0, 1010.0, 990.0, 1005.0, 995.0]
@@ -217,7 +218,7 @@ def test_records_from_an_older_version_match_by_field_defaults(tmp_path):
 
 def test_extra_axes_on_one_side(tmp_path, monkeypatch):
     # an axis a newer trainmark records but this version's RunConfig lacks
-    monkeypatch.setattr("harness.compare.EXTRA_AXES", ("fused",))
+    monkeypatch.setattr("harness.analysis.compare.EXTRA_AXES", ("fused",))
     base = load_results([write(tmp_path / "b.jsonl", [record()])])
     one = load_results([write(tmp_path / "c1.jsonl", [record(fused=False)])])
     result = compare_frames(base, one)

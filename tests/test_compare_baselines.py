@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from harness.baselines import machine_key
 from harness.cli import main
+from harness.execution.baselines import machine_key
 
 TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
         "sgd", "--steps", "2", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",

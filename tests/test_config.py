@@ -1,6 +1,7 @@
 import pytest
 
-from harness.config import RunConfig, expand, load_suite, merge_settings
+from harness.core.config import RunConfig
+from harness.core.suites import expand, load_suite, merge_settings
 from harness.errors import UserError
 
 

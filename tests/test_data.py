@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.data import load_dataset, synthetic_images, synthetic_text
+from harness.core.data import load_dataset, synthetic_images, synthetic_text
 from harness.errors import UserError
 
 CPU = torch.device("cpu")

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness.flops import (
+from harness.core.flops import (
     achieved_flops_per_s,
     count_train_step_flops,
     mfu,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 import torch
 
-from harness import peak
 from harness.cli import main
-from harness.errors import UserError
+from harness.core.precision import gemm_dtype
+from harness.probes import peak
 
 TINY_BUDGET = 0.3  # seconds per dtype: enough for a positive number, not for a true peak
 
@@ -57,23 +58,26 @@ def test_table_values_are_dense_peaks():
 
 def test_cuda_peak_comes_from_the_table(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
-    value, source = peak.peak_flops_per_s("cuda:0", "amp-bf16")
+    value, source = peak.peak_flops_per_s("cuda:0", "bf16")
     assert value == 312e12 and source.startswith("table: A100 SXM bf16 dense")
-    assert peak.peak_flops_per_s("cuda:0", "amp")[0] == 312e12  # amp means fp16 on CUDA
-    assert peak.peak_flops_per_s("cuda:0", "fp32", tf32=False)[0] == 19.5e12
-    assert peak.peak_flops_per_s("cuda:0", "fp32", tf32=True)[0] == 156e12
+    assert peak.peak_flops_per_s("cuda:0", "fp16")[0] == 312e12
+    assert peak.peak_flops_per_s("cuda:0", "fp32")[0] == 19.5e12
+    assert peak.peak_flops_per_s("cuda:0", "tf32")[0] == 156e12
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    assert peak.peak_flops_per_s("cuda:0", "fp32", tf32=True)[0] == 8.1e12  # no TF32 on Turing
-    value, source = peak.peak_flops_per_s("cuda:0", "amp-bf16")
+    assert peak.peak_flops_per_s("cuda:0", "tf32")[0] == 8.1e12  # no TF32 on Turing
+    value, source = peak.peak_flops_per_s("cuda:0", "bf16")
     assert value is None and "no bf16" in source
 
 
 def test_precision_names_map_to_gemm_dtypes():
-    assert peak.precision_dtype("fp32", "cpu") == "fp32"
-    assert peak.precision_dtype("amp", "cpu") == "bf16"
-    assert peak.precision_dtype("amp-fp16", "cpu") == "fp16"
-    with pytest.raises(UserError):
-        peak.precision_dtype("fp8", "cpu")
+    assert gemm_dtype("fp32", "cpu") == "fp32"
+    assert gemm_dtype("amp", "cpu") == "bf16"  # amp means bf16 autocast on the CPU
+    assert gemm_dtype("amp-fp16", "cpu") == "fp16"
+    assert gemm_dtype("amp", "cuda") == "fp16"  # ... and fp16 with GradScaler on CUDA
+    assert gemm_dtype("fp32", "cuda", tf32=False) == "fp32"
+    assert gemm_dtype("fp32", "cuda", tf32=True) == "tf32"
+    with pytest.raises(ValueError, match="fp8"):
+        gemm_dtype("fp8", "cpu")
 
 
 def test_measured_gemm_peak_is_positive_and_bounded_in_time():
@@ -98,12 +102,15 @@ def test_cpu_peak_is_measured_once_then_cached(cache_dir, monkeypatch):
     assert value > 0 and source.startswith("measured ") and "fp32 GEMM" in source
     again, _ = peak.peak_flops_per_s("cpu", "fp32")
     assert again == value and calls == ["fp32"]  # second call: from the cache
-    bf16, _ = peak.peak_flops_per_s("cpu", "amp-bf16")
+    bf16, _ = peak.peak_flops_per_s("cpu", "bf16")
     assert bf16 > 0 and calls == ["fp32", "bf16"]
 
     data = json.loads((cache_dir / "peak.json").read_text())
     (key,) = data
-    assert f"torch {torch.__version__}" in key and f"threads {torch.get_num_threads()}" in key
+    # one measurement holds for one host, device, torch build and thread count
+    host = socket.gethostname().lower()
+    assert key.startswith(host) and f"torch{torch.__version__.replace('+', '-')}" in key
+    assert key.endswith(f"-{torch.get_num_threads()}t")
     assert set(data[key]["measurements"]) == {"fp32", "bf16"}
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 999)  # another machine key

@@ -10,7 +10,8 @@ import pytest
 
 from harness.cli import main
 from harness.errors import UserError
-from harness.results import load_results, read_records
+from harness.store.frame import load_results
+from harness.store.jsonl import read_records
 from tests.test_compare import record
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.results import read_records
+from harness.store.jsonl import read_records
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CPU, GPU = FIXTURES / "machine_a_cpu.jsonl", FIXTURES / "machine_b_gpu.jsonl"
@@ -146,12 +146,12 @@ def test_run_no_report_and_report_failure_keep_results(tmp_path, monkeypatch, ca
     assert "report:" not in capsys.readouterr().out
     assert not (tmp_path / "reports").exists()
 
-    import harness.report
+    import harness.render.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("figure code exploded")
 
-    monkeypatch.setattr(harness.report, "write_report", broken)
+    monkeypatch.setattr(harness.render.report, "write_report", broken)
     assert main([*one, "--out", "b.jsonl"]) == 0
     captured = capsys.readouterr()
     assert "report not written (RuntimeError: figure code exploded)" in captured.err

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from harness import report_data as rd
+from harness.analysis import report_data as rd
+from harness.analysis.hardware import hardware_comparison, match_key, resolve_baseline
 from harness.errors import UserError
-from harness.figures import report_charts
-from harness.hardware_compare import hardware_comparison, match_key, resolve_baseline
-from harness.report_render import cell, markdown_table, md_text
-from harness.results import records_to_frame
+from harness.render.document import cell, markdown_table, md_text
+from harness.render.figures import report_charts
+from harness.store.frame import records_to_frame
 from tests.test_report import markdown_tables
 
 
@@ -136,7 +136,7 @@ def test_markdown_cells_escape_html_and_table_syntax():
 
 
 def test_a_report_of_only_failures_still_says_what_failed(tmp_path):
-    from harness.report import write_report
+    from harness.render.report import write_report
 
     df = records_to_frame([rec(status="oom", error="OutOfMemoryError: CUDA out of memory"),
                            rec(bs=64, status="error", error="ValueError: <bad>")])

@@ -7,13 +7,15 @@ import re
 import pytest
 import torch
 
+from harness.analysis.seeds import mean_ci, seed_summary
+from harness.analysis.verify import compare_throughput
 from harness.cli import main
-from harness.config import RunConfig, expand, merge_settings
-from harness.losscurve import compact_curve, curve_digest
-from harness.replay import compare_throughput
-from harness.results import load_results, read_records
-from harness.runner import Runner
-from harness.seeds import mean_ci, seed_summary
+from harness.core.config import RunConfig
+from harness.core.losscurve import compact_curve, curve_digest
+from harness.core.runner import Runner
+from harness.core.suites import expand, merge_settings
+from harness.store.frame import load_results
+from harness.store.jsonl import read_records
 
 TINY = dict(batch_size=8, warmup_steps=2, timed_steps=3, repeats=2, eval_samples=64)
 
@@ -80,7 +82,7 @@ def test_seeds_expand_and_summarise_with_t_intervals():
     recs = [{"model": "convnet", "dataset": "synthetic", "status": "ok", "seed": s,
              "eval_accuracy": a, "throughput": t, "batch_size": 8}
             for s, a, t in [(0, 0.5, 100.0), (1, 0.6, 110.0), (2, 0.7, 90.0)]]
-    from harness.results import records_to_frame
+    from harness.store.frame import records_to_frame
 
     summary = seed_summary(records_to_frame(recs))
     assert len(summary) == 1 and summary.loc[0, "n_seeds"] == 3

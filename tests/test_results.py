@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from harness.errors import UserError
-from harness.results import COLUMNS, ResultsWriter, export, load_results, read_records
+from harness.schema import COLUMNS
+from harness.store.frame import export, load_results
+from harness.store.jsonl import ResultsWriter, read_records
 
 
 def rec(i, **kw):

@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from harness import runner as runner_mod
-from harness.config import RunConfig
+from harness.core import runner as runner_mod
+from harness.core.config import RunConfig
+from harness.core.precision import resolve_precision
+from harness.core.runner import Runner
 from harness.errors import Unavailable
-from harness.precision import resolve_precision
-from harness.runner import Runner
 
 
 def tiny(model="convnet", dataset="synthetic", **kw):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from harness import stats
+from harness.analysis import stats
 
 BASE = [1000.0, 1010.0, 990.0, 1005.0, 995.0]
 

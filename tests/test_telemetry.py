@@ -10,8 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness import telemetry
-from harness.telemetry import NvmlSampler, throttle_names
+from harness.probes import telemetry
+from harness.probes.memory import peak_rss_bytes
+from harness.probes.telemetry import NvmlSampler, throttle_names
 
 
 class FakeNVMLError(Exception):
@@ -189,5 +190,5 @@ def test_unbalanced_start_stop_is_an_error(fake_gpu):
 
 
 def test_existing_helpers_still_work(fake_gpu):
-    assert telemetry.peak_rss_bytes() > 0
+    assert peak_rss_bytes() > 0
     assert telemetry.device_memory_used(torch.device("cpu")) is None

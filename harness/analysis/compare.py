@@ -1,0 +1,325 @@
+"""Regression verdicts, baseline vs candidate, per config: speed, memory, accuracy, status.
+
+Pure functions on DataFrames of stored results (``store.frame.load_side``): ``compare_frames``
+matches records on their config fields and judges each matched config, returning a JSON-ready
+dict that ``render.verdicts`` prints as text, Markdown or JSON:
+
+- **throughput**: Mann-Whitney U on the per-repeat samples (pooled over all records of the config
+  on each side, e.g. the rounds of an A/B run) plus a relative threshold (``analysis.stats``);
+- **memory**: the allocator's peak on accelerators, the host process's peak RSS on the CPU;
+  a regression is growth beyond ``--memory-threshold`` (and at least 1 MiB; 128 MiB for RSS);
+- **accuracy**: held-out accuracy lower by more than ``--accuracy-tolerance`` points;
+- **status**: ``ok`` in the baseline but not in the candidate is a regression.
+
+``summary.exit_status`` is 0 (no regression) or 1 (a regression); results that cannot be compared
+(nothing matched, or different hardware/software without ``allow_different_machines``) raise
+``UserError`` (exit 2 from the CLI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import stats
+from harness.core.config import CONFIG_DEFAULTS, CONFIG_FIELDS
+from harness.errors import UserError
+from harness.schema import MACHINE_FIELDS
+
+MIB = 1024 * 1024
+# The number of repeats is the sample size, not part of what was measured: a 10-repeat baseline
+# compares with a 5-repeat candidate.
+NOT_IDENTITY = frozenset({"repeats"})
+# Config axes that records from other trainmark versions (or pytest-benchmark files) may carry
+# although this version's RunConfig lacks them.
+EXTRA_AXES = ("compile", "channels_last", "nproc", "benchmark")
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Settings:
+    threshold: float = stats.DEFAULT_THRESHOLD  # relative throughput change (0.05 = 5%)
+    memory_threshold: float = 0.05  # relative peak-memory growth
+    accuracy_tolerance: float = 0.01  # absolute, as a fraction (0.01 = 1 point)
+    alpha: float = stats.DEFAULT_ALPHA  # significance level of the two-sided test
+    allow_different_machines: bool = False
+
+
+# ------------------------------------------------------------------------------ matching
+
+
+def _py(value: Any) -> Any:
+    """A hashable plain-Python value; pandas/NumPy missing values become None."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # NumPy scalar
+        value = value.item()
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _column(frame: pd.DataFrame, name: str) -> list[Any]:
+    if name not in frame.columns:
+        return [None] * len(frame)
+    return [_py(v) for v in frame[name]]
+
+
+def match_axes(base: pd.DataFrame, cand: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Fields to match records on, and notes about fields only one side has.
+
+    RunConfig fields a record lacks (written by an older trainmark) take the field's default.
+    An extra axis recorded on one side only is ignored when it has a single value there;
+    with several values it stays in the key, so those configs are reported unmatched.
+    """
+    axes = [f for f in CONFIG_FIELDS if f not in NOT_IDENTITY]
+    notes: list[str] = []
+    for name in EXTRA_AXES:
+        if name in CONFIG_FIELDS:
+            continue
+        in_b = any(v is not None for v in _column(base, name))
+        in_c = any(v is not None for v in _column(cand, name))
+        if in_b and in_c:
+            axes.append(name)
+        elif in_b or in_c:
+            side, frame = ("baseline", base) if in_b else ("candidate", cand)
+            values = {v for v in _column(frame, name) if v is not None}
+            if len(values) > 1:
+                axes.append(name)
+            else:
+                notes.append(f"{name!r} is recorded only in the {side} ({values.pop()!r}); "
+                             "ignored for matching")
+    return axes, notes
+
+
+def config_keys(frame: pd.DataFrame, axes: Sequence[str]) -> list[tuple]:
+    cols = []
+    for name in axes:
+        default = CONFIG_DEFAULTS.get(name)
+        cols.append([default if v is None else v for v in _column(frame, name)])
+    return list(zip(*cols, strict=True)) if cols else [()] * len(frame)
+
+
+def _groups(frame: pd.DataFrame, axes: Sequence[str]) -> dict[tuple, list[int]]:
+    groups: dict[tuple, list[int]] = {}
+    for i, key in enumerate(config_keys(frame, axes)):
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+# ------------------------------------------------------------------------------ machines
+
+
+def machine_differences(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[list, list]]:
+    """Machine fields (``schema.MACHINE_FIELDS``) whose known values differ between the sides
+    (unknown is not a difference: older files or pytest-benchmark files may lack a field)."""
+    diffs: dict[str, tuple[list, list]] = {}
+    for name in MACHINE_FIELDS:
+        vb = sorted({str(v) for v in _column(base, name) if v is not None})
+        vc = sorted({str(v) for v in _column(cand, name) if v is not None})
+        if vb and vc and vb != vc:
+            diffs[name] = (vb, vc)
+    return diffs
+
+
+def describe_differences(diffs: dict[str, tuple[list, list]]) -> str:
+    return "; ".join(f"{k}: {'/'.join(b)!r} vs {'/'.join(c)!r}" for k, (b, c) in diffs.items())
+
+
+# ------------------------------------------------------------------------------ analysis
+
+
+def _throughput_samples(rows: pd.DataFrame) -> list[float]:
+    samples: list[float] = []
+    for _, r in rows.iterrows():
+        if _py(r.get("status")) != "ok":
+            continue
+        reps = r.get("repeat_throughputs")
+        if isinstance(reps, (list, tuple)) and reps:
+            samples.extend(stats.clean_samples(reps))
+        elif _py(r.get("throughput")) is not None:
+            samples.append(float(r["throughput"]))
+    return samples
+
+
+def _throughput(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> stats.SampleComparison:
+    """Per-repeat throughput test: within A/B pairs when every record carries ``ab_round``
+    (``trainmark ab``), else on all samples of each side pooled."""
+    rounds_b, rounds_c = _column(b, "ab_round"), _column(c, "ab_round")
+    common = sorted(set(rounds_b) & set(rounds_c) - {None})
+    if common and None not in rounds_b and None not in rounds_c:
+        strata = [(_throughput_samples(b[[x == r for x in rounds_b]]),
+                   _throughput_samples(c[[x == r for x in rounds_c]])) for r in common]
+        return stats.compare_stratified(strata, threshold=s.threshold, alpha=s.alpha)
+    return stats.compare_samples(_throughput_samples(b), _throughput_samples(c),
+                                 threshold=s.threshold, alpha=s.alpha)
+
+
+def _median(values: Iterable[Any]) -> float | None:
+    vals = [float(v) for v in values if _py(v) is not None]
+    if not vals:
+        return None
+    vals.sort()
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+
+def _status(rows: pd.DataFrame) -> tuple[str, str | None]:
+    """``ok`` when every record of the config is ok, else the first other status and error."""
+    for _, r in rows.iterrows():
+        status = _py(r.get("status")) or "unknown"
+        if status != "ok":
+            return status, _py(r.get("error"))
+    return "ok", None
+
+
+# Growth smaller than this never counts. The allocator's peak is exact; the host's peak RSS
+# (the CPU's memory figure) includes the ~1.2 GiB torch runtime, grows over a process's life,
+# and two A/B workers running identical code differed by up to 75 MiB on this project's CPU
+# machine, so only gross growth of RSS is a regression.
+MEMORY_FLOOR = {"peak_memory_allocated_bytes": MIB, "peak_rss_bytes": 128 * MIB}
+
+
+def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
+    for field, floor in MEMORY_FLOOR.items():
+        mb = _median(_column(b, field))
+        mc = _median(_column(c, field))
+        if mb is not None and mc is not None:
+            change, verdict = stats.compare_values(
+                mb, mc, threshold=s.memory_threshold, higher_is_better=False,
+                min_abs_change=floor)
+            return {"field": field, "baseline": mb, "candidate": mc, "change": change,
+                    "verdict": verdict}
+    measured = any(_median(_column(side, f)) is not None for side in (b, c)
+                   for f in ("peak_memory_allocated_bytes", "peak_rss_bytes"))
+    # Not measured on either side (e.g. a pytest-benchmark of a function): nothing to judge.
+    return {"field": None, "baseline": None, "candidate": None, "change": None,
+            "verdict": stats.INCONCLUSIVE if measured else stats.NO_CHANGE}
+
+
+def _accuracy(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
+    ab = _median(_column(b, "eval_accuracy"))
+    ac = _median(_column(c, "eval_accuracy"))
+    change, verdict = stats.compare_values(ab, ac, threshold=s.accuracy_tolerance,
+                                           higher_is_better=True, absolute=True)
+    if ab is None and ac is None:
+        verdict = stats.NO_CHANGE  # nothing to judge (e.g. a pytest-benchmark of a function)
+    return {"baseline": ab, "candidate": ac, "change": change, "verdict": verdict}
+
+
+CORE_AXES = ("model", "dataset", "device", "batch_size", "precision", "optimizer")
+
+
+def _distinguishing(axes: Sequence[str], keys: Sequence[tuple]) -> set[str]:
+    """Axes besides the core ones needed to tell the configs apart (labels stay short: lr,
+    which follows from model and optimizer, is not shown)."""
+    core = [i for i, a in enumerate(axes) if a in CORE_AXES]
+    by_core: dict[tuple, list[tuple]] = {}
+    for k in keys:
+        by_core.setdefault(tuple(k[i] for i in core), []).append(k)
+    return {a for i, a in enumerate(axes) if a not in CORE_AXES
+            and any(len({k[i] for k in group}) > 1 for group in by_core.values())}
+
+
+def _label(config: dict[str, Any], varying: set[str]) -> str:
+    if config.get("model") is None and config.get("benchmark"):
+        return str(config["benchmark"])
+    parts = [str(config.get("model")), str(config.get("dataset")), str(config.get("device")),
+             f"bs={config.get('batch_size')}", str(config.get("precision")),
+             str(config.get("optimizer"))]
+    parts += [f"{k}={config[k]}" for k in sorted(varying - set(CORE_AXES)) if k in config]
+    return " ".join(parts)
+
+
+def judge_config(b: pd.DataFrame, c: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+    """One matched config's verdict from its baseline records ``b`` and candidate records ``c``:
+    a status change decides alone; with both sides ok, throughput, memory and accuracy do."""
+    st_b, err_b = _status(b)
+    st_c, err_c = _status(c)
+    row: dict[str, Any] = {"unit": _py(c["throughput_unit"].iloc[0])
+                           or _py(b["throughput_unit"].iloc[0]),
+                           "records": [len(b), len(c)],
+                           "status": {"baseline": st_b, "candidate": st_c,
+                                      "error": err_c or err_b}}
+    if st_b == "ok" and st_c != "ok":
+        return {**row, "verdict": stats.REGRESSION, "failed": ["status"],
+                "why": f"ok -> {st_c}: {err_c or ''}".rstrip(": ")}
+    if st_b != "ok" and st_c == "ok":
+        return {**row, "verdict": stats.IMPROVEMENT, "failed": [], "why": f"{st_b} -> ok"}
+    if st_b != "ok":
+        return {**row, "verdict": stats.INCONCLUSIVE, "failed": [],
+                "why": f"not ok on both sides ({st_b} / {st_c})"}
+    tp = _throughput(b, c, settings)
+    mem, acc = _memory(b, c, settings), _accuracy(b, c, settings)
+    row.update(throughput=tp.as_dict(), memory=mem, accuracy=acc)
+    parts = {"throughput": tp.verdict, "memory": mem["verdict"], "accuracy": acc["verdict"]}
+    row["verdict"] = stats.combine(parts.values())
+    row["failed"] = [k for k, v in parts.items() if v == stats.REGRESSION]
+    row["why"] = _why(row, tp, parts)
+    return row
+
+
+def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
+                   settings: Settings = Settings()) -> dict[str, Any]:
+    """The whole comparison as a JSON-ready dict (rows, summary, unmatched configs, notes)."""
+    diffs = machine_differences(base, cand)
+    if diffs and not settings.allow_different_machines:
+        raise UserError("baseline and candidate come from different machines or software ("
+                        + describe_differences(diffs)
+                        + "); pass --allow-different-machines to compare anyway")
+    axes, notes = match_axes(base, cand)
+    gb, gc = _groups(base, axes), _groups(cand, axes)
+    matched = [k for k in gb if k in gc]
+    if not matched:
+        raise UserError(f"no config matched: the baseline has {len(gb)} configs, the candidate "
+                        f"{len(gc)}, none with the same {', '.join(a for a in axes[:6])}, ...")
+    varying = _distinguishing(axes, matched)
+    rows = []
+    for key in matched:
+        config = {a: v for a, v in zip(axes, key, strict=True) if v is not None}
+        row = judge_config(base.iloc[gb[key]], cand.iloc[gc[key]], settings)
+        rows.append({"config": config, "label": _label(config, varying), **row})
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in stats.VERDICTS}
+    unmatched = [k for k in gb if k not in gc] + [k for k in gc if k not in gb]
+    shown = _distinguishing(axes, matched + unmatched)
+    only_b = [_label(dict(zip(axes, k, strict=True)), shown) for k in gb if k not in gc]
+    only_c = [_label(dict(zip(axes, k, strict=True)), shown) for k in gc if k not in gb]
+    return {
+        "summary": {"configs": len(rows), **counts,
+                    "exit_status": EXIT_REGRESSION if counts[stats.REGRESSION] else EXIT_OK},
+        "settings": dataclasses.asdict(settings),
+        "matched_on": axes,
+        "machine_differences": {k: {"baseline": b, "candidate": c}
+                                for k, (b, c) in diffs.items()},
+        "baseline": _side_info(base),
+        "candidate": _side_info(cand),
+        "rows": rows,
+        "only_in_baseline": only_b,
+        "only_in_candidate": only_c,
+        "notes": notes,
+    }
+
+
+def _why(row: dict[str, Any], tp: stats.SampleComparison, parts: dict[str, str]) -> str:
+    bits = []
+    if parts["memory"] in (stats.REGRESSION, stats.IMPROVEMENT):
+        bits.append(f"memory {row['memory']['change']:+.1%} ({parts['memory']})")
+    if parts["accuracy"] in (stats.REGRESSION, stats.IMPROVEMENT):
+        bits.append(f"accuracy {100 * row['accuracy']['change']:+.1f} pt ({parts['accuracy']})")
+    bits.append(f"throughput: {tp.reason}")
+    return "; ".join(bits)
+
+
+def _side_info(frame: pd.DataFrame) -> dict[str, Any]:
+    def values(name: str) -> list[Any]:
+        return sorted({str(v) for v in _column(frame, name) if v is not None})
+
+    return {"records": len(frame), "sources": values("source"), "git_commit": values("git_commit"),
+            **{k: values(k) for k in MACHINE_FIELDS}}

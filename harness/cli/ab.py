@@ -1,0 +1,150 @@
+"""``trainmark ab REF [suite flags]``: same-job A/B of a git ref against the working tree.
+
+Everything is validated (options, sweep, datasets, git ref, output folder) before the output
+folder is created or anything runs; ``execution.ab`` measures, ``analysis.compare`` judges.
+Exit status as ``trainmark compare``: 0 no regression, 1 regression, 2 usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.cli.sweep_options import (
+    absolute_datasets,
+    add_sweep_options,
+    configs_from_args,
+    overrides_from_args,
+    run_arguments,
+    suite_of,
+)
+from harness.cli.verdict_options import add_verdict_options, emit_verdict, settings_from_args
+from harness.errors import UserError
+
+DEFAULT_SUITE = "ci"
+DEFAULT_ROUNDS = {"configs": 8, "runs": 3}  # per --interleave mode (execution.ab's defaults)
+DEFAULT_THREADS = 1
+
+
+def add_run_compat_options(p: argparse.ArgumentParser) -> None:
+    """``run`` options that A/B and baselines accept so the same command line works."""
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="TensorBoard event files of the `trainmark run` blocks (--interleave "
+                        "runs, baseline rounds)")
+    p.add_argument("--no-report", action="store_true",
+                   help="accepted for `trainmark run` compatibility: A/B and baseline runs "
+                        "never write reports")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.allow_abbrev = False  # --out must not silently mean --out-dir
+    p.description = ("Run the same suite (default: ci) on REF and on the working tree, "
+                     "interleaved, then compare; exit 0 no regression, 1 regression, 2 usage.")
+    p.add_argument("ref", metavar="REF", help="git ref for the baseline, e.g. origin/main, HEAD")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"A/B pairs per config (default {DEFAULT_ROUNDS['configs']}); with "
+                        "--interleave runs: candidate runs, bracketed by rounds+1 baseline runs "
+                        f"(default {DEFAULT_ROUNDS['runs']})")
+    p.add_argument("--interleave", choices=("configs", "runs"), default="configs",
+                   help="configs: one worker per side, A and B back to back per config "
+                        "(default); runs: alternate whole `trainmark run` processes")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help="OMP/MKL threads per run, same on both sides; 0 inherits the "
+                        f"environment (default {DEFAULT_THREADS})")
+    p.add_argument("--out-dir", help="where the runs and verdicts go (default results/ab-<id>)")
+    p.add_argument("--candidate-env", action="append", metavar="NAME=VALUE",
+                   help="TEST ONLY: extra environment for the candidate side, e.g. "
+                        "TRAINMARK_INJECT_SLOWDOWN=0.1 to check the gate detects a slowdown")
+    add_verdict_options(p)
+    add_sweep_options(p, default_suite=DEFAULT_SUITE)
+    add_run_compat_options(p)
+    p.set_defaults(func=cmd_ab)
+
+
+def parse_env(pairs: Sequence[str] | None) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--candidate-env takes NAME=VALUE, got {pair!r}")
+        env[name.strip()] = value
+    return env
+
+
+def check_positive(flag: str, value: int, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{flag} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def prepared_sweep(args: argparse.Namespace):
+    """Validate the sweep here (bad input fails before anything runs); what both sides run,
+    and how many configs that is."""
+    from harness.core.data import check_dataset
+    from harness.core.suites import suite_path
+    from harness.execution.ab import Sweep
+    from harness.execution.ab_worker import hello_request
+
+    configs = configs_from_args(args)
+    for name in dict.fromkeys(c.dataset for c in configs):
+        check_dataset(name, args.data_dir, args.download)
+    suite = suite_path(suite_of(args))  # absolute: both trees run the same file
+    overrides = overrides_from_args(args)
+    if overrides["datasets"]:
+        overrides["datasets"] = absolute_datasets(overrides["datasets"])
+    data_dir = str(Path(args.data_dir).resolve())
+    flags = run_arguments(args, suite)
+    if args.tensorboard:
+        flags += ["--tensorboard", str(Path(args.tensorboard).resolve())]
+    return Sweep(hello_request(str(suite), overrides, data_dir, args.download), flags), configs
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from harness.analysis.compare import compare_frames
+    from harness.execution.ab import ABRun, check_baseline_commits, interleave, run_ab
+    from harness.execution.gitref import repo_toplevel, resolve_ref
+    from harness.probes.provenance import SOURCE_ROOT
+    from harness.schema import new_run_id
+    from harness.store.frame import load_side
+
+    settings = settings_from_args(args)
+    rounds = DEFAULT_ROUNDS[args.interleave] if args.rounds is None else args.rounds
+    check_positive("--rounds", rounds)
+    check_positive("--threads", args.threads, allow_zero=True)
+    candidate_env = parse_env(args.candidate_env)
+    sweep, configs = prepared_sweep(args)
+    top = repo_toplevel(SOURCE_ROOT)
+    ref_sha = resolve_ref(top, args.ref)
+    run_id = new_run_id()
+    out_dir = Path(args.out_dir or Path("results") / f"ab-{run_id}")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UserError(f"--out-dir {out_dir} is not an empty directory")
+    out_dir.mkdir(parents=True, exist_ok=True)  # the first thing written
+    out_dir = out_dir.resolve()
+
+    if args.interleave == "configs":
+        plan = f"{rounds} rounds of {len(configs)} configs, A and B back to back per config"
+    else:
+        plan = f"{2 * rounds + 1} whole runs, " + " ".join(
+            "AB"[s == "candidate"] for s in interleave(rounds))
+    print(f"ab: {args.ref} ({ref_sha[:10]}) vs the working tree; {plan}; threads="
+          f"{args.threads or 'inherited'}; results in {out_dir}", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        run_ab(ABRun(top=top, source=SOURCE_ROOT, ref=args.ref, ref_sha=ref_sha, sweep=sweep,
+                     rounds=rounds, interleave=args.interleave, threads=args.threads,
+                     out_dir=out_dir, run_id=run_id, candidate_env=candidate_env))
+    except KeyboardInterrupt:
+        print(f"ab: interrupted; the worktree was removed, partial results in {out_dir}",
+              file=sys.stderr)
+        return 130
+    base = load_side(sorted(out_dir.glob("baseline*.jsonl")), "baseline")
+    cand = load_side(sorted(out_dir.glob("candidate*.jsonl")), "candidate")
+    check_baseline_commits(base["git_commit"].dropna(), ref_sha)
+    print(f"ab: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return emit_verdict(compare_frames(base, cand, settings), args.format,
+                        args.md_out or str(out_dir / "verdict.md"),
+                        args.json_out or str(out_dir / "verdict.json"),
+                        title=f"trainmark ab {args.ref}")

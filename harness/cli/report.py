@@ -1,0 +1,32 @@
+"""``trainmark report FILE...``: HTML + Markdown report of results files, with a hardware
+comparison when they come from several machines (``render.report``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", help="results .jsonl files (one or more machines)")
+    p.add_argument("--out", help="report folder (default: reports/<results file name>)")
+    p.add_argument("--baseline", metavar="FILE_OR_LABEL",
+                   help="reference machine for the hardware comparison: a results file, "
+                        "machine label, host or device name (default: the first machine)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.render.report import default_out_dir, load_inputs, write_report
+
+    started = time.perf_counter()
+    frame, skipped = load_inputs(args.files)
+    for line in skipped:
+        print(f"trainmark: warning: {line} (skipped)", file=sys.stderr)
+    out = Path(args.out) if args.out else default_out_dir(args.files)
+    path = write_report(frame, out, baseline=args.baseline, skipped=skipped)
+    print(f"report: {path} and {path.with_name('report.md')} "
+          f"({len(frame)} records, {time.perf_counter() - started:.1f} s)")
+    return 0

@@ -1,0 +1,142 @@
+"""``trainmark run``: a sweep, one record per config appended to a results file, then a summary
+and a report. Everything is validated before the results file is created."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from harness.cli.sweep_options import add_sweep_options, configs_from_args
+from harness.errors import UserError
+
+RESULTS_DIR = Path("results")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    add_sweep_options(p, default_suite="quick")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write loss curves and throughput as TensorBoard event files")
+    p.add_argument("--out", help="results file (default: results/<run_id>.jsonl)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip configs already recorded ok in --out (default: newest results file)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write reports/<run_id>/report.html at the end")
+    p.set_defaults(func=cmd_run)
+
+
+def output_path(out: str | None, resume: bool, run_id: str) -> Path:
+    """Where records go; ``UserError`` rather than touching an existing file by accident."""
+    if out:
+        path = Path(out)
+    elif resume:
+        existing = sorted(RESULTS_DIR.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+        if not existing:
+            raise UserError(f"--resume: no results file in {RESULTS_DIR}/; pass --out FILE")
+        path = existing[-1]
+    else:
+        path = RESULTS_DIR / f"{run_id}.jsonl"
+    if path.is_dir():
+        raise UserError(f"--out {path} is a directory; give a .jsonl file path")
+    if path.suffix != ".jsonl":
+        raise UserError(f"--out {path}: results files end in .jsonl")
+    if path.exists() and not resume:
+        raise UserError(f"results file {path} exists; pass --resume to continue it or another "
+                        "--out")
+    return path
+
+
+def _already_done(out: Path, configs: list) -> tuple[set[tuple], list[dict], str | None]:
+    """Keys of configs recorded ok in ``out``, its records, and its run id (for --resume)."""
+    from harness.core.config import record_key
+    from harness.store.jsonl import read_records
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the torn tail is reported when the writer cuts it
+        previous = read_records(out)
+    ok_keys = {record_key(r) for r in previous if r.get("status") == "ok"}
+    done = {c.key() for c in configs if c.key() in ok_keys}
+    run_id = str(previous[0]["run_id"]) if previous and previous[0].get("run_id") else None
+    return done, previous, run_id
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.core import dist
+    from harness.core.data import check_dataset
+    from harness.core.determinism import prepare_process
+    from harness.core.runner import Runner
+    from harness.execution.sweep import for_world, order_for_scaling, prepare_peaks, run_sweep
+    from harness.schema import new_run_id
+    from harness.store.jsonl import ResultsWriter
+
+    configs = configs_from_args(args)
+    for name in dict.fromkeys(c.dataset for c in configs):
+        check_dataset(name, args.data_dir, args.download)
+    if args.tensorboard:
+        from harness.store.tensorboard import check_available
+
+        check_available()
+    prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
+    run_id = new_run_id()
+    dist_env = dist.init(configs[0].device.split(":")[0])  # under torchrun / srun
+    if dist_env is not None:
+        configs = for_world(configs, dist_env.world_size)
+        run_id = str(dist.gather(run_id)[0])  # one run id, rank 0's
+    is_writer = dist.rank() == 0
+    out = output_path(args.out, args.resume, run_id) if is_writer else Path(os.devnull)
+
+    done: set[tuple] = set()
+    previous: list[dict] = []
+    if args.resume and is_writer and out.exists():
+        done, previous, resumed_id = _already_done(out, configs)
+        run_id = resumed_id or run_id
+    if dist_env is not None:  # every rank must run the same configs, in the same order
+        done = set(dist.gather(done)[0])
+    todo = [c for c in configs if c.key() not in done]
+    if done:
+        print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run",
+              file=sys.stderr)
+    prepare_peaks(todo, quiet=args.quiet)
+    writer = ResultsWriter(out) if is_writer else None
+    finished = 0
+
+    def store(rec: dict) -> None:
+        nonlocal finished
+        writer.write(rec)
+        finished += 1
+        if args.tensorboard and rec["status"] == "ok":  # from the stored record, off the clock
+            from harness.store.tensorboard import write_record
+
+            write_record(args.tensorboard, rec)
+
+    runner = Runner(run_id=run_id, data_dir=args.data_dir, download=args.download)
+    try:
+        run_sweep(order_for_scaling(todo), runner, store if writer else None,
+                  previous=previous, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(f"interrupted: {finished} of {len(todo)} configs recorded in {out}; "
+              f"continue with: trainmark run --resume --out {out}", file=sys.stderr)
+        return 130
+    finally:
+        dist.shutdown()
+    if is_writer:
+        summarize(out, run_id, report=not args.no_report)
+    return 0
+
+
+def summarize(out: Path, run_id: str, report: bool) -> None:
+    """The summary table, the across-seed table, and (unless told not to) the report."""
+    from harness.render.tables import results_text
+    from harness.store.frame import load_results
+
+    frame = load_results([out])
+    print(results_text(frame))
+    failures = int((frame["status"] != "ok").sum())
+    print(f"\n{len(frame)} records ({failures} not ok) in {out}")
+    if report:  # after the results are on disk: a report failure only warns
+        from harness.render.report import REPORTS_DIR, report_after_run
+
+        report_after_run(out, REPORTS_DIR / run_id)

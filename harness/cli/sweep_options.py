@@ -1,0 +1,139 @@
+"""The sweep options shared by ``run``, ``ab`` and ``baseline``: one table, three uses.
+
+``SWEEP_OPTIONS`` defines each flag once. ``add_sweep_options`` puts them on a parser,
+``overrides_from_args`` turns parsed values into ``core.suites`` settings (None = not given),
+``configs_from_args`` expands the sweep, and ``run_arguments`` gives the same choice back as
+``trainmark run`` arguments (for a fresh ``trainmark run`` process of another tree).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+
+@dataclass(frozen=True)
+class SweepOption:
+    flag: str  # e.g. --batch-sizes
+    key: str  # the core.suites setting it overrides, e.g. batch_sizes
+    kind: str  # names | ints | int | float | switch (True or not given) | axis (the [True] axis)
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+SWEEP_OPTIONS: tuple[SweepOption, ...] = (
+    SweepOption("--models", "models", "names", "comma list, e.g. convnet,resnet20"),
+    SweepOption("--devices", "devices", "names", "comma list: auto, cpu, cuda, cuda:N, mps"),
+    SweepOption("--batch-sizes", "batch_sizes", "ints", "comma list of integers"),
+    SweepOption("--precisions", "precisions", "names", "comma list: fp32, amp, amp-fp16, amp-bf16"),
+    SweepOption("--optimizers", "optimizers", "names", "comma list: sgd, adam, adagrad"),
+    SweepOption("--dataset", "datasets", "names",
+                "comma list: synthetic, cifar10, synthetic-text, text:PATH"),
+    SweepOption("--lr", "lr", "float", "learning rate for every config (default: per model)"),
+    SweepOption("--steps", "steps", "int", "timed steps per repeat"),
+    SweepOption("--warmup", "warmup", "int", "untimed warm-up steps"),
+    SweepOption("--repeats", "repeats", "int", "timed repeats (throughput samples)"),
+    SweepOption("--seed", "seed", "int", "seed for model init and batch order"),
+    SweepOption("--eval-samples", "eval_samples", "int",
+                "held-out samples evaluated after timing"),
+    SweepOption("--train-samples", "train_samples", "int", "cap on training-set size"),
+    SweepOption("--seeds", "seeds", "int", "repeat each config over N consecutive seeds"),
+    SweepOption("--deterministic", "deterministic", "switch",
+                "deterministic algorithms: bitwise-repeatable losses (may be slower)"),
+    SweepOption("--target-accuracy", "target_accuracy", "float",
+                "time-to-accuracy mode: train until held-out accuracy >= X (a fraction)"),
+    SweepOption("--eval-interval", "eval_interval", "int",
+                "steps between evaluations in time-to-accuracy mode (default 50)"),
+    SweepOption("--max-steps", "max_steps", "int",
+                "upper bound on steps in time-to-accuracy mode (default 2000)"),
+    SweepOption("--nproc", "nproc", "ints",
+                "comma list of data-parallel process counts (DDP, torchrun)"),
+    SweepOption("--compile", "compile", "axis",
+                "torch.compile each model (compile time recorded separately)"),
+    SweepOption("--channels-last", "channels_last", "axis",
+                "NHWC memory format for the convolutional models"),
+)
+
+
+def add_sweep_options(p: argparse.ArgumentParser, default_suite: str) -> None:
+    """``--suite``, the sweep axes and settings, ``--data-dir`` and ``--download``."""
+    p.add_argument("--suite", default=None,
+                   help=f"suite name (see `trainmark list`) or a TOML path (default "
+                        f"{default_suite})")
+    p.set_defaults(default_suite=default_suite)
+    for o in SWEEP_OPTIONS:
+        if o.kind in ("names", "ints"):
+            p.add_argument(o.flag, help=o.help)
+        elif o.kind in ("int", "float"):
+            p.add_argument(o.flag, type=int if o.kind == "int" else float, help=o.help)
+        elif o.kind == "switch":
+            p.add_argument(o.flag, action="store_true", default=None, help=o.help)
+        else:
+            p.add_argument(o.flag, action="store_const", const=[True], help=o.help)
+    p.add_argument("--data-dir", default="data", help="where datasets live (default: ./data)")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
+
+
+def _items(flag: str, text: str, ints: bool) -> list:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{flag}: empty list {text!r}")
+    if not ints:
+        return items
+    try:
+        return [int(t) for t in items]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Sweep settings given on the command line (``None``: not given, the suite decides)."""
+    out: dict[str, Any] = {}
+    for o in SWEEP_OPTIONS:
+        value = getattr(args, o.dest)
+        if value is not None and o.kind in ("names", "ints"):
+            value = _items(o.flag, value, ints=o.kind == "ints")
+        out[o.key] = value
+    return out
+
+
+def suite_of(args: argparse.Namespace) -> str:
+    return args.suite or args.default_suite
+
+
+def configs_from_args(args: argparse.Namespace) -> list:
+    """The sweep's ``RunConfig``s; ``UserError`` on any bad value, before anything runs."""
+    from harness.core.suites import expand, load_suite, merge_settings
+
+    return expand(merge_settings(load_suite(suite_of(args)), overrides_from_args(args)))
+
+
+def absolute_datasets(names: list[str]) -> list[str]:
+    """``text:PATH`` with an absolute path, for a process in another working directory."""
+    return [f"text:{Path(d[5:]).resolve()}" if d.startswith("text:") else d for d in names]
+
+
+def run_arguments(args: argparse.Namespace, suite: Path) -> list[str]:
+    """The same sweep as ``trainmark run`` arguments, with absolute paths (the runs happen in
+    another directory): ``--suite FILE --data-dir DIR`` and every sweep option given."""
+    flags = ["--suite", str(suite), "--data-dir", str(Path(args.data_dir).resolve())]
+    if args.download:
+        flags.append("--download")
+    for o in SWEEP_OPTIONS:
+        value = getattr(args, o.dest)
+        if value is None:
+            continue
+        if o.kind in ("switch", "axis"):
+            flags.append(o.flag)
+        elif o.key == "datasets":
+            flags += [o.flag, ",".join(absolute_datasets(_items(o.flag, value, ints=False)))]
+        else:
+            flags += [o.flag, str(value)]
+    return flags

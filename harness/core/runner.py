@@ -1,0 +1,244 @@
+"""Runner: one ``RunConfig`` -> one record. Any failure becomes a row with a status.
+
+Measurement follows docs/architecture.md ("How a number is measured"): data is resident on the
+device and batches are index slices drawn before timing; untimed warm-up; ``repeats`` timed
+regions synchronized only at their edges (``core.loop``); loss finiteness is checked after the
+regions; evaluation is untimed and comes last. The runner builds what a config needs, hands it
+to the loop, and assembles the record from what the loop measured.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import torch
+
+from harness.core import dist
+from harness.core.config import CONFIG_FIELDS, RunConfig
+from harness.core.data import Dataset, ImageData, load_dataset
+from harness.core.determinism import determinism
+from harness.core.flops import achieved_flops_per_s, count_train_step_flops, mfu
+from harness.core.loop import (
+    Clock,
+    Measured,
+    check_finite,
+    injected_slowdown,
+    run_fixed,
+    run_to_target,
+)
+from harness.core.losscurve import compact_curve, curve_digest
+from harness.core.optim import make_optimizer
+from harness.core.precision import PrecisionPlan, gemm_dtype, resolve_precision
+from harness.core.step import evaluate, loss_fn, make_train_step
+from harness.core.timing import RegionTimer, median_iqr
+from harness.errors import Diverged, Unavailable, one_line
+from harness.probes import provenance
+from harness.probes.memory import peak_memory, peak_rss_bytes, release_memory, reset_peak_memory
+from harness.probes.peak import peak_flops_per_s
+from harness.probes.telemetry import NvmlSampler, device_memory_used
+from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
+from models import create_model, get_model_info
+
+COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
+
+
+def peak_dtype(cfg: RunConfig, conv: bool) -> str:
+    """The GEMM dtype whose peak a config's MFU is measured against. cuDNN convolutions run
+    fp32 as TF32 by default, so conv nets get the TF32 peak on CUDA."""
+    device_type = cfg.device.split(":")[0]
+    tf32 = bool(torch.backends.cudnn.allow_tf32) if conv else None
+    return gemm_dtype(cfg.precision, device_type, tf32=tf32)
+
+
+class Runner:
+    """Runs configs one after another in this process, caching datasets between them."""
+
+    def __init__(self, run_id: str | None = None, data_dir: str = "data",
+                 download: bool = False) -> None:
+        self.run_id = run_id or new_run_id()
+        self.data_dir = data_dir
+        self.download = download
+        self._data_key: tuple | None = None
+        self._data: Dataset | None = None
+        self._flops: dict[tuple, int | None] = {}  # FLOPs per step depend on shapes only
+
+    def dataset(self, cfg: RunConfig) -> Dataset:
+        device = dist.local_device(cfg.device)
+        key = (cfg.dataset, device, cfg.data_seed, cfg.train_samples, cfg.eval_samples,
+               cfg.channels_last)
+        if key != self._data_key:
+            self._data = None  # free the previous dataset before loading the next
+            gc.collect()
+            self._data = load_dataset(
+                cfg.dataset, torch.device(device), data_dir=self.data_dir,
+                download=self.download, data_seed=cfg.data_seed,
+                train_samples=cfg.train_samples, eval_samples=cfg.eval_samples,
+            )
+            if cfg.channels_last and isinstance(self._data, ImageData):
+                # Stored NHWC once, so batches (index slices) are NHWC without a per-step copy.
+                nhwc = torch.channels_last
+                self._data.train_x = self._data.train_x.contiguous(memory_format=nhwc)
+                self._data.eval_x = self._data.eval_x.contiguous(memory_format=nhwc)
+            self._data_key = key
+        assert self._data is not None
+        return self._data
+
+    def base_record(self, cfg: RunConfig) -> dict[str, object]:
+        """Identity, config and provenance fields: what every record has, whatever happens."""
+        rec: dict[str, object] = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "record_id": new_record_id(),
+            "timestamp": utc_timestamp(),
+            **{k: getattr(cfg, k) for k in CONFIG_FIELDS},
+            "task": get_model_info(cfg.model).task,
+            "status": None,
+            "error": None,
+        }
+        rec.update(provenance.collect(cfg.device))
+        return rec
+
+    def run(self, cfg: RunConfig) -> dict[str, object]:
+        """Measure ``cfg`` in this process (one rank of it, under a launcher); never raises for
+        a failing config (KeyboardInterrupt excepted)."""
+        rec = self.base_record(cfg)
+        if cfg.nproc != dist.world_size():
+            rec.update(status="error", error=f"nproc {cfg.nproc} but {dist.world_size()} "
+                                             "processes run it (launch with torchrun)")
+            return rec
+        device = torch.device(dist.local_device(cfg.device))
+        started = time.perf_counter()
+        try:
+            with determinism(cfg.deterministic, cfg.seed):
+                rec["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+                rec.update(self._measure(cfg, device))
+            rec["status"] = "ok"
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            rec.update(status="oom", error=one_line(exc))
+        except Diverged as exc:
+            rec.update(status="diverged", error=one_line(exc))
+        except (Unavailable, NotImplementedError) as exc:
+            rec.update(status="unavailable", error=one_line(exc))
+        except Exception as exc:  # isolation: the sweep goes on, the error is a column
+            rec.update(status="error", error=one_line(exc))
+        finally:
+            gc.collect()
+            release_memory(device)
+        rec["wall_time_s"] = time.perf_counter() - started
+        rec["peak_rss_bytes"] = peak_rss_bytes()
+        return rec
+
+    def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset,
+                    idx: torch.Tensor, plan: PrecisionPlan) -> int | None:
+        """FLOPs of one training step (forward + backward, per rank), counted once per shape."""
+        key = (cfg.model, cfg.dataset, cfg.batch_size, cfg.channels_last, cfg.device)
+        if key not in self._flops:
+            try:
+                x, y = data.batch(idx)
+                self._flops[key] = count_train_step_flops(
+                    model, x, y, loss_fn=loss_fn, autocast_dtype=plan.autocast_dtype)
+            except Exception:  # counting is best effort; the benchmark itself must not fail
+                self._flops[key] = None
+        return self._flops[key]
+
+    def _measure(self, cfg: RunConfig, device: torch.device) -> dict[str, object]:
+        plan = resolve_precision(cfg.precision, device)
+        data = self.dataset(cfg)
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)
+        model = create_model(cfg.model, **data.model_kwargs).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+        trained = dist.wrap(model, device)
+        backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor") if cfg.compile else None
+        if backend:
+            trained = torch.compile(trained, backend=backend)
+        step = make_train_step(trained, optimizer, data, plan, device)
+        gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * dist.rank())  # own batches
+        tta = cfg.target_accuracy is not None
+        total_steps = cfg.max_steps if tta else cfg.warmup_steps + cfg.repeats * cfg.timed_steps
+        indices = data.sample_indices(total_steps, cfg.batch_size, gen)  # (steps, B) on device
+        flops = self._step_flops(cfg, model, data, indices[0], plan)  # untimed, state restored
+        clock = Clock(RegionTimer(device), NvmlSampler(device),
+                      cfg.batch_size * data.items_per_sample(), injected_slowdown())
+        reset_peak_memory(device)
+        if tta:
+            m = run_to_target(step, indices, clock, target=cfg.target_accuracy,
+                              interval=cfg.eval_interval,
+                              evaluate=lambda: evaluate(model, data, plan, device,
+                                                        cfg.eval_samples))
+        else:
+            m = run_fixed(step, indices, clock, warmup=cfg.warmup_steps, repeats=cfg.repeats,
+                          steps=cfg.timed_steps, compiled=cfg.compile)
+        curve = check_finite(m.losses)
+        alloc, reserved = peak_memory(device)
+        used = device_memory_used(device)
+        # Time to accuracy already evaluated the final model after its last interval.
+        m.last_eval = m.last_eval if tta else evaluate(model, data, plan, device,
+                                                       cfg.eval_samples)
+        return {
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "throughput_unit": data.unit,
+            "peak_memory_allocated_bytes": alloc,
+            "peak_memory_reserved_bytes": reserved,
+            "device_memory_used_bytes": used,
+            "compile_backend": backend,
+            **measured_fields(m, curve, tta),
+            **efficiency_fields(cfg, flops, median_iqr(m.step_times_s)[0],
+                                conv=isinstance(data, ImageData)),
+            **energy_fields(clock, len(m.step_times_s)),
+        }
+
+
+def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, object]:
+    """Speed and quality fields of a record, from what the loop measured."""
+    med, iqr = median_iqr([t * 1e3 for t in m.step_times_s])
+    values, every = compact_curve(curve)
+    fields: dict[str, object] = {
+        "throughput": median_iqr(m.region_throughputs)[0],
+        "step_time_ms_median": med,
+        "step_time_ms_iqr": iqr,
+        "repeat_throughputs": m.region_throughputs,
+        "train_loss": float(curve[-1]),
+        "eval_loss": m.last_eval[0],
+        "eval_accuracy": m.last_eval[1],
+        "loss_curve": values,
+        "loss_curve_every": every,
+        "loss_curve_sha256": curve_digest(curve),
+    }
+    if m.compile_time_s is not None:
+        fields["compile_time_s"] = m.compile_time_s
+    if dist.world_size() > 1:  # per-rank step-time medians show stragglers
+        fields["rank_step_time_ms_median"] = dist.gather(med)
+    if tta:
+        reached = m.reached_at is not None
+        fields.update({"target_reached": reached, "steps_to_accuracy": m.reached_at,
+                       "time_to_accuracy_s": m.trained_s if reached else None,
+                       "train_time_s": m.trained_s, "steps_run": m.steps_run})
+    return fields
+
+
+def efficiency_fields(cfg: RunConfig, flops: int | None, step_s: float | None, *,
+                      conv: bool) -> dict[str, object]:
+    """Achieved FLOP/s over all ranks and MFU against the device's peak. The peak comes from
+    the datasheet table or the cache only: measuring a GEMM here would run in the middle of a
+    sweep (``execution.sweep.prepare_peaks`` measures before the first config)."""
+    world = dist.world_size()
+    peak, source = peak_flops_per_s(dist.local_device(cfg.device), peak_dtype(cfg, conv),
+                                    measure=False)
+    achieved = achieved_flops_per_s(flops * world if flops else None, step_s or None)
+    total_peak = peak * world if peak else None
+    return {"flops_per_step": flops, "achieved_flops_per_s": achieved,
+            "peak_flops_per_s": total_peak, "peak_flops_source": source,
+            "mfu": mfu(achieved, total_peak)}
+
+
+def energy_fields(clock: Clock, timed_steps: int) -> dict[str, object]:
+    """NVML's summary over the timed regions, with samples (or tokens) per joule."""
+    energy = clock.sampler.summary()
+    if energy.get("energy_j"):  # this rank's items on the clock per joule of its device
+        energy["samples_per_joule"] = clock.items_per_step * timed_steps / energy["energy_j"]
+    return energy

@@ -1,0 +1,252 @@
+"""Suites and sweeps: suite file + command-line flags -> ``list[RunConfig]``.
+
+A sweep is the cartesian product of its axes (models x datasets x devices x batch sizes x
+precisions x optimizers x nproc x compile x channels-last x seeds). Suites are TOML files shipped
+inside the package (``harness/suites/NAME.toml``) or given by path; their keys are the CLI's flag
+names, and flags given on the command line replace the suite's values. A ``[model.NAME]`` table
+overrides keys for one model (e.g. smaller batch sizes for the Transformer).
+
+Defaults have one source: the ``RunConfig`` dataclass. ``DEFAULTS`` below derives every setting
+that maps to a config field from it; only the keys that exist for sweeps alone (which models,
+devices and datasets; ``lr`` = "per model"; ``seeds`` = how many) are defined here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from harness.core.config import CONFIG_DEFAULTS, RunConfig
+from harness.core.data import dataset_task
+from harness.core.devices import resolve_device
+from harness.core.optim import OPTIMIZERS
+from harness.core.precision import PRECISIONS, resolve_alias
+from harness.errors import UserError
+from models import IMAGE_CLASSIFICATION, get_model_info, list_models
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # package data
+DEFAULT_SUITE = "quick"
+
+# Sweep keys (flag names, dashes as underscores) -> the RunConfig field each sets.
+LIST_FIELDS = {"batch_sizes": "batch_size", "precisions": "precision",
+               "optimizers": "optimizer", "nproc": "nproc", "compile": "compile",
+               "channels_last": "channels_last"}
+SCALAR_FIELDS = {"seed": "seed", "warmup": "warmup_steps", "steps": "timed_steps",
+                 "repeats": "repeats", "eval_samples": "eval_samples",
+                 "train_samples": "train_samples", "data_seed": "data_seed",
+                 "deterministic": "deterministic", "target_accuracy": "target_accuracy",
+                 "eval_interval": "eval_interval", "max_steps": "max_steps"}
+SWEEP_ONLY: dict[str, Any] = {
+    "models": ["convnet", "resnet20", "transformer"],
+    "datasets": [],  # empty: each model's default dataset
+    "devices": ["auto"],
+    "lr": None,  # None: the model family's default for the optimizer
+    "seeds": 1,  # repeat each config over this many consecutive seeds
+}
+DEFAULTS: dict[str, Any] = {
+    **SWEEP_ONLY,
+    **{key: [CONFIG_DEFAULTS[f]] for key, f in LIST_FIELDS.items()},
+    **{key: CONFIG_DEFAULTS[f] for key, f in SCALAR_FIELDS.items()},
+}
+LIST_KEYS = ("models", "datasets", "devices", *LIST_FIELDS)
+SCALAR_KEYS = ("lr", "seeds", *SCALAR_FIELDS)
+BOOLEAN_KEYS = ("deterministic", "compile", "channels_last")
+# Axes chosen once for the whole sweep: a [model.NAME] table cannot set them.
+SWEEP_WIDE_KEYS = ("models", "devices", "datasets")
+MODEL_KEYS = tuple(k for k in (*LIST_KEYS, *SCALAR_KEYS) if k not in SWEEP_WIDE_KEYS)
+
+
+def list_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def suite_path(name_or_path: str) -> Path:
+    """The file behind a suite name (``quick``) or path (``my.toml``); ``UserError`` if none."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SUITES_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise UserError(
+            f"suite {name_or_path!r} not found ({path}); valid: {', '.join(list_suites())}"
+        )
+    return path.resolve()
+
+
+def _check_booleans(where: str, table: dict[str, Any]) -> None:
+    for key in BOOLEAN_KEYS:
+        values = table.get(key)
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None and not isinstance(value, bool):
+                raise UserError(f"{where}: {key} must be true or false (a TOML boolean, "
+                                f"unquoted), got {value!r}")
+
+
+def load_suite(name_or_path: str) -> dict[str, Any]:
+    """A suite by name or path, validated; ``UserError`` naming the file and key if bad."""
+    path = suite_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"malformed suite file {path}: {exc}") from None
+    allowed = set(LIST_KEYS) | set(SCALAR_KEYS) | {"description", "model"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise UserError(
+            f"suite {path}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(allowed))}"
+        )
+    _check_booleans(f"suite {path}", data)
+    if not isinstance(data.get("model", {}), dict):
+        raise UserError(f"suite {path}: 'model' must be tables such as [model.convnet]")
+    for name, table in data.get("model", {}).items():
+        where = f"suite {path}: [model.{name}]"
+        if not isinstance(table, dict):
+            raise UserError(f"{where} must be a table of keys")
+        wide = sorted(set(table) & set(SWEEP_WIDE_KEYS))
+        if wide:
+            raise UserError(f"{where}: {wide[0]!r} applies to the whole sweep, not to one "
+                            f"model; valid here: {', '.join(MODEL_KEYS)}")
+        bad = sorted(set(table) - set(MODEL_KEYS))
+        if bad:
+            raise UserError(f"{where}: unknown key {bad[0]!r}; valid: {', '.join(MODEL_KEYS)}")
+        _check_booleans(where, table)
+    return data
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _positive_int(key: str, value: Any, allow_zero: bool = False) -> int:
+    # bool is an int subclass and int("8") parses: neither is an integer setting.
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral:
+        raise UserError(f"{key} must be an integer, got {value!r}")
+    number = int(value)
+    if number < 0 or (number == 0 and not allow_zero):
+        limit = ">= 0" if allow_zero else "> 0"
+        raise UserError(f"{key} must be {limit}, got {value!r}")
+    return number
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _check_choice(kind: str, value: Any, choices: list[str] | tuple[str, ...]) -> str:
+    if value not in choices:
+        raise UserError(f"unknown {kind} {value!r}; valid: {', '.join(choices)}")
+    return str(value)
+
+
+def merge_settings(suite: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults <- suite <- command-line overrides (None in overrides means 'not given')."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:  # a programming error, not bad input: the CLI builds these keys
+        raise KeyError(f"unknown sweep setting {unknown[0]!r}; valid: {', '.join(DEFAULTS)}")
+    settings = dict(DEFAULTS)
+    settings.update({k: v for k, v in suite.items() if k in DEFAULTS})
+    settings["model_overrides"] = suite.get("model", {})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    # An axis given on the command line beats a per-model suite override of the same axis.
+    settings["cli_keys"] = {k for k, v in overrides.items() if v is not None}
+    return settings
+
+
+def _model_settings(settings: dict[str, Any], model: str) -> dict[str, Any]:
+    """The settings for one model: its ``[model.NAME]`` table applied, except where the command
+    line set the same key."""
+    per_model = dict(settings)
+    for key, value in settings.get("model_overrides", {}).get(model, {}).items():
+        if key not in settings.get("cli_keys", set()):
+            per_model[key] = value
+    return per_model
+
+
+def _scalars(s: dict[str, Any]) -> dict[str, Any]:
+    """Validated scalar settings, as ``RunConfig`` keyword arguments."""
+    train_samples = s["train_samples"]
+    target = s["target_accuracy"]
+    number = isinstance(target, (int, float)) and not isinstance(target, bool)
+    if target is not None and not (number and 0 < target <= 1):
+        raise UserError(f"target accuracy must be a fraction in (0, 1], got {target!r}")
+    return {
+        "warmup_steps": _positive_int("warmup", s["warmup"], allow_zero=True),
+        "timed_steps": _positive_int("steps", s["steps"]),
+        "repeats": _positive_int("repeats", s["repeats"]),
+        "eval_samples": _positive_int("eval samples", s["eval_samples"]),
+        "train_samples": (None if train_samples is None
+                          else _positive_int("train samples", train_samples)),
+        "data_seed": _positive_int("data seed", s["data_seed"], allow_zero=True),
+        "deterministic": _flag("deterministic", s["deterministic"]),
+        "target_accuracy": None if target is None else float(target),
+        "eval_interval": _positive_int("eval interval", s["eval_interval"]),
+        "max_steps": _positive_int("max steps", s["max_steps"]),
+    }
+
+
+def _axes(s: dict[str, Any], task: str) -> dict[str, list]:
+    """Validated per-model list axes, keyed by the ``RunConfig`` field each sets."""
+    axes = {
+        "batch_size": [_positive_int("batch size", b) for b in _as_list(s["batch_sizes"])],
+        "precision": [_check_choice("precision", p, PRECISIONS)
+                      for p in _as_list(s["precisions"])],
+        "optimizer": [_check_choice("optimizer", o, OPTIMIZERS)
+                      for o in _as_list(s["optimizers"])],
+        "nproc": [_positive_int("nproc", n) for n in _as_list(s["nproc"])],
+        "compile": [_flag("compile", v) for v in _as_list(s["compile"])],
+        "channels_last": [_flag("channels_last", v) for v in _as_list(s["channels_last"])],
+    }
+    if task != IMAGE_CLASSIFICATION:  # NHWC means nothing for a language model
+        axes["channels_last"] = [False]
+    return axes
+
+
+def _lr(s: dict[str, Any]) -> float | None:
+    lr = s["lr"]
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0):
+        raise UserError(f"lr must be a number > 0, got {lr!r}")
+    return None if lr is None else float(lr)
+
+
+def _check_models(settings: dict[str, Any]) -> list[str]:
+    valid = ", ".join(list_models())
+    models = [str(m) for m in _as_list(settings["models"])]
+    for name in [*models, *settings.get("model_overrides", {})]:
+        try:
+            get_model_info(name)
+        except KeyError:
+            where = "" if name in models else f"[model.{name}] in the suite: "
+            raise UserError(f"{where}unknown model {name!r}; valid: {valid}") from None
+    return models
+
+
+def expand(settings: dict[str, Any]) -> list[RunConfig]:
+    """Validate ``settings`` (from ``merge_settings``) and return the sweep's configs, in order;
+    ``UserError`` on bad input."""
+    models = _check_models(settings)
+    devices = [resolve_device(str(d)) for d in _as_list(settings["devices"])]
+    datasets = [str(d) for d in _as_list(settings["datasets"])]
+    dataset_tasks = {d: dataset_task(d) for d in datasets}
+    configs: list[RunConfig] = []
+    for model in models:
+        info = get_model_info(model)
+        s = _model_settings(settings, model)
+        scalars, axes, lr = _scalars(s), _axes(s, info.task), _lr(s)
+        if any(axes["compile"]) and scalars["warmup_steps"] == 0:
+            raise UserError("compile needs warmup >= 1 so that compilation stays off the clock")
+        seed = _positive_int("seed", s["seed"], allow_zero=True)
+        seeds = range(seed, seed + _positive_int("seeds", s["seeds"]))
+        own = [d for d in datasets if dataset_tasks[d] == info.task] or [info.default_dataset]
+        for dataset, device, *values, run_seed in itertools.product(
+                own, devices, *axes.values(), seeds):
+            axis = dict(zip(axes, values, strict=True))
+            axis["precision"] = resolve_alias(axis["precision"], device.split(":")[0])
+            configs.append(RunConfig(
+                model=model, dataset=dataset, device=device, seed=run_seed, **axis, **scalars,
+                lr=lr if lr is not None else float(info.default_lr[axis["optimizer"]])))
+    # De-duplicate (e.g. 'amp' and 'amp-bf16' on CPU resolve to the same config), keep order.
+    return list(dict.fromkeys(configs))

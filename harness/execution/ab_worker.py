@@ -1,0 +1,98 @@
+"""A/B worker, protocol 1: measures one tree's configs on request, for ``trainmark ab``.
+
+``trainmark ab`` starts ``python -m harness.execution.ab_worker`` in a scratch directory with
+``PYTHONPATH`` = one side's tree, so everything below runs that tree's code (REF's or the working
+tree's). This protocol is the only contract between two trees: another tree's functions are
+never called. Keep it backwards compatible; bump ``PROTOCOL`` only for a change an older parent
+cannot read, and keep answering older requests.
+
+One JSON object per line. Requests on stdin; replies on stdout prefixed with ``@@ab `` (anything
+else on stdout, e.g. what a run prints, is ignored)::
+
+    ab     -> {"protocol": 1, "run_id": "...", "suite": "/abs/suite.toml",
+               "overrides": {"models": [...], "steps": 5, ...},   # sweep keys, None = suite's
+               "data_dir": "/abs/data", "download": false}
+    worker -> {"protocol": 1, "configs": [{RunConfig field: value, ...}, ...]}
+              or {"protocol": 1, "error": "one line"}             # bad sweep: nothing ran
+    ab     -> {"op": "run", "index": i, "out": "/abs/FILE.jsonl", "annotate": {...}}
+    worker -> {"status": "ok" | "oom" | ...}                     # once the record is on disk
+    ab     -> {"op": "quit"}                                     # or end of input
+
+``overrides`` are the keys of ``harness.core.suites.DEFAULTS``; a key this tree does not know is
+an error reply (it cannot run that sweep). Each record gets the ``annotate`` fields (e.g.
+``ab_round``, ``ab_side``) and is appended to ``out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import IO, Any
+
+PROTOCOL = 1
+PREFIX = "@@ab "
+
+
+def reply(obj: dict[str, Any], out: IO[str] = sys.stdout) -> None:
+    out.write(PREFIX + json.dumps(obj) + "\n")
+    out.flush()
+
+
+def hello_request(suite: str, overrides: dict[str, Any], data_dir: str,
+                  download: bool) -> dict[str, Any]:
+    """The first request (the parent adds ``run_id``); paths must be absolute."""
+    return {"protocol": PROTOCOL, "suite": suite, "overrides": overrides,
+            "data_dir": data_dir, "download": download}
+
+
+def _configs(request: dict[str, Any]) -> list:
+    from harness.core.data import check_dataset
+    from harness.core.suites import expand, load_suite, merge_settings
+
+    try:
+        settings = merge_settings(load_suite(request["suite"]), request.get("overrides") or {})
+    except KeyError as exc:  # a sweep key this tree does not have
+        from harness.errors import UserError
+
+        raise UserError(f"this tree cannot run the sweep: {exc.args[0]}") from None
+    configs = expand(settings)
+    for name in dict.fromkeys(c.dataset for c in configs):
+        check_dataset(name, request["data_dir"], bool(request.get("download")))
+    return configs
+
+
+def serve(stdin: IO[str], stdout: IO[str]) -> int:
+    """Answer one parent until it says quit (or closes stdin)."""
+    from harness.errors import UserError
+
+    try:
+        request = json.loads(stdin.readline() or "{}")
+        configs = _configs(request)
+    except UserError as exc:
+        reply({"protocol": PROTOCOL, "error": str(exc)}, stdout)
+        return 2
+    from harness.core.determinism import prepare_process
+    from harness.core.runner import Runner
+    from harness.execution.distributed import run_config
+    from harness.execution.sweep import prepare_peaks
+    from harness.store.jsonl import ResultsWriter
+
+    prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
+    prepare_peaks(configs, quiet=True)  # before any config is measured
+    runner = Runner(run_id=request["run_id"], data_dir=request["data_dir"],
+                    download=bool(request.get("download")))
+    reply({"protocol": PROTOCOL, "configs": [dataclasses.asdict(c) for c in configs]}, stdout)
+    for line in stdin:
+        cmd = json.loads(line)
+        if cmd.get("op") != "run":
+            break
+        rec = run_config(runner, configs[cmd["index"]])
+        rec.update(cmd.get("annotate") or {})
+        ResultsWriter(cmd["out"]).write(rec)
+        reply({"status": rec["status"]}, stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.stdin, sys.stdout))

@@ -1,0 +1,119 @@
+"""Multi-process data-parallel runs: DistributedDataParallel launched by ``torch.distributed.run``.
+
+Two ways in, one code path:
+
+- ``trainmark run --nproc N`` (single node): for each config with ``nproc > 1`` the sweep process
+  launches ``python -m torch.distributed.run --standalone --nproc-per-node N -m
+  harness.execution.distributed CONFIG.json OUTDIR`` and reads back rank 0's record.
+- Under a launcher the user started (multi-node torchrun, SLURM ``srun``), ``trainmark run``
+  itself finds ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (or SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``/
+  ``SLURM_LOCALID`` with ``MASTER_ADDR`` set), joins the process group and runs every config
+  data-parallel; rank 0 alone writes results.
+
+Each rank trains ``batch_size`` samples per step (the global batch is ``batch_size x nproc``);
+throughput is global (all ranks) and each timed region lasts as long as its slowest rank. The
+process-group primitives live in ``harness.core.dist``; the launcher's exit status is honoured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.core import dist
+from harness.core.config import RunConfig
+from harness.core.runner import Runner
+
+FAIL_RANK_ENV = "TRAINMARK_TEST_FAIL_RANK"  # test-only: this rank exits at once
+
+
+# ----------------------------------------------------------------------- single-node launch
+
+
+def run_config(runner: Runner, cfg: RunConfig) -> dict[str, object]:
+    """One config's record: in this process, or under torchrun when ``cfg.nproc > 1`` and no
+    process group is active yet (each rank is then its own process; rank 0 reports)."""
+    if cfg.nproc > 1 and not dist.active():
+        rec = runner.base_record(cfg)
+        started = time.perf_counter()
+        rec.update(launch(cfg, runner.data_dir, runner.download, runner.run_id))
+        rec["wall_time_s"] = time.perf_counter() - started
+        return rec
+    return runner.run(cfg)
+
+
+def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str) -> dict[str, object]:
+    """Run ``cfg`` (``nproc > 1``) under torchrun on this node; return rank 0's record.
+
+    A launch that fails without a record (a rank crashed, a timeout) becomes an ``error``
+    record carrying the launcher's exit status and the last line of its output.
+    """
+    with tempfile.TemporaryDirectory(prefix="trainmark-ddp-") as tmp:
+        spec = Path(tmp) / "config.json"
+        spec.write_text(json.dumps({"config": dataclasses.asdict(cfg), "data_dir": data_dir,
+                                    "download": download, "run_id": run_id}))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+               f"--nproc-per-node={cfg.nproc}", "-m", "harness.execution.distributed",
+               str(spec), tmp]
+        limit = dist.collective_timeout_s() * 2 + 120
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
+                                  env={**os.environ, "PYTHONPATH": _pythonpath()})
+            why, code = root_cause(proc.stderr + proc.stdout), proc.returncode
+        except subprocess.TimeoutExpired:
+            why, code = f"launcher did not finish within {limit:.0f} s", None
+        result = Path(tmp) / "rank0.json"
+        if result.exists():
+            return json.loads(result.read_text())
+        errors = sorted(Path(tmp).glob("rank*.json"))
+        if errors:  # a non-zero rank recorded why it failed
+            return json.loads(errors[0].read_text())
+        return {"status": "error", "error": f"torchrun exited with status {code}: {why}"[:300],
+                "nproc": cfg.nproc}
+
+
+def root_cause(output: str) -> str:
+    """One line from torchrun's failure summary: which rank died first, and how."""
+    text = output.split("Root Cause", 1)[-1]
+    rank = re.search(r"rank\s*:\s*(\d+)", text)
+    code = re.search(r"exitcode\s*:\s*(-?\d+)", text)
+    if "Root Cause" in output and rank and code:
+        return f"rank {rank.group(1)} failed first with exit code {code.group(1)}"
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip(" =-")]
+    return lines[-1] if lines else "no output"
+
+
+def _pythonpath() -> str:
+    """This process's ``harness`` first on the ranks' path (an A/B side's tree, a checkout)."""
+    root = str(Path(__file__).resolve().parents[2])
+    rest = os.environ.get("PYTHONPATH")
+    return root + (os.pathsep + rest if rest else "")
+
+
+def worker_main(argv: list[str]) -> int:
+    """Entry point of each rank launched by ``launch``."""
+    spec = json.loads(Path(argv[0]).read_text())
+    cfg = RunConfig(**spec["config"])
+    env = dist.init(cfg.device.split(":")[0])
+    if env is not None and os.environ.get(FAIL_RANK_ENV) == str(env.rank):
+        os._exit(3)  # test-only: a rank that dies without a word, as a crashed process does
+    try:
+        rec = Runner(run_id=spec["run_id"], data_dir=spec["data_dir"],
+                     download=spec["download"]).run(cfg)
+    finally:
+        me = dist.rank()
+        dist.shutdown()
+    if me == 0 or rec.get("status") != "ok":
+        Path(argv[1], f"rank{me}.json").write_text(json.dumps(rec))
+    return 0 if rec.get("status") == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main(sys.argv[1:]))

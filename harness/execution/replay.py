@@ -1,0 +1,62 @@
+"""Replay recorded configs: every record carries its full ``RunConfig`` (``config_from_record``),
+so a results file is its own recipe. ``trainmark rerun`` stores the replays; ``trainmark verify``
+also checks them (``analysis.verify``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.core.config import RunConfig, config_from_record
+from harness.core.determinism import prepare_process
+from harness.core.runner import Runner
+from harness.errors import UserError
+from harness.execution.distributed import run_config
+from harness.execution.sweep import prepare_peaks
+from harness.schema import new_run_id
+from harness.store.jsonl import ResultsWriter, read_records
+
+
+def select(records: list[dict], record_id: str | None) -> list[dict]:
+    """Records to replay: all replayable ones, or the one named (``UserError`` if absent)."""
+    usable = [r for r in records if r.get("model") and r.get("experiment") is None]
+    if record_id is None:
+        return usable
+    chosen = [r for r in usable if r.get("record_id") == record_id]
+    if not chosen:
+        ids = ", ".join(str(r.get("record_id")) for r in usable[:8])
+        raise UserError(f"no record {record_id!r} in the file; valid: {ids}"
+                        + (", ..." if len(usable) > 8 else ""))
+    return chosen
+
+
+def replayable(path: str, record_id: str | None) -> list[tuple[dict, RunConfig]]:
+    """The records to replay with their configs; ``UserError`` before anything runs."""
+    records = select(read_records(path), record_id)
+    if not records:
+        raise UserError(f"{path}: no replayable benchmark records")
+    return [(r, config_from_record(r)) for r in records]
+
+
+def replay(path: str, record_id: str | None, data_dir: str,
+           out: Path | None) -> list[tuple[dict, dict, RunConfig]]:
+    """Run each selected record's config again: ``(old record, new record, config)`` triples;
+    the new records are also appended to ``out`` when given."""
+    chosen = replayable(path, record_id)
+    records, configs = [r for r, _ in chosen], [c for _, c in chosen]
+    prepare_process(any(c.deterministic for c in configs))
+    prepare_peaks(configs)
+    runner = Runner(run_id=new_run_id(), data_dir=data_dir)
+    writer = ResultsWriter(out) if out else None
+    pairs = []
+    for old, cfg in zip(records, configs, strict=True):
+        print(f"replaying {cfg.label()} ...", file=sys.stderr, flush=True)
+        new = run_config(runner, cfg)
+        new["replay_of"] = old.get("record_id")
+        if writer:
+            writer.write(new)
+        pairs.append((old, new, cfg))
+    return pairs
+
+

@@ -1,0 +1,181 @@
+"""``trainmark report``: results files -> one folder with report.html, report.md (+ PNG figures),
+summary.csv/.parquet and the tables behind them.
+
+Built from stored results alone (any machine, no network). Results files are untrusted: they are
+read as JSON (never pickle), a malformed file is skipped with a one-line warning naming the file
+and line while the others still report, and every string is escaped on the way out
+(``render.document``). Analysis lives in ``analysis.report_data`` / ``analysis.hardware``, drawing
+in ``render.figures``; this module only assembles sections and writes files. A new report
+section goes in ``_sections`` (docs/architecture.md, "Where things go").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness import __version__
+from harness.analysis import report_data as rd
+from harness.analysis.hardware import HardwareComparison, hardware_comparison, resolve_baseline
+from harness.errors import UserError, one_line
+from harness.render.document import Section, Table, render_html, render_markdown
+from harness.render.figures import Chart, report_charts
+from harness.store.frame import export, records_to_frame
+from harness.store.jsonl import read_records
+
+REPORTS_DIR = Path("reports")
+
+
+def load_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, list[str]]:
+    """Records of every readable file, and one line per file (or torn line) that was skipped.
+    ``UserError`` only when nothing at all is readable."""
+    records: list[dict[str, object]] = []
+    skipped: list[str] = []
+    for path in paths:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                recs = read_records(path)
+            skipped += [str(w.message) for w in caught]  # torn last lines: said, not hidden
+            if not recs:
+                skipped.append(f"{path}: no records")
+                continue
+            for rec in recs:
+                rec["source"] = str(path)  # the file it came from, whatever the record claims
+            try:
+                records_to_frame(recs)  # type-check this file alone, so the others survive it
+            except UserError as exc:
+                raise UserError(f"{path}: {exc}") from None
+        except UserError as exc:
+            skipped.append(str(exc))
+            continue
+        records.extend(recs)
+    if not records:
+        raise UserError("no readable results: " + "; ".join(skipped))
+    return records_to_frame(records), skipped
+
+
+def default_out_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    stems = list(dict.fromkeys(Path(p).stem for p in paths))
+    return REPORTS_DIR / "-vs-".join(stems)[:120]
+
+
+def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: list[Chart],
+              skipped: list[str]) -> list[Section]:
+    labels = rd.machines(df)
+    single = len(labels) == 1
+    failures = rd.failures_table(df)
+    n_fail = len(failures)
+
+    def drop_machine(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.drop(columns="machine") if single and "machine" in frame else frame
+
+    prov = rd.provenance_table(df)
+    prov.insert(0, "", prov.index)
+    sections = [Section(
+        "Machines", "machines",
+        [f"{len(df)} records from {len(labels)} machine{'s' if not single else ''}, "
+         f"{n_fail} not ok. A machine is one host and device name pair."],
+        [Table(prov.reset_index(drop=True))])]
+
+    summary = rd.model_summary(df)
+    sections.append(Section("Summary", "summary", [
+        "Per model: the fastest configuration (highest median throughput) with its peak memory "
+        "and held-out accuracy, and the most accurate configuration. Peak MiB is the torch "
+        "allocator's peak where recorded (CUDA), else the host process's peak RSS (CPU)."],
+        [Table(drop_machine(summary))]))
+
+    if comparison is not None:
+        energy = "items/J" in " ".join(comparison.table.columns)
+        sections.append(Section("Hardware comparison", "hardware", [
+            f"Reference machine: {comparison.baseline}. Configurations are matched on "
+            f"{', '.join(comparison.key)}; AMP matches AMP where each machine ran one variant. "
+            "'× ref' is throughput over the reference's on the same configuration (median over "
+            "seeds). "
+            + ("Items per joule = throughput per watt of recorded power."
+               if energy else "No power or energy was recorded, so there is no per-watt column."),
+        ], [
+            *[c for c in charts if c.name == "relative_throughput"],
+            Table(comparison.table, "Matched configurations",
+                  empty="No configuration was run on the reference and another machine."),
+            Table(comparison.only_some, "Configurations not run on every machine",
+                  empty="Every configuration ran on every machine."),
+        ]))
+
+    figures = [c for c in charts if c.name != "relative_throughput"]
+    sections.append(Section("Figures", "figures",
+                            [] if figures else ["No figures: no configuration ran ok."], figures))
+    sections.append(Section("Failures", "failures", [], [Table(
+        drop_machine(failures), empty=f"No failures: all {len(df)} records are ok.")]))
+    table = drop_machine(rd.config_table(df))
+    table = table.drop(columns=[c for c in ("items per joule",) if table[c].isna().all()])
+    sections.append(Section("All configurations", "configs", [], [Table(table)],
+                            collapsed=True))
+
+    inputs = df.groupby("source", sort=False).size().reset_index()
+    inputs.columns = ["results file", "records"]
+    sections.append(Section("Inputs", "inputs", [f"Skipped: {s}" for s in skipped],
+                            [Table(inputs)]))
+    return sections
+
+
+def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
+                 baseline: str | None = None, skipped: Sequence[str] = ()) -> Path:
+    """Write the report for ``frame`` (from ``load_results``) into ``out_dir``; returns the path
+    of report.html. Raises ``UserError`` before writing anything if ``baseline`` is unknown."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the report")
+    if frame.empty:
+        raise UserError("no records to report")
+    df = rd.prepare(frame)
+    if "source" not in df:
+        df["source"] = "(in memory)"
+    ref = resolve_baseline(df, baseline)
+    comparison = hardware_comparison(df, ref) if len(rd.machines(df)) > 1 else None
+    charts = report_charts(df, comparison)
+    sections = _sections(df, comparison, charts, list(skipped))
+
+    labels = rd.machines(df)
+    title = "trainmark report: " + " vs ".join(labels)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    meta = [f"Generated {now} by trainmark {__version__} from {len(df)} records in "
+            f"{df['source'].nunique()} results file(s) on {', '.join(labels)}."]
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {c.name: f"{c.name}.png" for c in charts}
+    for c in charts:
+        (out / files[c.name]).write_bytes(c.png)
+    (out / "report.md").write_text(render_markdown(title, meta, sections, files), "utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(render_html(title, meta, sections), "utf-8")
+    tables = {"summary": rd.model_summary(df), "records": rd.config_table(df)}
+    if comparison is not None:
+        tables["comparison"] = comparison.table
+    for name, table in tables.items():
+        tidy = table.convert_dtypes()  # nullable dtypes: Parquet keeps missing as null
+        export(tidy, out / f"{name}.csv")
+        export(tidy, out / f"{name}.parquet")
+    return html_path
+
+
+def report_after_run(results: Path, out_dir: Path) -> Path | None:
+    """``trainmark run``'s report. The results are already on disk; any failure here is a
+    warning, never a lost or failed sweep."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame, _ = load_inputs([results])
+        path = write_report(frame, out_dir)
+    except Exception as exc:  # a report bug must not turn a finished sweep into a failure
+        print(f"trainmark: warning: report not written ({one_line(exc)}); results are safe in "
+              f"{results}; retry with: trainmark report {results}", file=sys.stderr)
+        return None
+    print(f"report: {path}")
+    return path

@@ -1,0 +1,182 @@
+"""The record contract: schema version, columns and dtypes, statuses, and machine identity.
+
+A record is one flat JSON object per configuration (docs/architecture.md, "The record"). This
+module is the foundation every layer shares, so it imports nothing but the standard library:
+the runner stamps ``SCHEMA_VERSION`` without importing pandas, and compare, the report, the
+baseline files, the pytest-benchmark interop and the peak-FLOP/s cache all ask the same
+questions about machines here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Column -> pandas dtype. load_results() always returns these columns in this order with these
+# dtypes, whatever subset of files (or fields) it reads; extra fields follow as ``object``.
+COLUMNS: dict[str, str] = {
+    # identity
+    "schema_version": "Int64",
+    "run_id": "string",
+    "record_id": "string",
+    "timestamp": "string",
+    # config
+    "model": "string",
+    "task": "string",
+    "dataset": "string",
+    "device": "string",
+    "batch_size": "Int64",
+    "precision": "string",
+    "optimizer": "string",
+    "lr": "Float64",
+    "seed": "Int64",
+    "warmup_steps": "Int64",
+    "timed_steps": "Int64",
+    "repeats": "Int64",
+    "eval_samples": "Int64",
+    "train_samples": "Int64",
+    "data_seed": "Int64",
+    "deterministic": "boolean",
+    "target_accuracy": "Float64",
+    "eval_interval": "Int64",
+    "max_steps": "Int64",
+    "nproc": "Int64",
+    "compile": "boolean",
+    "channels_last": "boolean",
+    "num_params": "Int64",
+    # outcome
+    "status": "string",
+    "error": "string",
+    # speed
+    "throughput": "Float64",
+    "throughput_unit": "string",
+    "step_time_ms_median": "Float64",
+    "step_time_ms_iqr": "Float64",
+    "repeat_throughputs": "object",
+    "wall_time_s": "Float64",
+    "compile_backend": "string",
+    "compile_time_s": "Float64",
+    "scaling_efficiency": "Float64",
+    "rank_step_time_ms_median": "object",
+    # compute efficiency (FLOPs per step from torch.utils.flop_counter; peak from table/GEMM)
+    "flops_per_step": "Float64",
+    "achieved_flops_per_s": "Float64",
+    "peak_flops_per_s": "Float64",
+    "peak_flops_source": "string",
+    "mfu": "Float64",
+    # energy (NVML, timed regions only)
+    "energy_j": "Float64",
+    "power_w_mean": "Float64",
+    "samples_per_joule": "Float64",
+    "throttled": "boolean",
+    "throttle_reasons": "object",
+    "sm_clock_mhz_mean": "Float64",
+    "temperature_c_max": "Float64",
+    "gpu_util_mean": "Float64",
+    "telemetry_samples": "Int64",
+    "telemetry_note": "string",
+    # memory
+    "peak_memory_allocated_bytes": "Int64",
+    "peak_memory_reserved_bytes": "Int64",
+    "device_memory_used_bytes": "Int64",
+    "peak_rss_bytes": "Int64",
+    # quality
+    "train_loss": "Float64",
+    "eval_loss": "Float64",
+    "eval_accuracy": "Float64",
+    "loss_curve": "object",
+    "loss_curve_every": "Int64",
+    "loss_curve_sha256": "string",
+    # time to accuracy (target_accuracy set)
+    "target_reached": "boolean",
+    "steps_to_accuracy": "Int64",
+    "time_to_accuracy_s": "Float64",
+    "train_time_s": "Float64",
+    "steps_run": "Int64",
+    # epoch-based experiments (reproduce article)
+    "experiment": "string",
+    "epoch": "Int64",
+    # provenance
+    "host": "string",
+    "os": "string",
+    "python": "string",
+    "torch_version": "string",
+    "torchvision_version": "string",
+    "cuda_version": "string",
+    "cudnn_version": "string",
+    "device_name": "string",
+    "driver_version": "string",
+    "cpu_model": "string",
+    "num_threads": "Int64",
+    "git_commit": "string",
+    "trainmark_version": "string",
+    "tf32_matmul": "boolean",
+    "tf32_cudnn": "boolean",
+    "float32_matmul_precision": "string",
+    "cudnn_benchmark": "boolean",
+    "omp_num_threads_env": "string",
+}
+STATUSES = ("ok", "oom", "diverged", "unavailable", "error")
+
+
+# ----------------------------------------------------------------------- machine identity
+
+# Where a number was measured, as reports show it: one host's device. The CPU and the GPU of one
+# host are two machines, because comparing them is what a hardware comparison is for.
+MACHINE_LABEL_FIELDS = ("host", "device_name")
+
+# What makes two measurements comparable: the hardware and the software stack under the model.
+# ``compare`` refuses results that differ in any of these (unknown is not a difference), the
+# pytest-benchmark interop carries exactly these in ``machine_info``, and ``machine_key`` names
+# baseline files and peak-FLOP/s cache entries from the ones that are always known.
+MACHINE_FIELDS = ("device_name", "cpu_model", "driver_version", "torch_version",
+                  "torchvision_version", "cuda_version", "cudnn_version", "num_threads")
+
+
+def _known(prov: Mapping[str, Any], name: str) -> Any:
+    value = prov.get(name)
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
+        return None
+    if type(value).__name__ == "NAType":  # pandas.NA, without importing pandas
+        return None
+    return value
+
+
+def machine_key(prov: Mapping[str, Any], *, with_host: bool = False) -> str:
+    """A file-name-safe key from provenance (a record, or ``probes.provenance.collect()``):
+    device (GPU name, else CPU model), torch version and thread count, e.g.
+    ``nvidia-h100-80gb-hbm3-torch2.14.1-cu130-1t``; ``with_host`` prefixes the host name (a
+    measured peak holds for one host only). Driver, CUDA and cuDNN are left out of the key on
+    purpose: ``compare`` checks them and refuses a mismatch, so an upgrade is caught rather than
+    silently starting a new baseline."""
+    device = str(_known(prov, "device_name") or _known(prov, "cpu_model") or "unknown-device")
+    parts = [device, f"torch{_known(prov, 'torch_version') or 'unknown'}"]
+    threads = _known(prov, "num_threads")
+    if threads is not None:
+        parts.append(f"{int(threads)}t")
+    if with_host:
+        parts.insert(0, str(_known(prov, "host") or "unknown-host"))
+    slug = re.sub(r"[^a-z0-9.+]+", "-", "-".join(parts).lower()).replace("+", "-")
+    return re.sub(r"-{2,}", "-", slug).strip("-.")
+
+
+# ------------------------------------------------------------------------------- identity
+
+
+def new_run_id() -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx`` (UTC): sorts by time, unique across concurrent sweeps."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def new_record_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def utc_timestamp() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
