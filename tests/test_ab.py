@@ -4,6 +4,7 @@
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,13 +99,13 @@ def ab_cmd(repo, *argv):
     return [sys.executable, "-m", "harness", "ab", *argv], env
 
 
-def worker_processes(marker):
-    """Live processes whose command line contains ``marker`` (a unique --data-dir)."""
+def worker_processes(scratch: Path) -> list[str]:
+    """Live processes working in ``scratch`` (each A/B worker runs in a folder there)."""
     found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
         try:
-            if marker.encode() in cmdline.read_bytes():
-                found.append(cmdline.parent.name)
+            if Path(os.readlink(cwd)).is_relative_to(scratch):
+                found.append(cwd.parent.name)
         except OSError:
             pass
     return found
@@ -208,18 +209,20 @@ def test_sigterm_becomes_an_interrupt_so_cleanup_runs():
 @pytest.mark.slow
 def test_ab_removes_the_worktree_and_workers_on_ctrl_c(repo, tmp_path):
     sig = signal.SIGINT
-    marker = str(tmp_path / "data-marker")
-    cmd, env = ab_cmd(repo, "HEAD", "--rounds", "50", "--out-dir", str(tmp_path / "o"),
-                      "--data-dir", marker, *TINY)
+    cmd, env = ab_cmd(repo, "HEAD", "--rounds", "50", "--out-dir", str(tmp_path / "o"), *TINY)
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while len(worker_processes(marker)) < 2 and time.monotonic() < deadline:
+        while len(worktrees(repo)) < 2 and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)
+            time.sleep(0.05)
         assert len(worktrees(repo)) == 2, "the worktree never appeared"
         wt = Path(worktrees(repo)[1].split(" ", 1)[1])
+        while len(worker_processes(wt.parent)) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert len(worker_processes(wt.parent)) == 2, "the two workers never started"
         time.sleep(1.0)  # let the workers start measuring
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
@@ -229,7 +232,7 @@ def test_ab_removes_the_worktree_and_workers_on_ctrl_c(repo, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted; the worktree was removed" in err
     assert len(worktrees(repo)) == 1 and not wt.exists() and not wt.parent.exists()
-    assert worker_processes(marker) == []
+    assert worker_processes(wt.parent) == []
 
 
 def test_ab_help_lists_run_flags_and_the_test_only_knob():
@@ -246,3 +249,56 @@ def test_baseline_records_must_come_from_the_clean_ref():
     for wrong in ("abc-dirty", "def"):
         with pytest.raises(Exception, match="shadowing"):
             ab.check_baseline_commits(["abc", wrong], "abc")
+
+
+# The last commit of the flat layout, before the worker protocol existed. `trainmark ab REF`
+# against any such commit must keep working (through execution/ab_legacy.py).
+FLAT_LAYOUT_COMMIT = "3f6f27682b27d1b203119a937413c789c52e7611"
+
+
+@pytest.fixture(scope="module")
+def flat_then_layered(tmp_path_factory):
+    """A two-commit repo: the flat-layout tree from this project's history, then this tree."""
+    here = Path(__file__).resolve().parent.parent
+    sha = subprocess.run(["git", "rev-parse", "--verify", "--quiet",
+                          f"{FLAT_LAYOUT_COMMIT}^{{commit}}"], cwd=here,
+                         capture_output=True, text=True).stdout.strip()
+    if not sha:
+        pytest.skip(f"this checkout's history lacks {FLAT_LAYOUT_COMMIT[:7]} (a shallow clone)")
+    repo = tmp_path_factory.mktemp("flat") / "repo"
+    repo.mkdir()
+    archive = subprocess.run(["git", "archive", sha, "harness", "models", "benchmarks"],
+                             cwd=here, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x"], input=archive, cwd=repo, check=True)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "flat layout")
+    for name in ("harness", "models", "benchmarks"):
+        shutil.rmtree(repo / name)
+        shutil.copytree(here / name, repo / name,
+                        ignore=shutil.ignore_patterns("__pycache__", ".benchmarks"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "layered")
+    return repo
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("interleave", ["configs", "runs"])
+def test_ab_against_a_commit_from_before_the_restructuring(flat_then_layered, tmp_path,
+                                                           interleave):
+    repo = flat_then_layered
+    out = tmp_path / "out"
+    cmd, env = ab_cmd(repo, "HEAD~1", "--interleave", interleave, "--rounds", "1",
+                      "--out-dir", str(out), *TINY, *LENIENT)
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    old = git(repo, "rev-parse", "HEAD~1").strip()
+    new = git(repo, "rev-parse", "HEAD").strip()
+    sides = {side: [json.loads(ln) for p in sorted(out.glob(f"{side}*.jsonl"))
+                    for ln in p.read_text().splitlines()] for side in ("baseline", "candidate")}
+    # each side measured with its own tree's code: the old layout's runner, and this one's
+    assert sides["baseline"] and {r["git_commit"] for r in sides["baseline"]} == {old}
+    assert sides["candidate"] and {r["git_commit"] for r in sides["candidate"]} == {new}
+    assert all(r["status"] == "ok" for recs in sides.values() for r in recs)
+    assert json.loads((out / "verdict.json").read_text())["summary"]["configs"] == 1
+    assert len(worktrees(repo)) == 1

@@ -84,7 +84,10 @@ def test_list_and_env(capsys):
     (["show", "missing.jsonl"], "results file not found: missing.jsonl"),
     (["show", "garbage.jsonl"], "garbage.jsonl:1: malformed record"),
 ])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, argv, needle):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, monkeypatch, argv,
+                                                         needle):
+    # `--devices cuda` needs "no GPU": forced, so the case never runs a sweep on a GPU machine
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     (workdir / "bad.toml").write_text("models = [")
     (workdir / "garbage.jsonl").write_text("{not json\n{}\n")
     before = {p: p.read_bytes() for p in files_under(workdir)}

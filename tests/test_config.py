@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from harness.core.config import RunConfig
 from harness.core.suites import expand, load_suite, merge_settings
@@ -54,7 +55,6 @@ def test_quick_suite_is_36_configs_with_transformer_overrides():
         ({"precisions": ["fp8"]}, "unknown precision 'fp8'; valid: fp32, amp"),
         ({"datasets": ["imagenet"]}, "unknown dataset 'imagenet'; valid: synthetic, cifar10"),
         ({"devices": ["tpu"]}, "unknown device 'tpu'; valid: auto, cpu, cuda"),
-        ({"devices": ["cuda"]}, "device 'cuda' is not available"),
         ({"batch_sizes": [0]}, "batch size must be > 0, got 0"),
         ({"steps": -1}, "steps must be > 0, got -1"),
         ({"repeats": 0}, "repeats must be > 0"),
@@ -63,6 +63,48 @@ def test_quick_suite_is_36_configs_with_transformer_overrides():
 def test_bad_input_is_a_user_error_naming_value_and_choices(over, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
         expand(settings(**{"devices": ["cpu"], **over}))
+
+
+def test_cuda_on_a_machine_without_a_gpu_is_a_user_error(monkeypatch):
+    # needs "no GPU": forced here, so the test means the same on a GPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="device 'cuda' is not available"):
+        expand(settings(devices=["cuda"]))
+
+
+def test_defaults_have_one_source_the_run_config():
+    """A suite that sets nothing gets RunConfig's defaults (not a second table's)."""
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"]))
+    expected = RunConfig(model="convnet", dataset="synthetic", device="cpu", lr=c.lr)
+    assert c == expected
+    assert c.lr == 0.05  # the convnet family's SGD default (models/convnet.py)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('deterministic = "false"', "deterministic must be true or false"),
+    ('compile = ["true"]', "compile must be true or false"),
+    ('[model.convnet]\nchannels_last = "no"', "[model.convnet]: channels_last must be true"),
+    ('[model.convnet]\ndevices = ["cpu"]', "'devices' applies to the whole sweep"),
+    ('[model.convnet]\ndatasets = ["cifar10"]', "'datasets' applies to the whole sweep"),
+    ('[model.convnet]\nfrobnicate = 1', "[model.convnet]: unknown key 'frobnicate'; valid"),
+    ('[model.convnet]\nbatch_sizes = [4]\n[model.resnt20]\nsteps = 2', "[model.resnt20]"),
+    ('steps = "10"', "steps must be an integer, got '10'"),
+    ('warmup = true', "warmup must be an integer, got True"),
+])
+def test_suite_values_must_have_their_real_types(tmp_path, text, message):
+    path = tmp_path / "s.toml"
+    path.write_text('models = ["convnet"]\ndevices = ["cpu"]\n' + text + "\n")
+    with pytest.raises(UserError) as err:
+        expand(merge_settings(load_suite(str(path)), {}))
+    assert message in str(err.value)
+
+
+def test_real_booleans_in_a_suite_are_honoured(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('models = ["convnet"]\ndevices = ["cpu"]\ndeterministic = false\n'
+                    '[model.convnet]\nchannels_last = [false, true]\n')
+    cfgs = expand(merge_settings(load_suite(str(path)), {}))
+    assert [(c.deterministic, c.channels_last) for c in cfgs] == [(False, False), (False, True)]
 
 
 def test_missing_and_malformed_suites(tmp_path):

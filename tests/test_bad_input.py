@@ -1,0 +1,365 @@
+"""Bad input to every command: exit status 2, one ``trainmark: error: ...`` line naming the bad
+value (and the valid choices, where the code offers them), and nothing created or changed on disk.
+
+Each case runs in an empty working directory (``tmp_path``) holding only the files it needs; the
+whole tree, empty directories included, is snapshotted before and after ``main(argv)``. Every
+case fails during validation, before anything is trained or measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.cli import COMMANDS, main
+from harness.core.suites import list_suites
+from models import list_models
+
+FIXTURES = Path(__file__).parent / "fixtures"
+A = "fixtures/machine_a_cpu.jsonl"  # results from one CPU machine (9 records)
+B = "fixtures/machine_b_gpu.jsonl"  # results from a GPU machine
+MALFORMED = "fixtures/malformed.jsonl"  # line 2 of 3 is not JSON
+
+BAD_TOML = 'models = ["convnet"\nsteps = \n'
+STRING_BOOL = 'models = ["convnet"]\ndeterministic = "false"\n'
+MODEL_DEVICES = 'models = ["convnet"]\n\n[model.convnet]\ndevices = ["cpu"]\n'
+UNKNOWN_MODEL_TABLE = 'models = ["convnet"]\n\n[model.nosuchnet]\nsteps = 3\n'
+UNKNOWN_KEY = 'models = ["convnet"]\nbogus_key = 3\n'
+
+SUITES = ", ".join(list_suites())  # the valid choices, as the error messages list them
+MODELS = ", ".join(list_models())
+
+
+@dataclass
+class Case:
+    """``argv`` run in a working directory holding ``files`` (path -> text; ``None`` makes an
+    empty directory; ``fixtures/...`` is copied from tests/fixtures)."""
+
+    id: str
+    argv: list[str]
+    names: list[str]  # substrings the error line must contain: the bad value, valid choices
+    files: dict[str, str | None] = field(default_factory=dict)
+    xfail: str | None = None  # a known violation, reported to the code's owner
+
+
+def _fixture_files(*names: str) -> dict[str, str | None]:
+    return {n: "fixture" for n in names}
+
+
+SUITE_CASES = [  # (id, TOML text, what the error names); run through run, ab and baseline
+    ("malformed-toml", BAD_TOML, ["malformed suite file", "bad.toml"]),
+    ("string-boolean", STRING_BOOL, ["deterministic", "'false'", "true or false"]),
+    ("model-table-devices", MODEL_DEVICES, ["[model.convnet]", "'devices'", "valid here:"]),
+    ("unknown-model-table", UNKNOWN_MODEL_TABLE, ["[model.nosuchnet]", "'nosuchnet'", MODELS]),
+    ("unknown-suite-key", UNKNOWN_KEY, ["'bogus_key'", "valid:"]),
+]
+
+CASES: list[Case] = [
+    # ------------------------------------------------------------------ top level
+    Case("top-unknown-command", ["nosuchcmd"], ["'nosuchcmd'", "run", "baseline"]),
+    # ------------------------------------------------------------------ run
+    Case("run-unknown-suite", ["run", "--suite", "nosuchsuite"], ["'nosuchsuite'", SUITES]),
+    Case("run-missing-suite-file", ["run", "--suite", "missing.toml"], ["'missing.toml'"]),
+    Case("run-unknown-model", ["run", "--models", "nosuchnet"], ["'nosuchnet'", MODELS]),
+    Case("run-unknown-precision", ["run", "--suite", "smoke", "--precisions", "fp64"],
+         ["'fp64'", "fp32", "amp-bf16"]),
+    Case("run-unknown-optimizer", ["run", "--suite", "smoke", "--optimizers", "rmsprop"],
+         ["'rmsprop'", "sgd, adam, adagrad"]),
+    Case("run-unknown-dataset", ["run", "--suite", "smoke", "--dataset", "imagenet"],
+         ["'imagenet'", "synthetic", "cifar10"]),
+    Case("run-unknown-device", ["run", "--suite", "smoke", "--devices", "tpu"],
+         ["'tpu'", "cpu", "cuda"]),
+    Case("run-steps-zero", ["run", "--suite", "smoke", "--steps", "0"], ["steps", "> 0", "0"]),
+    Case("run-steps-not-int", ["run", "--steps", "many"], ["--steps", "'many'"]),
+    Case("run-batch-sizes-not-int", ["run", "--batch-sizes", "8,x"], ["--batch-sizes", "'8,x'"]),
+    Case("run-empty-model-list", ["run", "--models", ","], ["--models", "','"]),
+    Case("run-seeds-zero", ["run", "--suite", "smoke", "--seeds", "0"], ["seeds", "got 0"]),
+    Case("run-lr-negative", ["run", "--suite", "smoke", "--lr", "-0.1"], ["lr", "-0.1"]),
+    Case("run-target-accuracy-above-one", ["run", "--suite", "smoke", "--target-accuracy", "1.5"],
+         ["target accuracy", "1.5"]),
+    Case("run-missing-text-dataset", ["run", "--models", "transformer",
+                                      "--dataset", "text:missing.txt"], ["missing.txt"]),
+    Case("run-missing-cifar10", ["run", "--models", "convnet", "--dataset", "cifar10"],
+         ["CIFAR-10", "--download", "synthetic"]),
+    Case("run-out-is-directory",
+         ["run", "--suite", "smoke", "--devices", "cpu", "--out", "outdir"],
+         ["--out outdir", "directory"], {"outdir": None}),
+    Case("run-out-exists", ["run", "--suite", "smoke", "--devices", "cpu", "--out", "old.jsonl"],
+         ["old.jsonl", "exists"], {"old.jsonl": '{"model": "convnet"}\n'}),
+    Case("run-out-not-jsonl", ["run", "--suite", "smoke", "--devices", "cpu", "--out", "r.csv"],
+         ["r.csv", ".jsonl"]),
+    Case("run-resume-nothing", ["run", "--suite", "smoke", "--devices", "cpu", "--resume"],
+         ["--resume", "results"]),
+    Case("run-unknown-option", ["run", "--bogus-flag"], ["--bogus-flag"]),
+    *[Case(f"run-suite-{sid}", ["run", "--suite", "bad.toml"], names, {"bad.toml": text})
+      for sid, text, names in SUITE_CASES],
+    # ------------------------------------------------------------------ list, env
+    Case("list-unknown-option", ["list", "--bogus-flag"], ["--bogus-flag"]),
+    Case("list-extra-argument", ["list", "models"], ["'models'" if False else "models"]),
+    Case("env-unknown-option", ["env", "--json"], ["--json"]),
+    # ------------------------------------------------------------------ show
+    Case("show-missing-file", ["show", "missing.jsonl"], ["missing.jsonl"]),
+    Case("show-malformed-file", ["show", MALFORMED], ["malformed.jsonl:2", "malformed record"],
+         _fixture_files(MALFORMED)),
+    Case("show-csv-suffix", ["show", A, "--csv", "out.txt"], ["--csv out.txt", ".csv"],
+         _fixture_files(A)),
+    Case("show-parquet-suffix", ["show", A, "--parquet", "out.csv"],
+         ["--parquet out.csv", ".parquet"], _fixture_files(A)),
+    Case("show-missing-file-with-export", ["show", "missing.jsonl", "--csv", "new/out.csv"],
+         ["missing.jsonl"]),
+    Case("show-csv-is-directory", ["show", A, "--csv", "out.csv"], ["out.csv", "directory"],
+         {**_fixture_files(A), "out.csv": None},
+         xfail="show --csv DIR.csv: pandas raises IsADirectoryError (a traceback, not exit 2)"),
+    Case("show-parquet-is-directory-after-csv",
+         ["show", A, "--csv", "ok.csv", "--parquet", "out.parquet"],
+         ["out.parquet", "directory"], {**_fixture_files(A), "out.parquet": None},
+         xfail="show --csv ok.csv --parquet DIR.parquet: writes ok.csv, then a traceback"),
+    # ------------------------------------------------------------------ reproduce
+    Case("reproduce-unknown-experiment", ["reproduce", "paper"], ["'paper'", "valid: article"]),
+    Case("reproduce-epochs-zero", ["reproduce", "article", "--epochs", "0"], ["--epochs", "0"]),
+    Case("reproduce-epochs-not-int", ["reproduce", "article", "--epochs", "ten"],
+         ["--epochs", "'ten'"]),
+    Case("reproduce-train-samples-zero", ["reproduce", "article", "--train-samples", "0"],
+         ["--train-samples", "0"]),
+    Case("reproduce-unknown-dataset", ["reproduce", "article", "--dataset", "mnist"],
+         ["'mnist'", "cifar10", "synthetic"]),
+    Case("reproduce-report-is-directory", ["reproduce", "article", "--report", "rep"],
+         ["--report rep", "directory"], {"rep": None}),
+    Case("reproduce-unknown-device",
+         ["reproduce", "article", "--dataset", "synthetic", "--device", "tpu"],
+         ["'tpu'", "cpu", "cuda"]),
+    Case("reproduce-missing-cifar10", ["reproduce", "article", "--device", "cpu"],
+         ["CIFAR-10", "--download", "synthetic"]),
+    Case("reproduce-out-exists",
+         ["reproduce", "article", "--dataset", "synthetic", "--device", "cpu",
+          "--out", "old.jsonl"], ["old.jsonl", "exists"], {"old.jsonl": "{}\n"}),
+    # ------------------------------------------------------------------ rerun
+    Case("rerun-missing-file", ["rerun", "missing.jsonl"], ["missing.jsonl"]),
+    Case("rerun-malformed-file", ["rerun", MALFORMED], ["malformed.jsonl:2"],
+         _fixture_files(MALFORMED)),
+    Case("rerun-unknown-record", ["rerun", A, "--record", "nosuchid"],
+         ["'nosuchid'", "valid:", "aaaa0001"], _fixture_files(A)),
+    Case("rerun-out-exists", ["rerun", A, "--out", "old.jsonl"], ["old.jsonl", "exists"],
+         {**_fixture_files(A), "old.jsonl": "{}\n"}),
+    Case("rerun-out-not-jsonl", ["rerun", A, "--out", "new.csv"], ["new.csv", ".jsonl"],
+         _fixture_files(A)),
+    Case("rerun-out-is-directory", ["rerun", A, "--out", "outdir"], ["outdir"],
+         {**_fixture_files(A), "outdir": None}),
+    # ------------------------------------------------------------------ verify
+    Case("verify-missing-file", ["verify", "missing.jsonl"], ["missing.jsonl"]),
+    Case("verify-unknown-record", ["verify", A, "--record", "nosuchid"],
+         ["'nosuchid'", "valid:", "aaaa0001"], _fixture_files(A)),
+    Case("verify-negative-loss-rtol", ["verify", A, "--loss-rtol", "-1"],
+         ["--loss-rtol", "-1"], _fixture_files(A)),
+    Case("verify-negative-throughput-tolerance", ["verify", A, "--throughput-tolerance", "-0.5"],
+         ["--throughput-tolerance", "-0.5"], _fixture_files(A)),
+    Case("verify-unknown-format", ["verify", A, "--format", "xml"], ["'xml'", "text", "json"],
+         _fixture_files(A)),
+    Case("verify-out-exists", ["verify", A, "--out", "old.jsonl"], ["old.jsonl", "exists"],
+         {**_fixture_files(A), "old.jsonl": "{}\n"}),
+    # ------------------------------------------------------------------ peak
+    Case("peak-budget-zero", ["peak", "--budget", "0"], ["--budget", "0"]),
+    Case("peak-unknown-dtype", ["peak", "--devices", "cpu", "--dtypes", "fp64"],
+         ["'fp64'", "fp32", "bf16"]),
+    Case("peak-unknown-device", ["peak", "--devices", "tpu"], ["'tpu'", "cpu", "cuda"]),
+    Case("peak-tf32-on-cpu", ["peak", "--devices", "cpu", "--dtypes", "tf32"], ["tf32", "CUDA"]),
+    Case("peak-empty-dtypes", ["peak", "--devices", "cpu", "--dtypes", ","], ["--dtypes", "','"]),
+    # ------------------------------------------------------------------ report
+    Case("report-missing-file", ["report", "missing.jsonl"], ["missing.jsonl"]),
+    Case("report-out-is-file", ["report", A, "--out", "taken.txt"], ["--out taken.txt", "file"],
+         {**_fixture_files(A), "taken.txt": "x\n"}),
+    Case("report-unknown-baseline", ["report", A, B, "--baseline", "nosuchmachine"],
+         ["'nosuchmachine'"], _fixture_files(A, B)),
+    # ------------------------------------------------------------------ compare
+    Case("compare-missing-baseline", ["compare", "missing.jsonl", A], ["missing.jsonl"],
+         _fixture_files(A)),
+    Case("compare-bad-threshold", ["compare", A, A, "--threshold", "lots"],
+         ["--threshold", "'lots'"], _fixture_files(A)),
+    Case("compare-threshold-out-of-range", ["compare", A, A, "--threshold", "100%"],
+         ["--threshold", "'100%'"], _fixture_files(A)),
+    Case("compare-bad-alpha", ["compare", A, A, "--alpha", "2"], ["--alpha", "'2'"],
+         _fixture_files(A)),
+    Case("compare-bad-accuracy-tolerance", ["compare", A, A, "--accuracy-tolerance", "x"],
+         ["--accuracy-tolerance", "'x'"], _fixture_files(A)),
+    Case("compare-md-out-is-directory", ["compare", A, A, "--md-out", "verdicts"],
+         ["--md-out verdicts", "directory"], {**_fixture_files(A), "verdicts": None}),
+    Case("compare-json-out-is-directory", ["compare", A, A, "--json-out", "verdicts"],
+         ["--json-out verdicts", "directory"], {**_fixture_files(A), "verdicts": None}),
+    Case("compare-unknown-format", ["compare", A, A, "--format", "html"],
+         ["'html'", "json", "md", "text"], _fixture_files(A)),
+    Case("compare-different-machines", ["compare", A, B, "--md-out", "new/v.md"],
+         ["different machines", "--allow-different-machines"], _fixture_files(A, B)),
+    Case("compare-empty-directory", ["compare", "empty", A], ["empty"],
+         {**_fixture_files(A), "empty": None}),
+    # ------------------------------------------------------------------ ab
+    Case("ab-unknown-ref", ["ab", "no-such-ref-xyz", "--out-dir", "new/ab"],
+         ["'no-such-ref-xyz'"]),
+    Case("ab-rounds-zero", ["ab", "HEAD", "--rounds", "0"], ["--rounds", "0"]),
+    Case("ab-threads-negative", ["ab", "HEAD", "--threads", "-1"], ["--threads", "-1"]),
+    Case("ab-unknown-interleave", ["ab", "HEAD", "--interleave", "blocks"],
+         ["'blocks'", "configs", "runs"]),
+    Case("ab-bad-candidate-env", ["ab", "HEAD", "--candidate-env", "NOEQUALS"],
+         ["--candidate-env", "'NOEQUALS'"]),
+    Case("ab-md-out-is-directory", ["ab", "HEAD", "--md-out", "verdicts"],
+         ["--md-out verdicts", "directory"], {"verdicts": None}),
+    Case("ab-out-dir-not-empty", ["ab", "HEAD", "--out-dir", "full"],
+         ["--out-dir full", "not an empty directory"], {"full/keep.txt": "x\n"}),
+    Case("ab-out-dir-is-file", ["ab", "HEAD", "--out-dir", "taken"],
+         ["--out-dir taken", "not an empty directory"], {"taken": "x\n"}),
+    Case("ab-unknown-model", ["ab", "HEAD", "--models", "nosuchnet", "--out-dir", "new/ab"],
+         ["'nosuchnet'", MODELS]),
+    Case("ab-abbreviated-out", ["ab", "HEAD", "--out", "x"], ["--out"]),
+    *[Case(f"ab-suite-{sid}", ["ab", "HEAD", "--suite", "bad.toml", "--out-dir", "new/ab"],
+           names, {"bad.toml": text}) for sid, text, names in SUITE_CASES],
+    # ------------------------------------------------------------------ baseline
+    Case("baseline-no-subcommand", ["baseline"], ["record, check or path"]),
+    Case("baseline-unknown-subcommand", ["baseline", "update"],
+         ["'update'", "record", "check", "path"]),
+    Case("baseline-record-rounds-zero", ["baseline", "record", "--rounds", "0"],
+         ["--rounds", "0"]),
+    Case("baseline-record-threads-negative", ["baseline", "record", "--threads", "-1"],
+         ["--threads", "-1"]),
+    Case("baseline-record-unknown-suite", ["baseline", "record", "--suite", "nosuchsuite"],
+         ["'nosuchsuite'", SUITES]),
+    Case("baseline-record-unknown-model", ["baseline", "record", "--models", "nosuchnet"],
+         ["'nosuchnet'", MODELS]),
+    *[Case(f"baseline-record-suite-{sid}", ["baseline", "record", "--suite", "bad.toml"],
+           names, {"bad.toml": text}) for sid, text, names in SUITE_CASES],
+    Case("baseline-check-no-baseline", ["baseline", "check", "--dir", "empty"],
+         ["no baseline for this machine", "empty", "baseline record"], {"empty": None}),
+    Case("baseline-check-md-out-is-directory",
+         ["baseline", "check", "--dir", "empty", "--md-out", "verdicts"],
+         ["--md-out verdicts", "directory"], {"empty": None, "verdicts": None}),
+    Case("baseline-check-bad-threshold",
+         ["baseline", "check", "--dir", "empty", "--threshold", "-3"],
+         ["--threshold", "'-3'"], {"empty": None}),
+    Case("baseline-path-missing-results", ["baseline", "path", "missing.jsonl"],
+         ["missing.jsonl"]),
+    Case("baseline-path-two-machines", ["baseline", "path", "--dir", "empty", A, B],
+         ["2 machines", "one machine"], {**_fixture_files(A, B), "empty": None}),
+    Case("baseline-path-threads-not-int", ["baseline", "path", "--threads", "all"],
+         ["--threads", "'all'"]),
+]
+
+# Cases that need a stored baseline for this machine (so `baseline check` gets past that check).
+WITH_BASELINE: list[Case] = [
+    Case("baseline-check-rounds-zero", ["baseline", "check", "--dir", "bl", "--rounds", "0"],
+         ["--rounds", "0"]),
+    Case("baseline-check-threads-negative",
+         ["baseline", "check", "--dir", "bl", "--threads", "-1", "--out-dir", "new/chk"],
+         ["--threads", "-1"]),
+    Case("baseline-check-unknown-model",
+         ["baseline", "check", "--dir", "bl", "--models", "nosuchnet", "--out-dir", "new/chk"],
+         ["'nosuchnet'", MODELS]),
+    Case("baseline-check-out-dir-not-empty",
+         ["baseline", "check", "--dir", "bl", "--out-dir", "full"],
+         ["--out-dir full", "not an empty directory"], {"full/keep.txt": "x\n"}),
+    *[Case(f"baseline-check-suite-{sid}",
+           ["baseline", "check", "--dir", "bl", "--suite", "bad.toml"], names, {"bad.toml": text})
+      for sid, text, names in SUITE_CASES],
+]
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """Every file (bytes digest, mtime) and directory (empty ones too) under ``root``."""
+    out: dict[str, tuple] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            out[rel] = ("link", str(p.readlink()))
+        elif p.is_dir():
+            out[rel] = ("dir",)
+        else:
+            st = p.stat()
+            out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mtime_ns)
+    return out
+
+
+def _populate(root: Path, files: dict[str, str | None]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        if text is None:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text == "fixture":
+            shutil.copyfile(FIXTURES / Path(rel).name, path)
+        else:
+            path.write_text(text, encoding="utf-8")
+
+
+def _check(case: Case, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _snapshot(root)
+    capsys.readouterr()  # drop anything the setup printed
+    status = main(list(case.argv))
+    err = capsys.readouterr().err
+    after = _snapshot(root)
+
+    assert status == 2, f"exit status {status}, stderr: {err!r}"
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), f"not exactly one line: {err!r}"
+    assert lines[0].startswith("trainmark: error: "), lines[0]
+    assert "Traceback" not in err
+    for name in case.names:
+        assert name in lines[0], f"{name!r} not named in {lines[0]!r}"
+    created = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+    assert (created, removed, changed) == ([], [], []), (
+        f"disk changed: created {created}, removed {removed}, changed {changed}")
+
+
+def _params(cases: list[Case]) -> list:
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)]
+                         if c.xfail else []) for c in cases]
+
+
+@pytest.mark.parametrize("case", _params(CASES))
+def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    _populate(tmp_path, case.files)
+    _check(case, tmp_path, capsys)
+
+
+@pytest.fixture(scope="module")
+def baseline_file_name() -> str:
+    """The file name `baseline path` says this machine's baseline (1 thread) has."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["baseline", "path", "--dir", "bl"]) == 0
+    return Path(buf.getvalue().strip()).name
+
+
+@pytest.mark.parametrize("case", _params(WITH_BASELINE))
+def test_bad_input_with_stored_baseline(case: Case, baseline_file_name: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    stored = (FIXTURES / "machine_a_cpu.jsonl").read_text(encoding="utf-8")
+    _populate(tmp_path, {**case.files, f"bl/{baseline_file_name}": stored})
+    _check(case, tmp_path, capsys)
+
+
+def test_every_command_has_a_case() -> None:
+    """Each registered command (and each baseline subcommand) gets bad input above."""
+    covered = {c.argv[0] for c in CASES + WITH_BASELINE}
+    assert set(COMMANDS) <= covered, sorted(set(COMMANDS) - covered)
+    subs = {c.argv[1] for c in CASES + WITH_BASELINE
+            if c.argv[0] == "baseline" and len(c.argv) > 1}
+    assert {"record", "check", "path"} <= subs
+
+
+def test_error_lines_are_not_tracebacks() -> None:
+    """The ids are unique (pytest would otherwise rename them silently)."""
+    ids = [c.id for c in CASES + WITH_BASELINE]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    assert all(re.fullmatch(r"[a-z0-9-]+", i) for i in ids)
