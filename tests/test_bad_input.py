@@ -8,16 +8,25 @@ case fails during validation, before anything is trained or measured.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from harness.cli import COMMANDS, main
+from harness.cli.verdict_options import FORMATS
+from harness.core.data import DATASET_CHOICES, IMAGE_DATASETS
+from harness.core.devices import DEVICE_CHOICES
+from harness.core.optim import OPTIMIZERS
+from harness.core.precision import PRECISIONS
 from harness.core.suites import list_suites
+from harness.probes.peak import DTYPES
 from models import list_models
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -31,23 +40,28 @@ MODEL_DEVICES = 'models = ["convnet"]\n\n[model.convnet]\ndevices = ["cpu"]\n'
 UNKNOWN_MODEL_TABLE = 'models = ["convnet"]\n\n[model.nosuchnet]\nsteps = 3\n'
 UNKNOWN_KEY = 'models = ["convnet"]\nbogus_key = 3\n'
 
-SUITES = ", ".join(list_suites())  # the valid choices, as the error messages list them
+# The valid choices, as the error messages list them.
+SUITES = ", ".join(list_suites())
 MODELS = ", ".join(list_models())
+DEVICES = ", ".join(DEVICE_CHOICES)
 
 
 @dataclass
 class Case:
-    """``argv`` run in a working directory holding ``files`` (path -> text; ``None`` makes an
-    empty directory; ``fixtures/...`` is copied from tests/fixtures)."""
+    """``argv`` run in a working directory holding ``files`` (path -> text or bytes; ``None``
+    makes an empty directory; ``"fixture"`` copies the file of that name from tests/fixtures)."""
 
     id: str
     argv: list[str]
     names: list[str]  # substrings the error line must contain: the bad value, valid choices
-    files: dict[str, str | None] = field(default_factory=dict)
-    xfail: str | None = None  # a known violation, reported to the code's owner
+    files: dict[str, str | bytes | None] = field(default_factory=dict)
+    # WITH_BASELINE only: the --threads values this machine has a stored baseline in bl/ for
+    # (0: the inherited thread count).
+    baselines: tuple[int, ...] = (1, 0)
+    git: bool = False  # gets as far as resolving a ref in the package's git checkout
 
 
-def _fixture_files(*names: str) -> dict[str, str | None]:
+def _fixture_files(*names: str) -> dict[str, str | bytes | None]:
     return {n: "fixture" for n in names}
 
 
@@ -67,13 +81,12 @@ CASES: list[Case] = [
     Case("run-missing-suite-file", ["run", "--suite", "missing.toml"], ["'missing.toml'"]),
     Case("run-unknown-model", ["run", "--models", "nosuchnet"], ["'nosuchnet'", MODELS]),
     Case("run-unknown-precision", ["run", "--suite", "smoke", "--precisions", "fp64"],
-         ["'fp64'", "fp32", "amp-bf16"]),
+         ["'fp64'", ", ".join(PRECISIONS)]),
     Case("run-unknown-optimizer", ["run", "--suite", "smoke", "--optimizers", "rmsprop"],
-         ["'rmsprop'", "sgd, adam, adagrad"]),
+         ["'rmsprop'", ", ".join(OPTIMIZERS)]),
     Case("run-unknown-dataset", ["run", "--suite", "smoke", "--dataset", "imagenet"],
-         ["'imagenet'", "synthetic", "cifar10"]),
-    Case("run-unknown-device", ["run", "--suite", "smoke", "--devices", "tpu"],
-         ["'tpu'", "cpu", "cuda"]),
+         ["'imagenet'", ", ".join(DATASET_CHOICES)]),
+    Case("run-unknown-device", ["run", "--suite", "smoke", "--devices", "tpu"], ["'tpu'", DEVICES]),
     Case("run-steps-zero", ["run", "--suite", "smoke", "--steps", "0"], ["steps", "> 0", "0"]),
     Case("run-steps-not-int", ["run", "--steps", "many"], ["--steps", "'many'"]),
     Case("run-batch-sizes-not-int", ["run", "--batch-sizes", "8,x"], ["--batch-sizes", "'8,x'"]),
@@ -96,11 +109,28 @@ CASES: list[Case] = [
     Case("run-resume-nothing", ["run", "--suite", "smoke", "--devices", "cpu", "--resume"],
          ["--resume", "results"]),
     Case("run-unknown-option", ["run", "--bogus-flag"], ["--bogus-flag"]),
+    Case("run-resume-malformed-out", ["run", "--suite", "smoke", "--devices", "cpu", "--resume",
+                                      "--out", "m.jsonl"], ["m.jsonl:2", "malformed record"],
+         {"m.jsonl": '{"model": "convnet"}\n{"model": \n{"model": "convnet"}\n'}),
+    Case("run-text-dataset-not-utf8", ["run", "--models", "transformer",
+                                       "--dataset", "text:latin1.txt"],
+         ["latin1.txt", "not UTF-8"], {"latin1.txt": "caf\u00e9".encode("latin-1")}),
+    Case("run-text-dataset-too-short",
+         ["run", "--suite", "smoke", "--models", "transformer", "--devices", "cpu",
+          "--dataset", "text:tiny.txt", "--quiet", "--no-report"],
+         ["tiny.txt", "characters"], {"tiny.txt": "hello world\n"}),
+    Case("run-out-parent-is-file",
+         ["run", "--suite", "smoke", "--models", "convnet", "--devices", "cpu", "--quiet",
+          "--no-report", "--out", "taken/r.jsonl"], ["taken"], {"taken": "x\n"}),
+    Case("run-tensorboard-is-file",
+         ["run", "--suite", "smoke", "--models", "convnet", "--devices", "cpu", "--quiet",
+          "--no-report", "--out", "r.jsonl", "--tensorboard", "taken"], ["taken"],
+         {"taken": "x\n"}),
     *[Case(f"run-suite-{sid}", ["run", "--suite", "bad.toml"], names, {"bad.toml": text})
       for sid, text, names in SUITE_CASES],
     # ------------------------------------------------------------------ list, env
     Case("list-unknown-option", ["list", "--bogus-flag"], ["--bogus-flag"]),
-    Case("list-extra-argument", ["list", "models"], ["'models'" if False else "models"]),
+    Case("list-extra-argument", ["list", "models"], ["unrecognized arguments: models"]),
     Case("env-unknown-option", ["env", "--json"], ["--json"]),
     # ------------------------------------------------------------------ show
     Case("show-missing-file", ["show", "missing.jsonl"], ["missing.jsonl"]),
@@ -113,12 +143,12 @@ CASES: list[Case] = [
     Case("show-missing-file-with-export", ["show", "missing.jsonl", "--csv", "new/out.csv"],
          ["missing.jsonl"]),
     Case("show-csv-is-directory", ["show", A, "--csv", "out.csv"], ["out.csv", "directory"],
-         {**_fixture_files(A), "out.csv": None},
-         xfail="show --csv DIR.csv: pandas raises IsADirectoryError (a traceback, not exit 2)"),
+         {**_fixture_files(A), "out.csv": None}),
     Case("show-parquet-is-directory-after-csv",
          ["show", A, "--csv", "ok.csv", "--parquet", "out.parquet"],
-         ["out.parquet", "directory"], {**_fixture_files(A), "out.parquet": None},
-         xfail="show --csv ok.csv --parquet DIR.parquet: writes ok.csv, then a traceback"),
+         ["out.parquet", "directory"], {**_fixture_files(A), "out.parquet": None}),
+    Case("show-csv-parent-is-file", ["show", A, "--csv", "taken/out.csv"], ["taken"],
+         {**_fixture_files(A), "taken": "x\n"}),
     # ------------------------------------------------------------------ reproduce
     Case("reproduce-unknown-experiment", ["reproduce", "paper"], ["'paper'", "valid: article"]),
     Case("reproduce-epochs-zero", ["reproduce", "article", "--epochs", "0"], ["--epochs", "0"]),
@@ -127,17 +157,20 @@ CASES: list[Case] = [
     Case("reproduce-train-samples-zero", ["reproduce", "article", "--train-samples", "0"],
          ["--train-samples", "0"]),
     Case("reproduce-unknown-dataset", ["reproduce", "article", "--dataset", "mnist"],
-         ["'mnist'", "cifar10", "synthetic"]),
+         ["'mnist'", ", ".join(IMAGE_DATASETS)]),
     Case("reproduce-report-is-directory", ["reproduce", "article", "--report", "rep"],
          ["--report rep", "directory"], {"rep": None}),
     Case("reproduce-unknown-device",
          ["reproduce", "article", "--dataset", "synthetic", "--device", "tpu"],
-         ["'tpu'", "cpu", "cuda"]),
+         ["'tpu'", DEVICES]),
     Case("reproduce-missing-cifar10", ["reproduce", "article", "--device", "cpu"],
          ["CIFAR-10", "--download", "synthetic"]),
     Case("reproduce-out-exists",
          ["reproduce", "article", "--dataset", "synthetic", "--device", "cpu",
           "--out", "old.jsonl"], ["old.jsonl", "exists"], {"old.jsonl": "{}\n"}),
+    Case("reproduce-out-parent-is-file",
+         ["reproduce", "article", "--dataset", "synthetic", "--device", "cpu", "--epochs", "1",
+          "--train-samples", "8", "--out", "taken/r.jsonl"], ["taken"], {"taken": "x\n"}),
     # ------------------------------------------------------------------ rerun
     Case("rerun-missing-file", ["rerun", "missing.jsonl"], ["missing.jsonl"]),
     Case("rerun-malformed-file", ["rerun", MALFORMED], ["malformed.jsonl:2"],
@@ -150,6 +183,9 @@ CASES: list[Case] = [
          _fixture_files(A)),
     Case("rerun-out-is-directory", ["rerun", A, "--out", "outdir"], ["outdir"],
          {**_fixture_files(A), "outdir": None}),
+    Case("rerun-out-parent-is-file", ["rerun", A, "--record", "aaaa0001",
+                                      "--out", "taken/r.jsonl"], ["taken"],
+         {**_fixture_files(A), "taken": "x\n"}),
     # ------------------------------------------------------------------ verify
     Case("verify-missing-file", ["verify", "missing.jsonl"], ["missing.jsonl"]),
     Case("verify-unknown-record", ["verify", A, "--record", "nosuchid"],
@@ -165,8 +201,8 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------ peak
     Case("peak-budget-zero", ["peak", "--budget", "0"], ["--budget", "0"]),
     Case("peak-unknown-dtype", ["peak", "--devices", "cpu", "--dtypes", "fp64"],
-         ["'fp64'", "fp32", "bf16"]),
-    Case("peak-unknown-device", ["peak", "--devices", "tpu"], ["'tpu'", "cpu", "cuda"]),
+         ["'fp64'", ", ".join(DTYPES)]),
+    Case("peak-unknown-device", ["peak", "--devices", "tpu"], ["'tpu'", DEVICES]),
     Case("peak-tf32-on-cpu", ["peak", "--devices", "cpu", "--dtypes", "tf32"], ["tf32", "CUDA"]),
     Case("peak-empty-dtypes", ["peak", "--devices", "cpu", "--dtypes", ","], ["--dtypes", "','"]),
     # ------------------------------------------------------------------ report
@@ -174,7 +210,9 @@ CASES: list[Case] = [
     Case("report-out-is-file", ["report", A, "--out", "taken.txt"], ["--out taken.txt", "file"],
          {**_fixture_files(A), "taken.txt": "x\n"}),
     Case("report-unknown-baseline", ["report", A, B, "--baseline", "nosuchmachine"],
-         ["'nosuchmachine'"], _fixture_files(A, B)),
+         ["'nosuchmachine'", "valid:", "AMD EPYC 7B13", B], _fixture_files(A, B)),
+    Case("report-out-parent-is-file", ["report", A, "--out", "taken/sub"], ["taken"],
+         {**_fixture_files(A), "taken": "x\n"}),
     # ------------------------------------------------------------------ compare
     Case("compare-missing-baseline", ["compare", "missing.jsonl", A], ["missing.jsonl"],
          _fixture_files(A)),
@@ -191,14 +229,20 @@ CASES: list[Case] = [
     Case("compare-json-out-is-directory", ["compare", A, A, "--json-out", "verdicts"],
          ["--json-out verdicts", "directory"], {**_fixture_files(A), "verdicts": None}),
     Case("compare-unknown-format", ["compare", A, A, "--format", "html"],
-         ["'html'", "json", "md", "text"], _fixture_files(A)),
+         ["'html'", ", ".join(repr(f) for f in FORMATS)], _fixture_files(A)),
     Case("compare-different-machines", ["compare", A, B, "--md-out", "new/v.md"],
-         ["different machines", "--allow-different-machines"], _fixture_files(A, B)),
+         ["different machines", "'AMD EPYC 7B13'", "--allow-different-machines"],
+         _fixture_files(A, B)),
     Case("compare-empty-directory", ["compare", "empty", A], ["empty"],
          {**_fixture_files(A), "empty": None}),
+    Case("compare-md-out-parent-is-file", ["compare", A, A, "--md-out", "taken/v.md"], ["taken"],
+         {**_fixture_files(A), "taken": "x\n"}),
+    Case("compare-json-out-parent-is-file",
+         ["compare", A, A, "--md-out", "ok.md", "--json-out", "taken/v.json"], ["taken"],
+         {**_fixture_files(A), "taken": "x\n"}),
     # ------------------------------------------------------------------ ab
     Case("ab-unknown-ref", ["ab", "no-such-ref-xyz", "--out-dir", "new/ab"],
-         ["'no-such-ref-xyz'"]),
+         ["'no-such-ref-xyz'"], git=True),
     Case("ab-rounds-zero", ["ab", "HEAD", "--rounds", "0"], ["--rounds", "0"]),
     Case("ab-threads-negative", ["ab", "HEAD", "--threads", "-1"], ["--threads", "-1"]),
     Case("ab-unknown-interleave", ["ab", "HEAD", "--interleave", "blocks"],
@@ -208,9 +252,9 @@ CASES: list[Case] = [
     Case("ab-md-out-is-directory", ["ab", "HEAD", "--md-out", "verdicts"],
          ["--md-out verdicts", "directory"], {"verdicts": None}),
     Case("ab-out-dir-not-empty", ["ab", "HEAD", "--out-dir", "full"],
-         ["--out-dir full", "not an empty directory"], {"full/keep.txt": "x\n"}),
+         ["--out-dir full", "not an empty directory"], {"full/keep.txt": "x\n"}, git=True),
     Case("ab-out-dir-is-file", ["ab", "HEAD", "--out-dir", "taken"],
-         ["--out-dir taken", "not an empty directory"], {"taken": "x\n"}),
+         ["--out-dir taken", "is a file"], {"taken": "x\n"}, git=True),
     Case("ab-unknown-model", ["ab", "HEAD", "--models", "nosuchnet", "--out-dir", "new/ab"],
          ["'nosuchnet'", MODELS]),
     Case("ab-abbreviated-out", ["ab", "HEAD", "--out", "x"], ["--out"]),
@@ -241,9 +285,12 @@ CASES: list[Case] = [
     Case("baseline-path-missing-results", ["baseline", "path", "missing.jsonl"],
          ["missing.jsonl"]),
     Case("baseline-path-two-machines", ["baseline", "path", "--dir", "empty", A, B],
-         ["2 machines", "one machine"], {**_fixture_files(A, B), "empty": None}),
+         ["machines (", "amd-epyc-7b13", "a baseline is for one machine"],
+         {**_fixture_files(A, B), "empty": None}),
     Case("baseline-path-threads-not-int", ["baseline", "path", "--threads", "all"],
          ["--threads", "'all'"]),
+    Case("baseline-path-threads-negative", ["baseline", "path", "--threads", "-1"],
+         ["--threads", "-1"]),
 ]
 
 # Cases that need a stored baseline for this machine (so `baseline check` gets past that check).
@@ -259,6 +306,9 @@ WITH_BASELINE: list[Case] = [
     Case("baseline-check-out-dir-not-empty",
          ["baseline", "check", "--dir", "bl", "--out-dir", "full"],
          ["--out-dir full", "not an empty directory"], {"full/keep.txt": "x\n"}),
+    Case("baseline-check-threads-negative-named",
+         ["baseline", "check", "--dir", "bl", "--threads", "-1"], ["--threads", "-1"],
+         baselines=(1,)),
     *[Case(f"baseline-check-suite-{sid}",
            ["baseline", "check", "--dir", "bl", "--suite", "bad.toml"], names, {"bad.toml": text})
       for sid, text, names in SUITE_CASES],
@@ -280,7 +330,7 @@ def _snapshot(root: Path) -> dict[str, tuple]:
     return out
 
 
-def _populate(root: Path, files: dict[str, str | None]) -> None:
+def _populate(root: Path, files: dict[str, str | bytes | None]) -> None:
     for rel, text in files.items():
         path = root / rel
         if text is None:
@@ -289,6 +339,8 @@ def _populate(root: Path, files: dict[str, str | None]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if text == "fixture":
             shutil.copyfile(FIXTURES / Path(rel).name, path)
+        elif isinstance(text, bytes):
+            path.write_bytes(text)
         else:
             path.write_text(text, encoding="utf-8")
 
@@ -314,9 +366,25 @@ def _check(case: Case, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
         f"disk changed: created {created}, removed {removed}, changed {changed}")
 
 
+def _in_git_checkout() -> bool:
+    """`ab` resolves refs in the checkout the package runs from (not the working directory)."""
+    from harness.probes.provenance import SOURCE_ROOT
+
+    try:
+        return subprocess.run(["git", "-C", str(SOURCE_ROOT), "rev-parse", "HEAD"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+NO_GIT = pytest.mark.skipif(not _in_git_checkout(), reason="harness is not in a git checkout")
+
+
 def _params(cases: list[Case]) -> list:
-    return [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)]
-                         if c.xfail else []) for c in cases]
+    params = []
+    for c in cases:
+        params.append(pytest.param(c, id=c.id, marks=[NO_GIT] if c.git else []))
+    return params
 
 
 @pytest.mark.parametrize("case", _params(CASES))
@@ -328,25 +396,37 @@ def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.fixture(scope="module")
-def baseline_file_name() -> str:
-    """The file name `baseline path` says this machine's baseline (1 thread) has."""
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        assert main(["baseline", "path", "--dir", "bl"]) == 0
-    return Path(buf.getvalue().strip()).name
+def baseline_names() -> dict[int, str]:
+    """--threads -> the file name `baseline path` gives this machine's baseline (it only
+    prints the path)."""
+    names = {}
+    for threads in (1, 0):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            assert main(["baseline", "path", "--dir", "bl", "--threads", str(threads)]) == 0
+        names[threads] = Path(out.getvalue().strip()).name
+    return names
 
 
 @pytest.mark.parametrize("case", _params(WITH_BASELINE))
-def test_bad_input_with_stored_baseline(case: Case, baseline_file_name: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch,
+def test_bad_input_with_stored_baseline(case: Case, baseline_names: dict[int, str],
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     stored = (FIXTURES / "machine_a_cpu.jsonl").read_text(encoding="utf-8")
-    _populate(tmp_path, {**case.files, f"bl/{baseline_file_name}": stored})
+    _populate(tmp_path, {**case.files,
+                         **{f"bl/{baseline_names[t]}": stored for t in case.baselines}})
     _check(case, tmp_path, capsys)
+
+
+def test_snapshot_sees_empty_directories_and_changed_files(tmp_path: Path) -> None:
+    """The disk check itself: an empty folder, a new file and a rewritten file all show."""
+    _populate(tmp_path, {"a.txt": "one\n"})
+    before = _snapshot(tmp_path)
+    (tmp_path / "empty" / "nested").mkdir(parents=True)
+    assert set(_snapshot(tmp_path)) - set(before) == {"empty", "empty/nested"}
+    (tmp_path / "a.txt").write_text("two\n", encoding="utf-8")
+    assert _snapshot(tmp_path)["a.txt"] != before["a.txt"]
 
 
 def test_every_command_has_a_case() -> None:
@@ -358,7 +438,7 @@ def test_every_command_has_a_case() -> None:
     assert {"record", "check", "path"} <= subs
 
 
-def test_error_lines_are_not_tracebacks() -> None:
+def test_case_ids_are_unique() -> None:
     """The ids are unique (pytest would otherwise rename them silently)."""
     ids = [c.id for c in CASES + WITH_BASELINE]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.cli.paths import writable_dir
 from harness.cli.sweep_options import (
     absolute_datasets,
     add_sweep_options,
@@ -118,8 +119,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     top = repo_toplevel(SOURCE_ROOT)
     ref_sha = resolve_ref(top, args.ref)
     run_id = new_run_id()
-    out_dir = Path(args.out_dir or Path("results") / f"ab-{run_id}")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    out_dir = writable_dir("--out-dir", args.out_dir or Path("results") / f"ab-{run_id}")
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out-dir {out_dir} is not an empty directory")
     out_dir.mkdir(parents=True, exist_ok=True)  # the first thing written
     out_dir = out_dir.resolve()

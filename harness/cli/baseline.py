@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from harness.cli.ab import DEFAULT_SUITE, DEFAULT_THREADS, add_run_compat_options, check_positive
+from harness.cli.paths import writable_dir
 from harness.cli.sweep_options import add_sweep_options, configs_from_args, run_arguments, suite_of
 from harness.cli.verdict_options import add_verdict_options, emit_verdict, settings_from_args
 from harness.errors import UserError
@@ -70,22 +71,27 @@ def _no_subcommand(args: argparse.Namespace) -> int:
     raise UserError("baseline: choose a subcommand: record, check or path")
 
 
-def _run_flags(args: argparse.Namespace) -> list[str]:
-    """Validate rounds, threads and the sweep; the ``trainmark run`` arguments of a round."""
+def _run_flags(args: argparse.Namespace) -> tuple[list[str], int]:
+    """Validate rounds, threads, --dir and the sweep; the ``trainmark run`` arguments of a
+    round, and how many configs a round runs."""
     from harness.core.data import check_dataset
     from harness.core.suites import suite_path
 
     check_positive("--rounds", args.rounds)
     check_positive("--threads", args.threads, allow_zero=True)
+    writable_dir("--dir", args.dir)
     configs = configs_from_args(args)
     for name in dict.fromkeys(c.dataset for c in configs):
         check_dataset(name, args.data_dir, args.download)
     flags = run_arguments(args, suite_path(suite_of(args)))
     if args.tensorboard:
-        flags += ["--tensorboard", str(Path(args.tensorboard).resolve())]
-    print(f"baseline: {len(configs)} configs x {args.rounds} runs, threads="
+        flags += ["--tensorboard", str(writable_dir("--tensorboard", args.tensorboard).resolve())]
+    return flags, len(configs)
+
+
+def _announce(args: argparse.Namespace, n_configs: int) -> None:
+    print(f"baseline: {n_configs} configs x {args.rounds} runs, threads="
           f"{args.threads or 'inherited'}", file=sys.stderr)
-    return flags
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -98,7 +104,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     from harness.probes.provenance import SOURCE_ROOT
     from harness.store.frame import load_side
 
-    flags = _run_flags(args)
+    flags, n_configs = _run_flags(args)
+    _announce(args, n_configs)
     with tempfile.TemporaryDirectory(prefix="trainmark-baseline-") as tmp:
         runs = run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, Path(tmp))
         frame = load_side(runs, "runs")
@@ -123,15 +130,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     from harness.store.frame import load_side
 
     settings = settings_from_args(args)
+    flags, n_configs = _run_flags(args)
+    out_dir = writable_dir("--out-dir",
+                           args.out_dir or Path("results") / f"baseline-check-{new_run_id()}")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError(f"--out-dir {out_dir} is not an empty directory")
     path = baseline_path(args.dir, this_machine_key(args.threads))
     if not path.is_file():
         raise UserError(f"no baseline for this machine ({path}); record one with: "
                         "trainmark baseline record")
-    flags = _run_flags(args)
-    out_dir = Path(args.out_dir or Path("results") / f"baseline-check-{new_run_id()}")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"--out-dir {out_dir} is not an empty directory")
     out_dir.mkdir(parents=True, exist_ok=True)  # the first thing written
+    _announce(args, n_configs)
     cand = load_side(run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, out_dir), "runs")
     measured = baseline_path(args.dir, key_of_records(cand.to_dict("records"), "the runs"))
     if measured != path and not measured.is_file():  # e.g. a GPU appeared in between
@@ -145,6 +154,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_path(args: argparse.Namespace) -> int:
     from harness.execution.baselines import baseline_path, key_of_records, this_machine_key
 
+    check_positive("--threads", args.threads, allow_zero=True)
     if args.results:
         from harness.store.frame import load_side
 

@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.cli.paths import writable_file
 from harness.errors import UserError
 
 
@@ -35,9 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def _check_out(out: Path) -> Path:
     if out.exists():
         raise UserError(f"results file {out} exists; choose another --out")
-    if out.suffix != ".jsonl":
-        raise UserError(f"--out {out}: results files end in .jsonl")
-    return out
+    return writable_file("--out", out, suffixes=(".jsonl",))
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:

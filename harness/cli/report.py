@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.cli.paths import writable_dir
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", help="results .jsonl files (one or more machines)")
@@ -22,6 +24,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.render.report import default_out_dir, load_inputs, write_report
 
     started = time.perf_counter()
+    if args.out:
+        writable_dir("--out", args.out)
     frame, skipped = load_inputs(args.files)
     for line in skipped:
         print(f"trainmark: warning: {line} (skipped)", file=sys.stderr)

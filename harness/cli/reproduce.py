@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.cli.paths import writable_file
 from harness.errors import UserError
 
 EXPERIMENTS = ("article",)
@@ -41,8 +42,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--train-samples must be > 0, got {args.train_samples}")
     if args.dataset not in IMAGE_DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; valid: {', '.join(IMAGE_DATASETS)}")
-    if args.report and Path(args.report).is_dir():
-        raise UserError(f"--report {args.report} is a directory; give a .md file path")
+    if args.report:
+        writable_file("--report", args.report)
+    if args.out:
+        writable_file("--out", args.out, suffixes=(".jsonl",))
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

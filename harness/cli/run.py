@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from harness.cli.paths import writable_dir, writable_file
 from harness.cli.sweep_options import add_sweep_options, configs_from_args
 from harness.errors import UserError
 
@@ -39,10 +40,7 @@ def output_path(out: str | None, resume: bool, run_id: str) -> Path:
         path = existing[-1]
     else:
         path = RESULTS_DIR / f"{run_id}.jsonl"
-    if path.is_dir():
-        raise UserError(f"--out {path} is a directory; give a .jsonl file path")
-    if path.suffix != ".jsonl":
-        raise UserError(f"--out {path}: results files end in .jsonl")
+    writable_file("--out", path, suffixes=(".jsonl",))
     if path.exists() and not resume:
         raise UserError(f"results file {path} exists; pass --resume to continue it or another "
                         "--out")
@@ -78,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.tensorboard:
         from harness.store.tensorboard import check_available
 
+        writable_dir("--tensorboard", args.tensorboard)
         check_available()
     prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
     run_id = new_run_id()

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from harness.errors import UserError
-
-EXPORT_SUFFIXES = {"--csv": ".csv", "--parquet": ".parquet"}
+from harness.cli.paths import writable_file
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -20,8 +17,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     for flag, path in (("--csv", args.csv), ("--parquet", args.parquet)):
-        if path and Path(path).suffix != EXPORT_SUFFIXES[flag]:
-            raise UserError(f"{flag} {path}: the file name must end in {EXPORT_SUFFIXES[flag]}")
+        if path:
+            writable_file(flag, path, suffixes=(f".{flag[2:]}",))
     from harness.render.tables import results_text
     from harness.store.frame import export, load_results
 

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.cli.paths import writable_file
 from harness.errors import UserError
 
 FORMATS = ("json", "md", "text")  # render.verdicts.RENDERERS, named here to keep --help light
@@ -62,8 +63,8 @@ def settings_from_args(args: argparse.Namespace):
     if not 0 < alpha < 1:
         raise UserError(f"--alpha must be in (0, 1), got {args.alpha!r}")
     for flag, path in (("--md-out", args.md_out), ("--json-out", args.json_out)):
-        if path and Path(path).is_dir():
-            raise UserError(f"{flag} {path} is a directory; give a file path")
+        if path:
+            writable_file(flag, path)
     return Settings(threshold=parse_percent(args.threshold, "--threshold"),
                     memory_threshold=parse_percent(args.memory_threshold, "--memory-threshold"),
                     accuracy_tolerance=tolerance / 100, alpha=alpha,

@@ -175,12 +175,16 @@ def synthetic_text(n_chars: int, seed: int) -> str:
     return " ".join(out)[:n_chars]
 
 
-def _text_data(name: str, text: str, device: torch.device) -> TextData:
+def _check_text_length(name: str, text: str) -> None:
     if len(text) < 10 * (BLOCK_SIZE + 1):
         raise UserError(
             f"dataset {name!r} has {len(text)} characters; at least {10 * (BLOCK_SIZE + 1)} are "
             f"needed for a 90/10 split with context {BLOCK_SIZE}"
         )
+
+
+def _text_data(name: str, text: str, device: torch.device) -> TextData:
+    _check_text_length(name, text)
     vocab = sorted(set(text))
     lookup = {ch: i for i, ch in enumerate(vocab)}
     tokens = torch.tensor([lookup[ch] for ch in text], dtype=torch.long)
@@ -220,7 +224,7 @@ def check_dataset(name: str, data_dir: str, download: bool) -> None:
     if name == "cifar10":
         _load_cifar10(data_dir, download, train=False)
     elif name.startswith("text:"):
-        _read_text(name[5:])
+        _check_text_length(name, _read_text(name[5:]))
 
 
 def _read_text(path: str) -> str:

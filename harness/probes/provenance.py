@@ -85,7 +85,7 @@ def _torchvision_version() -> str | None:
 
 @functools.lru_cache(maxsize=8)
 def collect(device: str = "cpu") -> dict[str, object]:
-    """Provenance fields for a run on ``device`` (record columns; see DESIGN.md)."""
+    """Provenance fields for a run on ``device`` (record columns: docs/architecture.md)."""
     dev = torch.device(device)
     cpu = cpu_model()
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
