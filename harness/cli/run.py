@@ -61,14 +61,9 @@ def _already_done(out: Path, configs: list) -> tuple[set[tuple], list[dict], str
     return done, previous, run_id
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from harness.core import dist
+def validated_configs(args: argparse.Namespace) -> list:
+    """The sweep, its datasets and optional outputs checked: ``UserError`` before any write."""
     from harness.core.data import check_dataset
-    from harness.core.determinism import prepare_process
-    from harness.core.runner import Runner
-    from harness.execution.sweep import for_world, order_for_scaling, prepare_peaks, run_sweep
-    from harness.schema import new_run_id
-    from harness.store.jsonl import ResultsWriter
 
     configs = configs_from_args(args)
     for name in dict.fromkeys(c.dataset for c in configs):
@@ -78,6 +73,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         writable_dir("--tensorboard", args.tensorboard)
         check_available()
+    return configs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.core import dist
+    from harness.core.determinism import prepare_process
+    from harness.core.runner import Runner
+    from harness.execution.sweep import for_world, order_for_scaling, prepare_peaks, run_sweep
+    from harness.schema import new_run_id
+    from harness.store.jsonl import ResultsWriter
+
+    configs = validated_configs(args)
     prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
     run_id = new_run_id()
     dist_env = dist.init(configs[0].device.split(":")[0])  # under torchrun / srun

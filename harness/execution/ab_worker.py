@@ -79,14 +79,19 @@ def serve(stdin: IO[str], stdout: IO[str]) -> int:
     from harness.store.jsonl import ResultsWriter
 
     prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
-    prepare_peaks(configs, quiet=True)  # before any config is measured
     runner = Runner(run_id=request["run_id"], data_dir=request["data_dir"],
                     download=bool(request.get("download")))
     reply({"protocol": PROTOCOL, "configs": [dataclasses.asdict(c) for c in configs]}, stdout)
+    peaks_ready = False
     for line in stdin:
         cmd = json.loads(line)
         if cmd.get("op") != "run":
             break
+        if not peaks_ready:
+            # On the first request, not at start-up: the parent waits for each reply, so the
+            # two sides never measure a GEMM peak at the same time on the same device.
+            prepare_peaks(configs, quiet=True)
+            peaks_ready = True
         rec = run_config(runner, configs[cmd["index"]])
         rec.update(cmd.get("annotate") or {})
         ResultsWriter(cmd["out"]).write(rec)
