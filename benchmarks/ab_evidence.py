@@ -121,9 +121,9 @@ def summarize(results: dict[float, list[dict]], say) -> None:
     settings = next(iter(results.values()))[0]["verdict"]["settings"]
     alpha, threshold = settings["alpha"], settings["threshold"]
     say()
-    say(f"# summary (gate: drop > {threshold:.0%} and p < {alpha:g}, stratified rank-sum "
-        "over the A/B pairs; the columns at 3% and 2% re-judge the same runs with a lower "
-        "threshold)")
+    say(f"# summary (gate: drop > {threshold:.0%} and p < {alpha:g}, Wilcoxon signed-rank "
+        "on the per-round log ratios, fresh workers every round; the columns at 3% and 2% "
+        "re-judge the same runs with a lower threshold)")
     say(f"{'slowdown':>8} {'1-1/(1+s)':>9} {'flagged':>8} {'at 3%':>6} {'at 2%':>6} "
         f"{'median change':>13} {'range of changes':>17} {'median s/run':>12}")
     for lv, runs in results.items():

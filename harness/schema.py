@@ -85,6 +85,10 @@ COLUMNS: dict[str, str] = {
     "peak_memory_reserved_bytes": "Int64",
     "device_memory_used_bytes": "Int64",
     "peak_rss_bytes": "Int64",
+    "rss_before_model_bytes": "Int64",  # host RSS after the data loaded, before the model
+    "train_rss_bytes": "Int64",  # peak_rss_bytes - rss_before_model_bytes (isolated worker)
+    "dataset_device_bytes": "Int64",  # the resident dataset on an accelerator
+    "train_memory_allocated_bytes": "Int64",  # allocator peak without the resident dataset
     # quality
     "train_loss": "Float64",
     "eval_loss": "Float64",
@@ -120,8 +124,11 @@ COLUMNS: dict[str, str] = {
     "float32_matmul_precision": "string",
     "cudnn_benchmark": "boolean",
     "omp_num_threads_env": "string",
+    # how it was measured
+    "isolation": "string",  # process: a fresh worker per config; none: in the sweep's process
+    "injected_slowdown": "Float64",  # test-only knob; set means "not a real measurement"
 }
-STATUSES = ("ok", "oom", "diverged", "unavailable", "error")
+STATUSES = ("ok", "oom", "diverged", "unavailable", "error", "timeout", "crashed")
 
 
 # ----------------------------------------------------------------------- machine identity

@@ -1,6 +1,7 @@
-"""trainmark's model zoo. Importing this package registers every model."""
+"""trainmark's model zoo. Importing this package registers every model (``faults``: the
+failure-injection models tests use, hidden from ``list_models()``)."""
 
-from models import convnet, resnet, transformer  # noqa: F401,E402  (registers the models)
+from models import convnet, faults, resnet, transformer  # noqa: F401,E402  (registers them)
 from models._registry import (
     IMAGE_CLASSIFICATION,
     LANGUAGE_MODELING,

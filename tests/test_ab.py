@@ -302,3 +302,32 @@ def test_ab_against_a_commit_from_before_the_restructuring(flat_then_layered, tm
     assert all(r["status"] == "ok" for recs in sides.values() for r in recs)
     assert json.loads((out / "verdict.json").read_text())["summary"]["configs"] == 1
     assert len(worktrees(repo)) == 1
+
+
+def test_every_round_starts_fresh_workers_so_rounds_are_independent(tmp_path, monkeypatch):
+    started, runs = [], []
+
+    class FakeWorker:
+        def __init__(self, side, sweep, run_id, threads, workdir):
+            self.name = side.name
+            started.append(side.name)
+
+        def hello(self):
+            return [{"model": "convnet", "batch_size": 4}, {"model": "resnet20", "batch_size": 4}]
+
+        def run(self, index, out, annotate):
+            runs.append((annotate["ab_round"], self.name, index, len(started)))
+            return 0.1
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ab, "Worker", FakeWorker)
+    sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
+    ab.by_configs(sides, ab.Sweep({}, []), rounds=3, threads=1, out_dir=tmp_path,
+                  scratch=tmp_path, run_id="r")
+    assert started == ["baseline", "candidate"] * 3  # two new processes per round
+    # round r's measurements all come from the workers started for round r
+    assert {(r, n) for r, _, _, n in runs} == {(0, 2), (1, 4), (2, 6)}
+    assert [(r, side, i) for r, side, i, _ in runs[:4]] == [
+        (0, "baseline", 0), (0, "candidate", 0), (0, "candidate", 1), (0, "baseline", 1)]

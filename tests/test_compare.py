@@ -115,6 +115,34 @@ def test_accelerator_memory_uses_the_allocator_peak(files, capsys):
         "peak_memory_allocated_bytes"
 
 
+def test_memory_judges_what_training_added_without_the_resident_dataset(files, capsys):
+    # A dataset twice as large on the device: the allocator's peak grows by 400 MiB (+36%),
+    # but training itself added the same 300 MiB: not a regression.
+    b, c = files([record(peak_memory_allocated_bytes=1100 * MIB, dataset_device_bytes=800 * MIB,
+                         train_memory_allocated_bytes=300 * MIB)],
+                 [record(peak_memory_allocated_bytes=1500 * MIB, dataset_device_bytes=1200 * MIB,
+                         train_memory_allocated_bytes=300 * MIB)])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    memory = json.loads(out)["rows"][0]["memory"]
+    assert code == 0 and memory["field"] == "train_memory_allocated_bytes"
+    assert memory["change"] == 0
+    # On the CPU, an isolated worker's training RSS: +40 MiB of 100 is beyond the 32 MiB floor
+    b, c = files([record(train_rss_bytes=100 * MIB)], [record(train_rss_bytes=140 * MIB)])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    row = json.loads(out)["rows"][0]
+    assert code == 1 and row["memory"]["field"] == "train_rss_bytes"
+    b, c = files([record(train_rss_bytes=100 * MIB)], [record(train_rss_bytes=120 * MIB)])
+    assert run(capsys, b, c)[0] == 0  # +20%, but 20 MiB is within the floor
+
+
+def test_a_baseline_measured_with_the_slowdown_knob_is_refused(files, capsys):
+    b, c = files([record(injected_slowdown=0.1)], [record()])
+    code, _, err = run(capsys, b, c)
+    assert code == 2 and "test-only slowdown knob (TRAINMARK_INJECT_SLOWDOWN=0.1)" in err
+    # as a candidate it is what the gate's own evidence is made of
+    assert run(capsys, c, b)[0] != 2  # not refused
+
+
 def test_accuracy_regression_beyond_tolerance(files, capsys):
     b, c = files([record()], [record(eval_accuracy=0.885)])
     code, out, _ = run(capsys, b, c)
@@ -250,18 +278,19 @@ def test_settings_alpha_controls_significance(tmp_path):
     assert strict["rows"][0]["verdict"] == "inconclusive"
 
 
-def test_ab_records_are_compared_within_their_pairs(files, capsys):
-    """Records of `trainmark ab` carry ab_round: the test runs within A/B pairs, so machine
-    load that changes between pairs (here: half speed in some rounds) does not hide 10%."""
-    levels = [1.0, 0.5, 0.55, 1.0, 0.9, 0.5]
+def test_ab_records_are_compared_round_by_round(files, capsys):
+    """Records of `trainmark ab` carry ab_round: the test pairs the sides round by round, so
+    machine load that changes between rounds (here: half speed in some) does not hide 10%."""
+    levels = [1.0, 0.5, 0.55, 1.0, 0.9, 0.5, 1.0, 0.6]
     base = [record(factor=lv, ab_round=r) for r, lv in enumerate(levels)]
     cand = [record(factor=lv / 1.1, ab_round=r) for r, lv in enumerate(levels)]
     b, c = files(base, cand)
     code, out, _ = run(capsys, b, c, "--format", "json")
     tp = json.loads(out)["rows"][0]["throughput"]
-    assert code == 1 and tp["strata"] == 6 and tp["test"].startswith("stratified")
+    assert code == 1 and tp["strata"] == 8 and tp["test"].startswith("Wilcoxon")
     assert tp["change"] == pytest.approx(1 / 1.1 - 1)
-    # the same samples without pairing: pooled, the load swings drown the change
+    assert tp["p_value"] == pytest.approx(2 / 256)  # eight rounds, all slower
+    # the same samples without rounds: pooled, the load swings drown the change
     strip = [{k: v for k, v in r.items() if k != "ab_round"} for r in (*base, *cand)]
     b, c = files(strip[:len(base)], strip[len(base):])
     code, out, _ = run(capsys, b, c, "--format", "json")

@@ -8,7 +8,8 @@ from harness.cli import main
 from harness.core.config import RunConfig
 from harness.core.runner import Runner
 from harness.core.suites import expand, merge_settings
-from harness.execution.sweep import ScalingTracker, prepare_peaks
+from harness.execution.peaks import prepare_peaks
+from harness.execution.sweep import ScalingTracker
 from harness.store.jsonl import read_records
 
 TINY = ["--devices", "cpu", "--precisions", "fp32", "--optimizers", "sgd", "--steps", "3",
@@ -26,6 +27,11 @@ def test_two_gloo_processes_record_global_throughput_and_scaling(tmp_path, monke
     assert two["throughput"] > 0
     assert two["scaling_efficiency"] == pytest.approx(two["throughput"] / (2 * one["throughput"]))
     assert two["run_id"] == one["run_id"]
+    # MFU on every rank too: the sweep's peak is handed to the ranks (torchrun gives them
+    # OMP_NUM_THREADS=1, under which a cache lookup of this machine's peak would miss)
+    assert one["peak_flops_per_s"] and one["mfu"] > 0
+    assert two["peak_flops_per_s"] == pytest.approx(2 * one["peak_flops_per_s"])
+    assert two["peak_flops_source"] == one["peak_flops_source"] and two["mfu"] > 0
 
 
 def test_a_dead_rank_ends_the_run_with_an_error_record_not_a_hang(tmp_path, monkeypatch):
@@ -74,8 +80,8 @@ def test_channels_last_applies_to_conv_models_only():
 def test_flops_and_mfu_are_recorded():
     cfg = RunConfig("convnet", "synthetic", batch_size=32, warmup_steps=1, timed_steps=3,
                     repeats=2, eval_samples=32, train_samples=64)
-    prepare_peaks([cfg])  # the sweep measures the CPU's GEMM peak before the first config
-    rec = Runner().run(cfg)
+    peaks = prepare_peaks([cfg])  # the sweep prepares the CPU's GEMM peak before the first config
+    rec = Runner(peaks=peaks).run(cfg)
     assert rec["flops_per_step"] == 1_115_684_352  # conv + linear FLOPs, forward + backward
     assert rec["peak_flops_per_s"] > 0 and rec["peak_flops_source"].startswith("measured")
     assert rec["achieved_flops_per_s"] == pytest.approx(

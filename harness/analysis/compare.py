@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis import stats
+from harness.analysis import paired, stats
 from harness.core.config import CONFIG_DEFAULTS, CONFIG_FIELDS
 from harness.errors import UserError
 from harness.schema import MACHINE_FIELDS
@@ -150,14 +150,15 @@ def _throughput_samples(rows: pd.DataFrame) -> list[float]:
 
 
 def _throughput(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> stats.SampleComparison:
-    """Per-repeat throughput test: within A/B pairs when every record carries ``ab_round``
-    (``trainmark ab``), else on all samples of each side pooled."""
+    """Throughput test: paired over A/B rounds when every record carries ``ab_round``
+    (``trainmark ab``: ``analysis.paired``), else Mann-Whitney U on all per-repeat samples of
+    each side pooled."""
     rounds_b, rounds_c = _column(b, "ab_round"), _column(c, "ab_round")
     common = sorted(set(rounds_b) & set(rounds_c) - {None})
     if common and None not in rounds_b and None not in rounds_c:
-        strata = [(_throughput_samples(b[[x == r for x in rounds_b]]),
+        rounds = [(_throughput_samples(b[[x == r for x in rounds_b]]),
                    _throughput_samples(c[[x == r for x in rounds_c]])) for r in common]
-        return stats.compare_stratified(strata, threshold=s.threshold, alpha=s.alpha)
+        return paired.compare_rounds(rounds, threshold=s.threshold, alpha=s.alpha)
     return stats.compare_samples(_throughput_samples(b), _throughput_samples(c),
                                  threshold=s.threshold, alpha=s.alpha)
 
@@ -180,11 +181,15 @@ def _status(rows: pd.DataFrame) -> tuple[str, str | None]:
     return "ok", None
 
 
-# Growth smaller than this never counts. The allocator's peak is exact; the host's peak RSS
-# (the CPU's memory figure) includes the ~1.2 GiB torch runtime, grows over a process's life,
-# and two A/B workers running identical code differed by up to 75 MiB on this project's CPU
-# machine, so only gross growth of RSS is a regression.
-MEMORY_FLOOR = {"peak_memory_allocated_bytes": MIB, "peak_rss_bytes": 128 * MIB}
+# The memory figure judged, the first both sides have, and growth smaller than its floor never
+# counts. On accelerators: the allocator's peak without the resident dataset (what training
+# added), else with it; the allocator is exact. On the CPU: the host RSS that training added in
+# an isolated worker (TRAIN_RSS_FLOOR), else the process's peak RSS, which includes the ~1.2 GiB
+# torch runtime, grows over a process's life, and differed by up to 75 MiB between two A/B
+# workers running identical code on this project's CPU machine: only gross growth counts.
+TRAIN_RSS_FLOOR = 32 * MIB
+MEMORY_FLOOR = {"train_memory_allocated_bytes": MIB, "peak_memory_allocated_bytes": MIB,
+                "train_rss_bytes": TRAIN_RSS_FLOOR, "peak_rss_bytes": 128 * MIB}
 
 
 def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
@@ -198,7 +203,7 @@ def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
             return {"field": field, "baseline": mb, "candidate": mc, "change": change,
                     "verdict": verdict}
     measured = any(_median(_column(side, f)) is not None for side in (b, c)
-                   for f in ("peak_memory_allocated_bytes", "peak_rss_bytes"))
+                   for f in MEMORY_FLOOR)
     # Not measured on either side (e.g. a pytest-benchmark of a function): nothing to judge.
     return {"field": None, "baseline": None, "candidate": None, "change": None,
             "verdict": stats.INCONCLUSIVE if measured else stats.NO_CHANGE}
@@ -269,6 +274,11 @@ def judge_config(b: pd.DataFrame, c: pd.DataFrame, settings: Settings) -> dict[s
 def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
                    settings: Settings = Settings()) -> dict[str, Any]:
     """The whole comparison as a JSON-ready dict (rows, summary, unmatched configs, notes)."""
+    knobbed = [v for v in _column(base, "injected_slowdown") if v]
+    if knobbed:
+        raise UserError(f"the baseline holds {len(knobbed)} record(s) measured with the test-only "
+                        f"slowdown knob (TRAINMARK_INJECT_SLOWDOWN={knobbed[0]:g}); it cannot "
+                        "be a baseline")
     diffs = machine_differences(base, cand)
     if diffs and not settings.allow_different_machines:
         raise UserError("baseline and candidate come from different machines or software ("

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.schema import MACHINE_LABEL_FIELDS
+from harness.schema import MACHINE_LABEL_FIELDS, STATUSES
 
 MIB = 1024 * 1024
 # Config fields that define "the same experiment" across machines. ``device`` is deliberately
@@ -23,7 +23,7 @@ MIB = 1024 * 1024
 BASE_KEY = ("model", "dataset", "batch_size", "precision", "optimizer")
 OPTIONAL_AXES = ("compile", "channels_last", "nproc", "deterministic", "target_accuracy")
 PRECISION_ORDER = ("fp32", "amp", "amp-bf16", "amp-fp16")
-FAILED = ("oom", "diverged", "unavailable", "error")
+FAILED = tuple(s for s in STATUSES if s != "ok")
 
 
 def _present(value: object) -> bool:

@@ -146,7 +146,7 @@ def compare_samples(
                        f"too few samples ({nb} + {nc}): the smallest possible p is "
                        f"{min_p_value(nb, nc):.3g}, not below alpha {alpha:g}")
     p = mann_whitney_p(b, c)
-    return _result(b, c, change, ci, p, *_decide(change, p, threshold, alpha, higher_is_better))
+    return _result(b, c, change, ci, p, *decide(change, p, threshold, alpha, higher_is_better))
 
 
 def _result(b: list[float], c: list[float], change: float | None,
@@ -162,7 +162,7 @@ def _result(b: list[float], c: list[float], change: float | None,
     )
 
 
-def _decide(change: float, p: float, threshold: float, alpha: float,
+def decide(change: float, p: float, threshold: float, alpha: float,
             higher_is_better: bool) -> tuple[str, str]:
     better = change if higher_is_better else -change
     significant = p < alpha
@@ -257,7 +257,7 @@ def compare_stratified(
                        f"{floor:.3g}, not below alpha {alpha:g}", **extra)
     p = stratified_p(pairs)
     return _result(b_all, c_all, change, ci, p,
-                   *_decide(change, p, threshold, alpha, higher_is_better), **extra)
+                   *decide(change, p, threshold, alpha, higher_is_better), **extra)
 
 
 def compare_values(

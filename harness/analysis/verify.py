@@ -1,13 +1,22 @@
 """Does a replayed record reproduce the original? Quality and throughput checks, pure functions.
 
 Deterministic records must reproduce bitwise (same loss-trajectory digest, eval loss and
-accuracy); others within a loss and accuracy tolerance. Throughput must lie within the recorded
-repeats' range widened by a tolerance. ``execution.replay`` produces the new records.
+accuracy); others within a loss and accuracy tolerance. Throughput is judged with the statistics
+``compare`` uses (``analysis.stats.compare_samples``: Mann-Whitney U on the per-repeat samples
+plus a threshold on the change of medians), recorded repeats vs replayed repeats. Only a
+*regression* (significant and beyond the threshold) fails; ``inconclusive`` (too few repeats to
+be significant, or a large change that is not significant) is reported but passes, because a
+few short repeats cannot tell a slower tree from a noisy machine. ``execution.replay`` produces
+the new records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from harness.analysis import stats
+
+NOT_APPLICABLE = "n/a"  # a side has no throughput samples (e.g. both runs failed alike)
 
 
 @dataclass
@@ -17,12 +26,26 @@ class Check:
     deterministic: bool
     status: str  # the replay's status
     quality: str  # "exact", "within tolerance", "differs", "n/a"
-    throughput: str  # "within spread", "outside spread", "n/a"
+    throughput: str  # a stats verdict (regression, improvement, no change, inconclusive) or n/a
     detail: str
+    throughput_change: float | None = None  # replayed median / recorded median - 1
+    throughput_p_value: float | None = None  # None when too few samples to test
+    throughput_reason: str = ""  # why that verdict, as ``compare`` words it
 
     @property
     def reproduced(self) -> bool:
-        return self.quality in ("exact", "within tolerance") and self.throughput != "outside spread"
+        return self.quality in ("exact", "within tolerance") and self.throughput != stats.REGRESSION
+
+
+@dataclass(frozen=True)
+class ThroughputCheck:
+    """The throughput half of a ``Check``: the verdict with its numbers and one line of detail."""
+
+    verdict: str
+    change: float | None
+    p_value: float | None
+    reason: str
+    detail: str
 
 
 def compare_quality(old: dict, new: dict, loss_rtol: float, acc_tol: float) -> tuple[str, str]:
@@ -52,11 +75,34 @@ def compare_quality(old: dict, new: dict, loss_rtol: float, acc_tol: float) -> t
     return "within tolerance", f"eval_accuracy {a} -> {b}"
 
 
-def compare_throughput(old: dict, new: dict, tol: float) -> tuple[str, str]:
-    samples = [v for v in (old.get("repeat_throughputs") or []) if v is not None]
-    tp = new.get("throughput")
-    if not samples or tp is None:
-        return "n/a", ""
-    lo, hi = min(samples) * (1 - tol), max(samples) * (1 + tol)
-    verdict = "within spread" if lo <= tp <= hi else "outside spread"
-    return verdict, f"throughput {tp:,.0f} vs recorded [{min(samples):,.0f}, {max(samples):,.0f}]"
+def throughput_samples(record: dict) -> list[float]:
+    """Per-repeat throughputs of an ok record; its median alone for records without them.
+
+    The same samples ``compare`` tests, so verify and compare cannot disagree on one pair."""
+    if record.get("status") != "ok":
+        return []  # a failed run's partial timings say nothing about speed
+    samples = stats.clean_samples(record.get("repeat_throughputs"))
+    return samples or stats.clean_samples([record.get("throughput")])
+
+
+def compare_throughput(old: dict, new: dict, threshold: float = 0.10,
+                       alpha: float = stats.DEFAULT_ALPHA) -> ThroughputCheck:
+    """Recorded vs replayed per-repeat throughput, judged like ``compare`` judges two results."""
+    recorded, replayed = throughput_samples(old), throughput_samples(new)
+    if not recorded or not replayed:
+        return ThroughputCheck(NOT_APPLICABLE, None, None, "no throughput samples", "")
+    cmp = stats.compare_samples(recorded, replayed, threshold=threshold, alpha=alpha)
+    return ThroughputCheck(cmp.verdict, cmp.change, cmp.p_value, cmp.reason,
+                           _throughput_detail(cmp))
+
+
+def _throughput_detail(cmp: stats.SampleComparison) -> str:
+    # Medians with their sample counts (so "n=2" explains an inconclusive verdict at a glance),
+    # the change and p, then the verdict in compare's words: one phrase for the one-line output.
+    numbers = [f"throughput {cmp.candidate_median or 0:,.0f} (n={cmp.n_candidate}) vs recorded "
+               f"{cmp.baseline_median or 0:,.0f} (n={cmp.n_baseline})"]
+    if cmp.change is not None:
+        numbers.append(f"{cmp.change:+.1%}")
+    if cmp.p_value is not None:
+        numbers.append(f"p={cmp.p_value:.2g}")
+    return ", ".join(numbers) + f": {cmp.verdict} ({cmp.reason})"

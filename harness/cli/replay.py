@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli.paths import writable_file
+from harness.cli.run import add_isolation_options, check_timeout
+from harness.cli.verdict_options import parse_percent
 from harness.errors import UserError
+
+if TYPE_CHECKING:  # analysis.verify pulls in scipy; --help and bad input should not wait for it
+    from harness.analysis.verify import Check
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -18,6 +26,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="results .jsonl file")
     p.add_argument("--record", help=f"{'verify' if verify else 'replay'} only this record_id")
     p.add_argument("--data-dir", default="data")
+    add_isolation_options(p)
     if not verify:
         p.add_argument("--out", help="new results file (default results/rerun-<id>.jsonl)")
         p.set_defaults(func=cmd_rerun)
@@ -27,8 +36,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="relative loss tolerance for non-deterministic records (default 0.02)")
     p.add_argument("--accuracy-tolerance", dest="acc_tol", type=float, default=0.01,
                    help="absolute accuracy tolerance, as a fraction (default 0.01 = 1 point)")
-    p.add_argument("--throughput-tolerance", dest="tp_tol", type=float, default=0.10,
-                   help="widen the recorded throughput range by this fraction (default 0.10)")
+    p.add_argument("--throughput-threshold", default=None, metavar="PERCENT",
+                   help="a replay's throughput regresses only when its median is lower by more "
+                        "than this and the drop is significant (default 10%%)")
+    p.add_argument("--alpha", default="0.01",
+                   help="significance level of the Mann-Whitney U test on the per-repeat "
+                        "throughputs, recorded vs replayed (default 0.01)")
+    p.add_argument("--throughput-tolerance", dest="tp_tol", type=float, default=None,
+                   metavar="FRACTION",
+                   help="deprecated: --throughput-threshold as a fraction (0.10 = 10%%)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_verify)
 
@@ -43,36 +59,80 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     from harness.execution.replay import replay, replayable
     from harness.schema import new_run_id
 
+    check_timeout(args)
     out = _check_out(Path(args.out or f"results/rerun-{new_run_id()}.jsonl"))
     replayable(args.results, args.record)  # a bad file or record id fails before any write
-    pairs = replay(args.results, args.record, args.data_dir, out)
+    pairs = replay(args.results, args.record, args.data_dir, out, args.isolation, args.timeout)
     print(f"{len(pairs)} configs replayed into {out}")
     return 0
+
+
+DEFAULT_THROUGHPUT_THRESHOLD = "10%"  # wider than compare's 5%: a replay is one short run
+
+
+def throughput_settings(args: argparse.Namespace) -> tuple[float, float]:
+    """(threshold, alpha) from the options; ``UserError`` naming a bad value."""
+    if args.tp_tol is not None and args.throughput_threshold is not None:
+        raise UserError("--throughput-tolerance is the deprecated name of --throughput-threshold;"
+                        " give only --throughput-threshold")
+    if args.tp_tol is not None:
+        # The old flag took a fraction (0.10); keep its unit so old scripts mean the same.
+        if not (math.isfinite(args.tp_tol) and args.tp_tol >= 0):
+            raise UserError(f"--throughput-tolerance must be >= 0, got {args.tp_tol}")
+        print("trainmark: warning: --throughput-tolerance is deprecated; use "
+              f"--throughput-threshold {100 * args.tp_tol:g}%", file=sys.stderr)
+        threshold = float(args.tp_tol)
+    else:
+        threshold = parse_percent(args.throughput_threshold or DEFAULT_THROUGHPUT_THRESHOLD,
+                                  "--throughput-threshold")
+    try:
+        alpha = float(args.alpha)
+    except ValueError:
+        alpha = math.nan  # reported below, with the same message as an out-of-range value
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha must be a probability in (0, 1), got {args.alpha!r}")
+    return threshold, alpha
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from harness.analysis.verify import Check, compare_quality, compare_throughput
     from harness.execution.replay import replay, replayable
 
-    for flag, value in (("--loss-rtol", args.loss_rtol), ("--accuracy-tolerance", args.acc_tol),
-                        ("--throughput-tolerance", args.tp_tol)):
+    for flag, value in (("--loss-rtol", args.loss_rtol), ("--accuracy-tolerance", args.acc_tol)):
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
+    threshold, alpha = throughput_settings(args)
+    check_timeout(args)
     out = _check_out(Path(args.out)) if args.out else None
     replayable(args.results, args.record)
     checks = []
-    for old, new, cfg in replay(args.results, args.record, args.data_dir, out):
+    for old, new, cfg in replay(args.results, args.record, args.data_dir, out, args.isolation,
+                                args.timeout):
         quality, qdetail = compare_quality(old, new, args.loss_rtol, args.acc_tol)
-        tput, tdetail = compare_throughput(old, new, args.tp_tol)
+        tput = compare_throughput(old, new, threshold, alpha)
         checks.append(Check(str(old.get("record_id")), cfg.label(), cfg.deterministic,
-                            str(new.get("status")), quality, tput,
-                            "; ".join(d for d in (qdetail, tdetail) if d)))
+                            str(new.get("status")), quality, tput.verdict,
+                            "; ".join(d for d in (qdetail, tput.detail) if d),
+                            tput.change, tput.p_value, tput.reason))
     if args.format == "json":
-        print(json.dumps([{**asdict(c), "reproduced": c.reproduced} for c in checks], indent=2))
+        print(json.dumps([{**asdict(c), "reproduced": c.reproduced,
+                           "throughput_threshold": threshold, "alpha": alpha} for c in checks],
+                         indent=2))
     else:
-        for c in checks:
-            mark = "OK  " if c.reproduced else "FAIL"
-            print(f"{mark} {c.record_id} {c.label}: {c.quality}, {c.throughput} ({c.detail})")
-        bad = sum(not c.reproduced for c in checks)
-        print(f"\n{len(checks) - bad} of {len(checks)} configs reproduce")
+        _print_text(checks)
     return 0 if all(c.reproduced for c in checks) else 1
+
+
+def _print_text(checks: list[Check]) -> None:
+    """One line per config, then a count; inconclusive throughput passes but is counted aloud,
+    so a reader knows the speed was not actually confirmed."""
+    from harness.analysis.stats import INCONCLUSIVE
+
+    for c in checks:
+        mark = "OK  " if c.reproduced else "FAIL"
+        print(f"{mark} {c.record_id} {c.label}: {c.quality}, throughput {c.throughput} "
+              f"({c.detail})")
+    bad = sum(not c.reproduced for c in checks)
+    unsure = sum(c.throughput == INCONCLUSIVE for c in checks)
+    note = f" ({unsure} with inconclusive throughput)" if unsure else ""
+    print(f"\n{len(checks) - bad} of {len(checks)} configs reproduce{note}")

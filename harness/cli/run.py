@@ -14,6 +14,8 @@ from harness.cli.sweep_options import add_sweep_options, configs_from_args
 from harness.errors import UserError
 
 RESULTS_DIR = Path("results")
+ISOLATIONS = ("process", "none")  # execution.isolation.ISOLATIONS, named here for a light --help
+DEFAULT_TIMEOUT_S = 1800.0  # execution.isolation.DEFAULT_TIMEOUT_S
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -26,7 +28,25 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-report", action="store_true",
                    help="do not write reports/<run_id>/report.html at the end")
+    add_isolation_options(p)
     p.set_defaults(func=cmd_run)
+
+
+def add_isolation_options(p: argparse.ArgumentParser) -> None:
+    """``--isolation`` and ``--timeout`` (execution.isolation), shared with rerun/verify."""
+    p.add_argument("--isolation", choices=ISOLATIONS, default="process",
+                   help="process: each config in a fresh worker process (default: per-config "
+                        "memory, timeouts, crashes recorded); none: all in this process "
+                        "(debugging)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help="per-config limit with --isolation process; the worker is killed and "
+                        f"the config recorded as timeout (default {DEFAULT_TIMEOUT_S:g})")
+
+
+def check_timeout(args: argparse.Namespace) -> float:
+    if not args.timeout > 0:
+        raise UserError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    return float(args.timeout)
 
 
 def output_path(out: str | None, resume: bool, run_id: str) -> Path:
@@ -65,6 +85,7 @@ def validated_configs(args: argparse.Namespace) -> list:
     """The sweep, its datasets and optional outputs checked: ``UserError`` before any write."""
     from harness.core.data import check_dataset
 
+    check_timeout(args)
     configs = configs_from_args(args)
     for name in dict.fromkeys(c.dataset for c in configs):
         check_dataset(name, args.data_dir, args.download)
@@ -79,8 +100,7 @@ def validated_configs(args: argparse.Namespace) -> list:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.core import dist
     from harness.core.determinism import prepare_process
-    from harness.core.runner import Runner
-    from harness.execution.sweep import for_world, order_for_scaling, prepare_peaks, run_sweep
+    from harness.execution.sweep import config_runner, for_world, order_for_scaling, run_sweep
     from harness.schema import new_run_id
     from harness.store.jsonl import ResultsWriter
 
@@ -105,7 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if done:
         print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run",
               file=sys.stderr)
-    prepare_peaks(todo, quiet=args.quiet)
+    measure = config_runner(args.isolation, todo, run_id=run_id, data_dir=args.data_dir,
+                            download=args.download, timeout_s=args.timeout, quiet=args.quiet)
     writer = ResultsWriter(out) if is_writer else None
     finished = 0
 
@@ -118,9 +139,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             write_record(args.tensorboard, rec)
 
-    runner = Runner(run_id=run_id, data_dir=args.data_dir, download=args.download)
     try:
-        run_sweep(order_for_scaling(todo), runner, store if writer else None,
+        run_sweep(order_for_scaling(todo), measure, store if writer else None,
                   previous=previous, quiet=args.quiet)
     except KeyboardInterrupt:
         print(f"interrupted: {finished} of {len(todo)} configs recorded in {out}; "

@@ -63,6 +63,10 @@ class ImageData:
     def items_per_sample(self) -> int:
         return 1
 
+    def device_bytes(self) -> int:
+        """Bytes the resident splits hold (on the device they live on)."""
+        return sum(t.nbytes for t in (self.train_x, self.train_y, self.eval_x, self.eval_y))
+
     def eval_batches(self, batch_size: int, limit: int):
         n = min(limit, self.eval_x.shape[0])
         for i in range(0, n, batch_size):
@@ -103,6 +107,10 @@ class TextData:
 
     def items_per_sample(self) -> int:
         return self.block_size  # throughput is counted in tokens
+
+    def device_bytes(self) -> int:
+        """Bytes the resident splits hold (on the device they live on)."""
+        return self.train_tokens.nbytes + self.eval_tokens.nbytes
 
     def eval_batches(self, batch_size: int, limit: int):
         """Non-overlapping held-out windows, at most ``limit`` of them."""

@@ -35,7 +35,14 @@ from harness.core.step import evaluate, loss_fn, make_train_step
 from harness.core.timing import RegionTimer, median_iqr
 from harness.errors import Diverged, Unavailable, one_line
 from harness.probes import provenance
-from harness.probes.memory import peak_memory, peak_rss_bytes, release_memory, reset_peak_memory
+from harness.probes.memory import (
+    current_rss_bytes,
+    peak_memory,
+    peak_rss_bytes,
+    release_memory,
+    reset_peak_memory,
+    reset_peak_rss,
+)
 from harness.probes.peak import peak_flops_per_s
 from harness.probes.telemetry import NvmlSampler, device_memory_used
 from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
@@ -52,14 +59,30 @@ def peak_dtype(cfg: RunConfig, conv: bool) -> str:
     return gemm_dtype(cfg.precision, device_type, tf32=tf32)
 
 
+Peaks = dict[str, tuple[float | None, str]]  # "device|dtype" -> (FLOP/s, source)
+
+
+def peak_key(device: str, dtype: str) -> str:
+    return f"{device}|{dtype}"
+
+
 class Runner:
-    """Runs configs one after another in this process, caching datasets between them."""
+    """Runs configs one after another in this process, caching datasets between them.
+
+    ``peaks`` are the device peaks the sweep measured before its first config (``peak_key`` ->
+    value and source); a peak not given is read from the cache, never measured here.
+    ``isolation`` is recorded: ``process`` when each config runs in a fresh worker.
+    """
 
     def __init__(self, run_id: str | None = None, data_dir: str = "data",
-                 download: bool = False) -> None:
+                 download: bool = False, peaks: Peaks | None = None,
+                 isolation: str = "none") -> None:
         self.run_id = run_id or new_run_id()
         self.data_dir = data_dir
         self.download = download
+        self.peaks = dict(peaks or {})
+        self.isolation = isolation
+        self._hwm_before_model: int | None = None
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
         self._flops: dict[tuple, int | None] = {}  # FLOPs per step depend on shapes only
@@ -96,6 +119,10 @@ class Runner:
             "task": get_model_info(cfg.model).task,
             "status": None,
             "error": None,
+            "isolation": self.isolation,
+            # Test-only slowdown knob: recorded when set, so such a record is never mistaken
+            # for a real measurement (compare refuses it as a baseline).
+            "injected_slowdown": injected_slowdown() or None,
         }
         rec.update(provenance.collect(cfg.device))
         return rec
@@ -104,6 +131,7 @@ class Runner:
         """Measure ``cfg`` in this process (one rank of it, under a launcher); never raises for
         a failing config (KeyboardInterrupt excepted)."""
         rec = self.base_record(cfg)
+        self._hwm_before_model = None
         if cfg.nproc != dist.world_size():
             rec.update(status="error", error=f"nproc {cfg.nproc} but {dist.world_size()} "
                                              "processes run it (launch with torchrun)")
@@ -127,7 +155,9 @@ class Runner:
             gc.collect()
             release_memory(device)
         rec["wall_time_s"] = time.perf_counter() - started
-        rec["peak_rss_bytes"] = peak_rss_bytes()
+        # The process's peak: this config's own in a fresh worker (isolation "process"); in a
+        # shared process it also holds what earlier configs left behind.
+        rec["peak_rss_bytes"] = max(peak_rss_bytes(), self._hwm_before_model or 0)
         return rec
 
     def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset,
@@ -146,6 +176,10 @@ class Runner:
     def _measure(self, cfg: RunConfig, device: torch.device) -> dict[str, object]:
         plan = resolve_precision(cfg.precision, device)
         data = self.dataset(cfg)
+        # Host memory: what the process held once the data was in (the runtime, the data), and
+        # from here a fresh high-water mark for what building and training the model adds.
+        rss_before_model, self._hwm_before_model = current_rss_bytes(), peak_rss_bytes()
+        fresh_mark = reset_peak_rss()
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)
         model = create_model(cfg.model, **data.model_kwargs).to(device)
         if cfg.channels_last:
@@ -176,6 +210,7 @@ class Runner:
         curve = check_finite(m.losses)
         alloc, reserved = peak_memory(device)
         used = device_memory_used(device)
+        data_bytes = data.device_bytes() if device.type != "cpu" else None
         # Time to accuracy already evaluated the final model after its last interval.
         m.last_eval = m.last_eval if tta else evaluate(model, data, plan, device,
                                                        cfg.eval_samples)
@@ -184,11 +219,19 @@ class Runner:
             "throughput_unit": data.unit,
             "peak_memory_allocated_bytes": alloc,
             "peak_memory_reserved_bytes": reserved,
+            # What training added on the device: the allocator peak without the resident data
+            # (which every config of a dataset pays alike; compare judges this figure).
+            "dataset_device_bytes": data_bytes,
+            "train_memory_allocated_bytes": (alloc - data_bytes if alloc is not None
+                                             and data_bytes is not None else None),
             "device_memory_used_bytes": used,
+            "rss_before_model_bytes": rss_before_model,
+            "train_rss_bytes": (peak_rss_bytes() - rss_before_model
+                                if fresh_mark and rss_before_model is not None else None),
             "compile_backend": backend,
             **measured_fields(m, curve, tta),
             **efficiency_fields(cfg, flops, median_iqr(m.step_times_s)[0],
-                                conv=isinstance(data, ImageData)),
+                                conv=isinstance(data, ImageData), peaks=self.peaks),
             **energy_fields(clock, len(m.step_times_s)),
         }
 
@@ -222,13 +265,14 @@ def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, ob
 
 
 def efficiency_fields(cfg: RunConfig, flops: int | None, step_s: float | None, *,
-                      conv: bool) -> dict[str, object]:
+                      conv: bool, peaks: Peaks) -> dict[str, object]:
     """Achieved FLOP/s over all ranks and MFU against the device's peak. The peak comes from
     the datasheet table or the cache only: measuring a GEMM here would run in the middle of a
-    sweep (``execution.sweep.prepare_peaks`` measures before the first config)."""
+    sweep (``execution.peaks.prepare_peaks`` prepares them before the first config)."""
     world = dist.world_size()
-    peak, source = peak_flops_per_s(dist.local_device(cfg.device), peak_dtype(cfg, conv),
-                                    measure=False)
+    device, dtype = dist.local_device(cfg.device), peak_dtype(cfg, conv)
+    given = peaks.get(peak_key(cfg.device, dtype))
+    peak, source = given if given else peak_flops_per_s(device, dtype, measure=False)
     achieved = achieved_flops_per_s(flops * world if flops else None, step_s or None)
     total_peak = peak * world if peak else None
     return {"flops_per_step": flops, "achieved_flops_per_s": achieved,

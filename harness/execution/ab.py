@@ -4,17 +4,19 @@ The reliable check on a noisy runner (asv ``continuous``): ``REF`` is checked ou
 ``git worktree`` (``execution.gitref``); then the same suite runs on REF (A, the baseline) and on
 the working tree (B, the candidate), alternately, and ``analysis.compare`` judges the result.
 
-**Interleaving by configs (default).** One long-lived worker process per side, run with
-``PYTHONPATH`` = that side's tree, so each side measures with its own runner, takes configs one
-at a time. For every round and every config, A and B measure that config back to back, the
-order alternating (A B, then B A)::
+**Interleaving by configs (default).** Every round starts one fresh worker process per side,
+run with ``PYTHONPATH`` = that side's tree, so each side measures with its own runner, and
+rounds are independent samples (a process's own offset cannot pose as a significant change).
+For every round and every config, A and B measure that config back to back, the order
+alternating (A B, then B A)::
 
     round 0:  cfg1 A B | cfg2 B A | cfg3 A B | cfg4 B A
     round 1:  cfg1 B A | cfg2 A B | ...
 
 so the two measurements of a pair are a second or two apart. On a shared machine, a neighbour's
 load comes and goes over tens of seconds and can halve the speed; a pair almost always sees the
-same load, and ``compare`` tests within pairs (records carry ``ab_round``).
+same load, and ``compare`` tests per-round ratios (records carry ``ab_round``;
+``analysis.paired``).
 
 **The worker protocol** is the only thing one tree asks of another (``execution.ab_worker``
 documents it). A tree that has ``harness/execution/ab_worker.py`` speaks protocol 1 or later;
@@ -255,32 +257,44 @@ def check_baseline_commits(commits: Iterable[object], ref_sha: str) -> None:
                         "(REF's clean worktree): another trainmark is shadowing it on sys.path")
 
 
+def _paired_configs(workers: dict[str, Worker]) -> list[tuple[int, int]]:
+    configs = {name: w.hello() for name, w in workers.items()}
+    pairs, unmatched = match_configs(configs["baseline"], configs["candidate"])
+    for note in unmatched:
+        print(f"  {note} (not measured)", file=sys.stderr)
+    if not pairs:
+        raise UserError("REF and the working tree share no config of this suite")
+    return pairs
+
+
 def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
                out_dir: Path, scratch: Path, run_id: str) -> None:
-    """Default mode: two workers, every config measured by A and B back to back."""
-    workers: dict[str, Worker] = {}
-    try:
-        for name, side in sides.items():  # both start at once: start-up is not measured
-            workers[name] = Worker(side, sweep, f"{run_id}-{name}", threads,
-                                   scratch / f"cwd-{name}")
-        configs = {name: w.hello() for name, w in workers.items()}
-        pairs, unmatched = match_configs(configs["baseline"], configs["candidate"])
-        for note in unmatched:
-            print(f"  {note} (not measured)", file=sys.stderr)
-        if not pairs:
-            raise UserError("REF and the working tree share no config of this suite")
-        for r in range(rounds):
-            spent = {"baseline": 0.0, "candidate": 0.0}
+    """Default mode: every round starts a fresh worker per side (so rounds are independent
+    samples: no state of one process carries over), and each config is measured by A and B
+    back to back."""
+    pairs: list[tuple[int, int]] | None = None
+    for r in range(rounds):
+        workers: dict[str, Worker] = {}
+        spent = {"baseline": 0.0, "candidate": 0.0}
+        try:
+            for name, side in sides.items():  # both start at once: start-up is not measured
+                workers[name] = Worker(side, sweep, f"{run_id}-{name}", threads,
+                                       scratch / f"cwd-{name}")
+            if pairs is None:
+                pairs = _paired_configs(workers)
+            else:
+                for w in workers.values():
+                    w.hello()
             for k, (bi, ci) in enumerate(pairs):
                 for name in pair_order(r, k):
                     index = bi if name == "baseline" else ci
                     spent[name] += workers[name].run(index, out_dir / f"{name}.jsonl",
                                                      {"ab_round": r, "ab_side": name})
-            print(f"  round {r + 1}/{rounds}: {len(pairs)} configs, A {spent['baseline']:.1f} s,"
-                  f" B {spent['candidate']:.1f} s", file=sys.stderr)
-    finally:
-        for w in workers.values():
-            w.close()
+        finally:
+            for w in workers.values():
+                w.close()
+        print(f"  round {r + 1}/{rounds}: {len(pairs)} configs, A {spent['baseline']:.1f} s,"
+              f" B {spent['candidate']:.1f} s", file=sys.stderr)
 
 
 def by_runs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,

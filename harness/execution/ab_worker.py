@@ -73,26 +73,25 @@ def serve(stdin: IO[str], stdout: IO[str]) -> int:
         reply({"protocol": PROTOCOL, "error": str(exc)}, stdout)
         return 2
     from harness.core.determinism import prepare_process
-    from harness.core.runner import Runner
-    from harness.execution.distributed import run_config
-    from harness.execution.sweep import prepare_peaks
+    from harness.execution.sweep import config_runner
     from harness.store.jsonl import ResultsWriter
 
     prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
-    runner = Runner(run_id=request["run_id"], data_dir=request["data_dir"],
-                    download=bool(request.get("download")))
     reply({"protocol": PROTOCOL, "configs": [dataclasses.asdict(c) for c in configs]}, stdout)
-    peaks_ready = False
+    measure = None
     for line in stdin:
         cmd = json.loads(line)
         if cmd.get("op") != "run":
             break
-        if not peaks_ready:
+        if measure is None:
             # On the first request, not at start-up: the parent waits for each reply, so the
-            # two sides never measure a GEMM peak at the same time on the same device.
-            prepare_peaks(configs, quiet=True)
-            peaks_ready = True
-        rec = run_config(runner, configs[cmd["index"]])
+            # two sides never measure a GEMM peak at the same time on the same device. This
+            # worker is the side's own process; its configs run in it (isolation none).
+            measure = config_runner("none", configs, run_id=request["run_id"],
+                                    data_dir=request["data_dir"],
+                                    download=bool(request.get("download")), timeout_s=0,
+                                    quiet=True)
+        rec = measure(configs[cmd["index"]])
         rec.update(cmd.get("annotate") or {})
         ResultsWriter(cmd["out"]).write(rec)
         reply({"status": rec["status"]}, stdout)

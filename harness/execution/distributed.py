@@ -29,7 +29,7 @@ from pathlib import Path
 
 from harness.core import dist
 from harness.core.config import RunConfig
-from harness.core.runner import Runner
+from harness.core.runner import Peaks, Runner
 
 FAIL_RANK_ENV = "TRAINMARK_TEST_FAIL_RANK"  # test-only: this rank exits at once
 
@@ -43,13 +43,15 @@ def run_config(runner: Runner, cfg: RunConfig) -> dict[str, object]:
     if cfg.nproc > 1 and not dist.active():
         rec = runner.base_record(cfg)
         started = time.perf_counter()
-        rec.update(launch(cfg, runner.data_dir, runner.download, runner.run_id))
+        rec.update(launch(cfg, runner.data_dir, runner.download, runner.run_id, runner.peaks))
+        rec["isolation"] = runner.isolation  # the sweep's choice, not the ranks' own
         rec["wall_time_s"] = time.perf_counter() - started
         return rec
     return runner.run(cfg)
 
 
-def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str) -> dict[str, object]:
+def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str,
+           peaks: Peaks | None = None) -> dict[str, object]:
     """Run ``cfg`` (``nproc > 1``) under torchrun on this node; return rank 0's record.
 
     A launch that fails without a record (a rank crashed, a timeout) becomes an ``error``
@@ -58,7 +60,8 @@ def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str) -> dict[s
     with tempfile.TemporaryDirectory(prefix="trainmark-ddp-") as tmp:
         spec = Path(tmp) / "config.json"
         spec.write_text(json.dumps({"config": dataclasses.asdict(cfg), "data_dir": data_dir,
-                                    "download": download, "run_id": run_id}))
+                                    "download": download, "run_id": run_id,
+                                    "peaks": peaks or {}}))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                f"--nproc-per-node={cfg.nproc}", "-m", "harness.execution.distributed",
                str(spec), tmp]
@@ -105,8 +108,11 @@ def worker_main(argv: list[str]) -> int:
     if env is not None and os.environ.get(FAIL_RANK_ENV) == str(env.rank):
         os._exit(3)  # test-only: a rank that dies without a word, as a crashed process does
     try:
+        # The parent's peaks: ranks run under torchrun's OMP_NUM_THREADS=1, so a cache lookup
+        # here would miss the entry measured with the sweep's thread count.
+        peaks = {k: tuple(v) for k, v in spec.get("peaks", {}).items()}
         rec = Runner(run_id=spec["run_id"], data_dir=spec["data_dir"],
-                     download=spec["download"]).run(cfg)
+                     download=spec["download"], peaks=peaks).run(cfg)
     finally:
         me = dist.rank()
         dist.shutdown()

@@ -10,10 +10,9 @@ from pathlib import Path
 
 from harness.core.config import RunConfig, config_from_record
 from harness.core.determinism import prepare_process
-from harness.core.runner import Runner
 from harness.errors import UserError
-from harness.execution.distributed import run_config
-from harness.execution.sweep import prepare_peaks
+from harness.execution.isolation import DEFAULT_TIMEOUT_S
+from harness.execution.sweep import config_runner
 from harness.schema import new_run_id
 from harness.store.jsonl import ResultsWriter, read_records
 
@@ -39,20 +38,21 @@ def replayable(path: str, record_id: str | None) -> list[tuple[dict, RunConfig]]
     return [(r, config_from_record(r)) for r in records]
 
 
-def replay(path: str, record_id: str | None, data_dir: str,
-           out: Path | None) -> list[tuple[dict, dict, RunConfig]]:
+def replay(path: str, record_id: str | None, data_dir: str, out: Path | None,
+           isolation: str = "process",
+           timeout_s: float = DEFAULT_TIMEOUT_S) -> list[tuple[dict, dict, RunConfig]]:
     """Run each selected record's config again: ``(old record, new record, config)`` triples;
     the new records are also appended to ``out`` when given."""
     chosen = replayable(path, record_id)
     records, configs = [r for r, _ in chosen], [c for _, c in chosen]
     prepare_process(any(c.deterministic for c in configs))
-    prepare_peaks(configs)
-    runner = Runner(run_id=new_run_id(), data_dir=data_dir)
+    measure = config_runner(isolation, configs, run_id=new_run_id(), data_dir=data_dir,
+                            download=False, timeout_s=timeout_s)
     writer = ResultsWriter(out) if out else None
     pairs = []
     for old, cfg in zip(records, configs, strict=True):
         print(f"replaying {cfg.label()} ...", file=sys.stderr, flush=True)
-        new = run_config(runner, cfg)
+        new = measure(cfg)
         new["replay_of"] = old.get("record_id")
         if writer:
             writer.write(new)

@@ -3,7 +3,8 @@
 Kept apart from the CLI so that the same loop serves ``trainmark run`` on one process and on
 every rank of a multi-process launch (where only rank 0 stores and prints), ``trainmark
 rerun``/``verify`` and the A/B worker. Whatever a sweep must prepare once (the peak FLOP/s its
-MFU figures need) happens here, before the first config, never in the middle of one.
+MFU figures need, ``execution.peaks``) happens before the first config, never in the middle of
+one.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from collections.abc import Callable, Iterable
 
 from harness.core import dist
 from harness.core.config import CONFIG_FIELDS, RunConfig, record_key
-from harness.core.runner import Runner, peak_dtype
+from harness.core.runner import Runner
 from harness.execution.distributed import run_config
-from harness.probes.peak import peak_flops_per_s
-from models import IMAGE_CLASSIFICATION, get_model_info
+from harness.execution.isolation import ProcessIsolation, measure_peaks_isolated
+from harness.execution.peaks import prepare_peaks
 
 _NPROC = CONFIG_FIELDS.index("nproc")
 
@@ -53,26 +54,25 @@ def order_for_scaling(configs: list[RunConfig]) -> list[RunConfig]:
     return sorted(configs, key=lambda c: c.nproc)  # stable: otherwise the sweep's order
 
 
-def prepare_peaks(configs: Iterable[RunConfig], *, quiet: bool = False) -> None:
-    """Measure the GEMM peaks the configs' MFU needs that no datasheet lists and no earlier run
-    cached (a few seconds per device and dtype, once per machine). Ranks of a multi-process
-    launch only read the cache: they would measure each other's load."""
-    if dist.active():
-        return
-    needed = dict.fromkeys(
-        (c.device, peak_dtype(c, conv=get_model_info(c.model).task == IMAGE_CLASSIFICATION))
-        for c in configs)
-    for device, dtype in needed:
-        if peak_flops_per_s(device, dtype, measure=False)[0] is None:
-            if not quiet:
-                print(f"measuring the {dtype} GEMM peak of {device} for MFU (cached)",
-                      file=sys.stderr, flush=True)
-            peak_flops_per_s(device, dtype, measure=True)
+Measure = Callable[[RunConfig], dict]
+
+
+def config_runner(isolation: str, configs: list[RunConfig], *, run_id: str, data_dir: str,
+                  download: bool, timeout_s: float, quiet: bool = False) -> Measure:
+    """How each config of the sweep is measured, its device peaks prepared first:
+    ``process``, a fresh worker per config (``execution.isolation``); ``none``, this process
+    (debugging, the overhead benchmark, and ranks under an external launcher)."""
+    if isolation == "process" and not dist.active():
+        peaks = measure_peaks_isolated(configs)
+        return ProcessIsolation(run_id, data_dir, download, timeout_s, peaks).run
+    runner = Runner(run_id=run_id, data_dir=data_dir, download=download,
+                    peaks=prepare_peaks(configs, quiet=quiet))
+    return lambda cfg: run_config(runner, cfg)
 
 
 def run_sweep(
     configs: list[RunConfig],
-    runner: Runner,
+    measure: Measure,
     store: Callable[[dict], None] | None,
     *,
     previous: Iterable[dict] = (),
@@ -90,7 +90,7 @@ def run_sweep(
     try:
         for cfg in bar:
             bar.set_description(cfg.label())
-            rec = run_config(runner, cfg)
+            rec = measure(cfg)
             scaling.annotate(rec)
             scaling.add(rec)
             if store is not None:

@@ -34,7 +34,39 @@ def release_memory(device: torch.device) -> None:
         torch.mps.empty_cache()
 
 
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])  # "VmHWM:  123456 kB"
+    except OSError:
+        pass
+    return None  # not Linux
+
+
 def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far (a high-water mark over its whole life)."""
+    """This process's peak resident set size so far: a high-water mark over its whole life, so
+    one config's own figure only in a process that ran that config alone (isolation)."""
+    hwm = _proc_status_kib("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
+
+
+def current_rss_bytes() -> int | None:
+    """This process's resident set size now (None where /proc is absent)."""
+    rss = _proc_status_kib("VmRSS")
+    return None if rss is None else rss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Restart the peak-RSS high-water mark from the current RSS (Linux: ``clear_refs``), so
+    a worker forked from a larger process measures only itself. False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

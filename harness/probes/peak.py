@@ -6,7 +6,7 @@ it returns the vendor's *dense* tensor-core (or FP32 CUDA-core) peak; for CPUs, 
 GPUs the best ``torch.matmul`` rate measured at sizes that saturate the device, cached per
 machine (``harness.schema.machine_key`` with the host) in ``$TRAINMARK_CACHE_DIR/peak.json``
 (default ``~/.cache/trainmark``). The runner only reads the cache: a sweep measures what it needs
-before its first config (``execution.sweep.prepare_peaks``), never in the middle of one.
+before its first config (``execution.peaks.prepare_peaks``), never in the middle of one.
 ``trainmark peak`` prints both.
 
 A measured peak is what this software stack achieves on one large GEMM, not the silicon's

@@ -1,0 +1,207 @@
+"""One fresh worker process per config: isolated memory figures, timeouts, crash-proof sweeps.
+
+``ProcessIsolation.run(cfg)`` forks a worker from a fork server (``multiprocessing``'s
+``forkserver``), which has imported torch and the harness once, so a worker starts in tens of
+milliseconds instead of seconds. The worker runs the config with the same runner as in-process
+mode and sends its record back through a pipe. The parent never trains and never touches a
+device, so one config's allocator state, autotuning cache, poisoned CUDA context or leaked
+thread cannot reach the next one, and each record's peak RSS is that config's own.
+
+What can go wrong becomes a record, and the sweep goes on:
+
+- ``timeout``: no record within ``timeout_s`` seconds; the worker is killed;
+- ``crashed``: the worker died (a signal such as SIGSEGV or SIGKILL from the OOM killer, or an
+  exit without a record); the record names the signal or exit status and the worker's last
+  line of stderr.
+
+The worker sends its identity and provenance fields before it trains, so even a crashed row
+says which machine and software produced it.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from harness.core.config import CONFIG_FIELDS, RunConfig
+from harness.core.runner import Peaks, Runner
+from harness.errors import one_line
+from harness.probes.memory import reset_peak_rss
+from harness.schema import SCHEMA_VERSION, new_record_id, utc_timestamp
+
+DEFAULT_TIMEOUT_S = 1800.0  # per config: generous, it bounds hangs, not slow configs
+ISOLATIONS = ("process", "none")
+# Imported once by the fork server; torchvision because ResNets import it on use (~1 s).
+PRELOAD = ["harness.execution.isolation", "torchvision.models.resnet"]
+_context: Any = None
+
+
+def _fork_server() -> Any:
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(PRELOAD)
+    return _context
+
+
+def _last_line(path: Path) -> str:
+    """What the worker said last, for the record: after a native crash, faulthandler's
+    "Fatal Python error" and the innermost frame; else the last line of stderr."""
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()
+                 if ln.strip()]
+    except OSError:
+        return ""
+    fatal = [i for i, ln in enumerate(lines) if ln.startswith("Fatal Python error")]
+    if fatal:
+        frames = [ln for ln in lines[fatal[-1]:] if ln.startswith("File ")]
+        return "; ".join([lines[fatal[-1]], *frames[:1]])[:300]
+    return lines[-1][:200] if lines else ""
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else ""
+        return f"the worker was killed by signal {-exitcode} {name}".rstrip()
+    return f"the worker exited with status {exitcode} without a record"
+
+
+def _call(target: Callable, args: tuple, timeout_s: float,
+          ) -> tuple[list[tuple[str, Any]], int | None, str, bool]:
+    """Run ``target(send, *args)`` in a fresh worker: the messages it sent, its exit code,
+    its last stderr line, and whether it had to be killed for running past ``timeout_s``."""
+    ctx = _fork_server()
+    fd, err_name = tempfile.mkstemp(prefix="trainmark-worker-", suffix=".stderr")
+    os.close(fd)
+    err_path = Path(err_name)
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_entry, args=(target, send, str(err_path), dict(os.environ),
+                                            *args), daemon=True)
+    messages: list[tuple[str, Any]] = []
+    timed_out = False
+    try:
+        proc.start()
+        send.close()  # the worker holds the only write end: EOF means it is gone
+        deadline = time.monotonic() + timeout_s
+        while not messages or messages[-1][0] != "done":
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not recv.poll(remaining):
+                timed_out = remaining <= 0 or proc.is_alive()
+                break
+            try:
+                messages.append(recv.recv())
+            except EOFError:
+                break
+        if timed_out:
+            proc.kill()
+        proc.join(timeout=30)
+        return messages, proc.exitcode, _last_line(err_path), timed_out
+    finally:
+        if proc.is_alive():  # interrupted: take the worker down with us
+            proc.kill()
+            proc.join()
+        recv.close()
+        err_path.unlink(missing_ok=True)
+
+
+def _entry(target: Callable, send: Connection, err_path: str, environ: dict[str, str],
+           *args: Any) -> None:
+    """The worker's first steps: the parent's current environment (the fork server's may be
+    older), stdout and stderr into a file the parent reads if the worker dies, a fresh peak-RSS
+    mark, then ``target``."""
+    os.environ.clear()
+    os.environ.update(environ)
+    fd = os.open(err_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    faulthandler.enable()  # a native crash leaves its Python stack as the last stderr lines
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))  # the fork server read the variable at import
+    reset_peak_rss()
+    target(send, *args)
+    send.close()
+
+
+def _run_config(send: Connection, config: dict[str, Any], run_id: str, data_dir: str,
+                download: bool, peaks: Peaks) -> None:
+    from harness.execution.distributed import run_config
+
+    runner = Runner(run_id=run_id, data_dir=data_dir, download=download, peaks=peaks,
+                    isolation="process")
+    cfg = RunConfig(**config)
+    send.send(("started", runner.base_record(cfg)))
+    send.send(("done", run_config(runner, cfg)))
+
+
+def _measure_peaks(send: Connection, configs: list[dict[str, Any]]) -> None:
+    from harness.execution.peaks import prepare_peaks
+
+    send.send(("done", prepare_peaks([RunConfig(**c) for c in configs])))
+
+
+def bare_record(cfg: RunConfig, run_id: str) -> dict[str, object]:
+    """What the parent knows of a config whose worker never reported: identity and config."""
+    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "record_id": new_record_id(),
+            "timestamp": utc_timestamp(), **{k: getattr(cfg, k) for k in CONFIG_FIELDS},
+            "isolation": "process"}
+
+
+class ProcessIsolation:
+    """Runs each config in a fresh worker process; same interface as ``Runner`` for a sweep."""
+
+    def __init__(self, run_id: str, data_dir: str = "data", download: bool = False,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, peaks: Peaks | None = None) -> None:
+        self.run_id = run_id
+        self.data_dir = data_dir
+        self.download = download
+        self.timeout_s = timeout_s
+        self.peaks = dict(peaks or {})
+
+    def run(self, cfg: RunConfig) -> dict[str, object]:
+        started = time.perf_counter()
+        messages, exitcode, last, timed_out = _call(
+            _run_config, (vars_of(cfg), self.run_id, self.data_dir, self.download, self.peaks),
+            self.timeout_s)
+        done = [m for kind, m in messages if kind == "done"]
+        if done:
+            return done[0]
+        base = next((m for kind, m in messages if kind == "started"), None)
+        rec = dict(base) if base else bare_record(cfg, self.run_id)
+        if timed_out:
+            rec.update(status="timeout", error=f"no record within {self.timeout_s:g} s; "
+                                                "the worker was killed")
+        else:
+            why = _died(exitcode)
+            rec.update(status="crashed", error=f"{why}: {last}" if last else why)
+        rec["wall_time_s"] = time.perf_counter() - started
+        return rec
+
+
+def measure_peaks_isolated(configs: list[RunConfig], timeout_s: float = 600.0) -> Peaks:
+    """``prepare_peaks`` in a worker, so the parent never opens a device itself."""
+    messages, exitcode, last, timed_out = _call(
+        _measure_peaks, ([vars_of(c) for c in configs],), timeout_s)
+    done = [m for kind, m in messages if kind == "done"]
+    if not done:  # no peaks: MFU is null, the benchmark itself goes on
+        print(f"trainmark: warning: peak FLOP/s not measured ({one_line(RuntimeError(last))}"
+              f"{', timed out' if timed_out else ''}, exit {exitcode})", file=sys.stderr,
+              flush=True)
+        return {}
+    return done[0]
+
+
+def vars_of(cfg: RunConfig) -> dict[str, Any]:
+    return {k: getattr(cfg, k) for k in CONFIG_FIELDS}

@@ -1,0 +1,107 @@
+"""Process isolation (the default): a fresh worker per config, so crashes, hangs and exits
+become records, memory figures are each config's own, and the environment reaches workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.store.jsonl import read_records
+
+TINY = ["--devices", "cpu", "--precisions", "fp32", "--optimizers", "sgd", "--batch-sizes", "4",
+        "--steps", "2", "--warmup", "1", "--repeats", "2", "--eval-samples", "32",
+        "--train-samples", "64", "--quiet", "--no-report"]
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def by_model(path):
+    return {r["model"]: r for r in read_records(path)}
+
+
+def test_a_crash_an_exit_and_a_hang_are_recorded_and_the_sweep_goes_on(workdir):
+    out = workdir / "r.jsonl"
+    models = "test_segfault,test_exit,test_hang,convnet"
+    assert main(["run", "--models", models, *TINY, "--timeout", "4", "--out", str(out)]) == 0
+    recs = by_model(out)
+    assert list(recs) == models.split(",")  # every config recorded once, in order
+    seg, ex, hang, ok = (recs[m] for m in models.split(","))
+    assert seg["status"] == "crashed" and "signal 11 SIGSEGV" in seg["error"]
+    # faulthandler's summary: the fatal error and the innermost Python frame
+    assert "Fatal Python error: Segmentation fault" in seg["error"]
+    assert "faults.py" in seg["error"]
+    assert ex["status"] == "crashed" and "exited with status 3 without a record" in ex["error"]
+    assert hang["status"] == "timeout" and "no record within 4 s" in hang["error"]
+    assert 4 <= hang["wall_time_s"] < 60
+    assert ok["status"] == "ok" and ok["throughput"] > 0
+    # the worker reported who it was before it died: provenance travels with failed rows too
+    for rec in (seg, ex, hang):
+        assert rec["host"] and rec["torch_version"] and rec["isolation"] == "process"
+
+
+def test_resume_reruns_crashed_and_timed_out_configs(workdir):
+    out = workdir / "r.jsonl"
+    argv = ["run", "--models", "test_exit,convnet", *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    assert [r["status"] for r in read_records(out)] == ["crashed", "ok"]
+    assert main([*argv, "--resume"]) == 0
+    # the ok config is kept, the crashed one is tried again (and crashes again)
+    assert [(r["model"], r["status"]) for r in read_records(out)] == [
+        ("test_exit", "crashed"), ("convnet", "ok"), ("test_exit", "crashed")]
+
+
+SMALL = ["--models", "convnet", "--batch-sizes", "2"]
+LARGE = ["--models", "resnet18", "--batch-sizes", "64", "--optimizers", "adam"]
+
+
+@pytest.mark.parametrize("first", ["small", "large"])
+def test_each_config_records_its_own_memory_whichever_runs_first(workdir, first):
+    """ResNet-18 at batch 64 with Adam (11M parameters: weights, gradients and two Adam moments
+    alone are ~180 MB) against the ConvNet at batch 2: the larger must record more host memory
+    in either order. In one shared process, the second config's peak would be the first's."""
+    base = ["--devices", "cpu", "--precisions", "fp32", "--steps", "1", "--warmup", "1",
+            "--repeats", "1", "--eval-samples", "16", "--train-samples", "64", "--quiet",
+            "--no-report"]
+    order = [SMALL, LARGE] if first == "small" else [LARGE, SMALL]
+    out = workdir / "r.jsonl"
+    for spec in order:
+        assert main(["run", *spec, *base, "--out", str(out), "--resume"]) == 0
+    recs = by_model(out)
+    small, large = recs["convnet"], recs["resnet18"]
+    assert large["train_rss_bytes"] > small["train_rss_bytes"] + 150 * 2**20
+    assert large["peak_rss_bytes"] > small["peak_rss_bytes"] + 150 * 2**20
+    for rec in (small, large):
+        assert 0 < rec["rss_before_model_bytes"] < rec["peak_rss_bytes"]
+
+
+def test_the_worker_sees_the_current_environment_and_records_the_slowdown_knob(workdir,
+                                                                             monkeypatch):
+    out = workdir / "r.jsonl"
+    assert main(["run", "--models", "convnet", *TINY, "--out", str(out)]) == 0
+    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "0.25")  # after the fork server started
+    assert main(["run", "--models", "convnet", *TINY, "--out", str(out), "--resume",
+                 "--seed", "1"]) == 0
+    clean, slowed = read_records(out)
+    assert clean["injected_slowdown"] is None and slowed["injected_slowdown"] == 0.25
+
+
+def test_isolation_none_runs_in_this_process(workdir, monkeypatch):
+    out = workdir / "r.jsonl"
+    assert main(["run", "--models", "convnet", *TINY, "--isolation", "none",
+                 "--out", str(out)]) == 0
+    (rec,) = read_records(out)
+    assert rec["status"] == "ok" and rec["isolation"] == "none"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0"),
+    (["--isolation", "thread"], "invalid choice: 'thread' (choose from 'process', 'none')"),
+])
+def test_bad_isolation_options_are_usage_errors(workdir, capsys, argv, needle):
+    assert main(["run", "--models", "convnet", *TINY, *argv]) == 2
+    assert needle in capsys.readouterr().err
+    assert list(workdir.iterdir()) == []
