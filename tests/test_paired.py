@@ -29,6 +29,23 @@ def test_eight_rounds_all_slower_is_a_regression_at_the_smallest_exact_p():
     assert r.verdict == stats.REGRESSION and r.change == pytest.approx(1 / 1.1 - 1)
 
 
+def test_pooling_the_same_samples_cannot_see_that_drop():
+    data = rounds(LEVELS, 1 / 1.1)
+    pooled = stats.compare_samples([x for b, _ in data for x in b],
+                                   [x for _, c in data for x in c])
+    assert pooled.verdict != stats.REGRESSION  # the load swings drown the change
+
+
+def test_a_few_disturbed_rounds_do_not_fake_a_change():
+    # three of eight baselines hit by a neighbour's burst (60% speed): the candidate looks 67%
+    # faster in those rounds, unchanged in the other five
+    data = rounds(LEVELS, 1.0)
+    for i in (1, 4, 6):
+        data[i] = ([x * 0.6 for x in data[i][0]], data[i][1])
+    r = paired.compare_rounds(data)
+    assert r.verdict == stats.NO_CHANGE and r.change == pytest.approx(0.0, abs=1e-12)
+
+
 def test_seven_rounds_cannot_reach_alpha_and_say_so():
     r = paired.compare_rounds(rounds(LEVELS[:7], 1 / 1.1))
     assert r.verdict == stats.INCONCLUSIVE and r.p_value is None

@@ -84,12 +84,12 @@ def compare_rounds(
         return result(None, None, None, stats.INCONCLUSIVE, "no round with samples on both sides")
     change = math.exp(float(np.median(d))) - 1.0
     ci = _ci(d, confidence)
-    nonzero = sum(1 for x in d if x != 0.0)
-    if nonzero == 0:
-        return result(change, ci, 1.0, stats.NO_CHANGE, "every round measured the same")
-    if min_p(nonzero) >= alpha:
+    if min_p(len(d)) >= alpha:
         return result(change, ci, None, stats.INCONCLUSIVE,
                       f"too few rounds ({len(d)}): the smallest possible p is "
-                      f"{min_p(nonzero):.3g}, not below alpha {alpha:g}")
-    p = float(sps.wilcoxon(d, alternative="two-sided").pvalue)
+                      f"{min_p(len(d)):.3g}, not below alpha {alpha:g}")
+    if all(x == 0.0 for x in d):
+        return result(change, ci, 1.0, stats.NO_CHANGE, "every round measured the same")
+    # Rounds with no difference carry no sign: dropped, as Wilcoxon's own method does.
+    p = float(sps.wilcoxon(d, alternative="two-sided", zero_method="wilcox").pvalue)
     return result(change, ci, p, *stats.decide(change, p, threshold, alpha, higher_is_better))

@@ -59,8 +59,8 @@ class SampleComparison:
     p_value: float | None  # two-sided Mann-Whitney U; None when not computed
     verdict: str
     reason: str  # one short phrase saying why
-    test: str = "Mann-Whitney U"  # or "stratified rank-sum (van Elteren)" for A/B pairs
-    strata: int = 1  # A/B pairs the samples came in (1: pooled)
+    test: str = "Mann-Whitney U"  # or analysis.paired's test for A/B rounds
+    strata: int = 1  # A/B rounds the samples came in (1: pooled)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -176,88 +176,6 @@ def decide(change: float, p: float, threshold: float, alpha: float,
     if significant:
         return NO_CHANGE, f"significant (p={p:.2g}) but within {threshold:.1%}"
     return NO_CHANGE, f"within {threshold:.1%}, p={p:.2g}"
-
-
-# ------------------------------------------------------------------ A/B pairs (strata)
-#
-# ``trainmark ab`` measures each config as back-to-back pairs (A then B, or B then A), a few
-# rounds of them. Load from other processes changes between pairs (it can halve the speed for
-# tens of seconds) but rarely within one, so the pairs are strata: the test ranks samples only
-# against the other side's samples of the same pair (van Elteren's stratified Wilcoxon test), and
-# the change is the median over pairs of each pair's ratio of medians.
-
-
-def _rank_sum_terms(b: list[float], c: list[float]) -> tuple[float, float, float]:
-    """Candidate rank sum, its null mean and its (tie-corrected) null variance in one stratum."""
-    m, n = len(b), len(c)
-    total = m + n
-    values = np.asarray(b + c, dtype=float)
-    w = float(sps.rankdata(values)[m:].sum())
-    _, counts = np.unique(values, return_counts=True)
-    ties = float((counts ** 3 - counts).sum())
-    var = m * n / 12.0 * ((total + 1) - ties / (total * (total - 1)))
-    return w, n * (total + 1) / 2.0, var
-
-
-def stratified_p(strata: list[tuple[list[float], list[float]]]) -> float:
-    """Two-sided p of van Elteren's test (weights 1 / (N + 1), normal approximation)."""
-    t = mean = var = 0.0
-    for b, c in strata:
-        w, e, v = _rank_sum_terms(b, c)
-        weight = 1.0 / (len(b) + len(c) + 1)
-        t, mean, var = t + weight * w, mean + weight * e, var + weight ** 2 * v
-    if var <= 0:
-        return 1.0
-    return float(2 * sps.norm.sf(abs(t - mean) / math.sqrt(var)))
-
-
-def stratified_min_p(strata: list[tuple[list[float], list[float]]]) -> float:
-    """Smallest p ``stratified_p`` can give for these stratum sizes (every pair fully apart)."""
-    extreme = [([1.0 + i for i in range(len(b))], [-1.0 - i for i in range(len(c))])
-               for b, c in strata]
-    return stratified_p(extreme)
-
-
-def _median_of_ratios(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-    meds = [np.median(s, axis=axis) for s in samples]
-    ratios = np.stack([c / b for b, c in zip(meds[0::2], meds[1::2], strict=True)])
-    return np.median(ratios, axis=0)
-
-
-def compare_stratified(
-    strata: Iterable[tuple[Iterable[object], Iterable[object]]],
-    *,
-    threshold: float = DEFAULT_THRESHOLD,
-    alpha: float = DEFAULT_ALPHA,
-    higher_is_better: bool = True,
-    confidence: float = DEFAULT_CONFIDENCE,
-) -> SampleComparison:
-    """Verdict on A/B pairs: [(baseline samples, candidate samples), ...], one per pair."""
-    pairs = [(clean_samples(b), clean_samples(c)) for b, c in strata]
-    pairs = [(b, c) for b, c in pairs if b and c and np.median(b) > 0]
-    b_all = [x for b, _ in pairs for x in b]
-    c_all = [x for _, c in pairs for x in c]
-    extra = {"test": "stratified rank-sum (van Elteren)", "strata": len(pairs)}
-    if not pairs:
-        return _result(b_all, c_all, None, None, None, INCONCLUSIVE,
-                       "no pair with samples on both sides", **extra)
-    change = float(np.median([np.median(c) / np.median(b) for b, c in pairs])) - 1.0
-    ci = None
-    if all(len(b) > 1 and len(c) > 1 for b, c in pairs):
-        flat = [np.asarray(x, dtype=float) for pair in pairs for x in pair]
-        res = sps.bootstrap(flat, _median_of_ratios, confidence_level=confidence,
-                            n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
-                            vectorized=True, **{_RNG_ARG: np.random.default_rng(0)})
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        ci = (low, high) if math.isfinite(low) and math.isfinite(high) else None
-    floor = stratified_min_p(pairs)
-    if floor >= alpha:
-        return _result(b_all, c_all, change, ci, None, INCONCLUSIVE,
-                       f"too few samples ({len(pairs)} pairs): the smallest possible p is "
-                       f"{floor:.3g}, not below alpha {alpha:g}", **extra)
-    p = stratified_p(pairs)
-    return _result(b_all, c_all, change, ci, p,
-                   *decide(change, p, threshold, alpha, higher_is_better), **extra)
 
 
 def compare_values(

@@ -84,8 +84,10 @@ def _call(target: Callable, args: tuple, timeout_s: float,
     os.close(fd)
     err_path = Path(err_name)
     recv, send = ctx.Pipe(duplex=False)
+    # Not daemonic: a daemonic process may not start processes of its own (a DataLoader's
+    # workers); the finally below takes the worker down on every way out instead.
     proc = ctx.Process(target=_entry, args=(target, send, str(err_path), dict(os.environ),
-                                            *args), daemon=True)
+                                            *args))
     messages: list[tuple[str, Any]] = []
     timed_out = False
     try:
