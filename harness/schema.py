@@ -38,6 +38,7 @@ COLUMNS: dict[str, str] = {
     "warmup_steps": "Int64",
     "timed_steps": "Int64",
     "repeats": "Int64",
+    "min_time_s": "Float64",  # asked: seconds per timed repeat, at least; null = device default
     "eval_samples": "Int64",
     "train_samples": "Int64",
     "data_seed": "Int64",
@@ -63,6 +64,13 @@ COLUMNS: dict[str, str] = {
     "compile_time_s": "Float64",
     "scaling_efficiency": "Float64",
     "rank_step_time_ms_median": "object",
+    # what the timed loop ran (core/loop.py); warmup_steps, timed_steps are what was asked
+    "warmup_rule": "string",  # adaptive | fixed
+    "warmup_steps_run": "Int64",  # warm-up steps run, the first (compiling) one included
+    "warmup_stable": "boolean",  # adaptive: step times settled (false: a cap stopped it)
+    "warmup_time_s": "Float64",  # warm-up chunks on the clock, the first step excluded
+    "timed_steps_run": "Int64",  # steps per timed repeat, as calibrated to min_time_s_run
+    "min_time_s_run": "Float64",  # seconds per timed repeat, at least, as applied
     # compute efficiency (FLOPs per step from torch.utils.flop_counter; peak from table/GEMM)
     "flops_per_step": "Float64",
     "achieved_flops_per_s": "Float64",

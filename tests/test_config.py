@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from harness.core.config import RunConfig
-from harness.core.suites import expand, load_suite, merge_settings
+from harness.cli import build_parser, main
+from harness.cli.sweep_options import configs_from_args, run_arguments
+from harness.core.config import DEFAULT_MIN_TIME_S, RunConfig, config_from_record
+from harness.core.suites import expand, load_suite, merge_settings, suite_path
 from harness.errors import UserError
 
 
@@ -89,7 +91,11 @@ def test_defaults_have_one_source_the_run_config():
     ('[model.convnet]\nfrobnicate = 1', "[model.convnet]: unknown key 'frobnicate'; valid"),
     ('[model.convnet]\nbatch_sizes = [4]\n[model.resnt20]\nsteps = 2', "[model.resnt20]"),
     ('steps = "10"', "steps must be an integer, got '10'"),
-    ('warmup = true', "warmup must be an integer, got True"),
+    ('warmup = true', "warmup must be 'auto' or an integer >= 0, got True"),
+    ('warmup = "often"', "warmup must be 'auto' or an integer >= 0, got 'often'"),
+    ('warmup = 2.5', "warmup must be 'auto' or an integer >= 0, got 2.5"),
+    ('min_time = "1s"', "min time must be a number of seconds >= 0, got '1s'"),
+    ('min_time = -0.5', "min time must be a number of seconds >= 0, got -0.5"),
 ])
 def test_suite_values_must_have_their_real_types(tmp_path, text, message):
     path = tmp_path / "s.toml"
@@ -118,3 +124,83 @@ def test_missing_and_malformed_suites(tmp_path):
     unknown.write_text("modles = ['convnet']")
     with pytest.raises(UserError, match="unknown key 'modles'"):
         load_suite(str(unknown))
+
+
+# ------------------------------------------------------- warm-up and minimum region time
+
+
+def test_warmup_and_min_time_default_to_adaptive_and_the_device():
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"]))
+    assert (c.warmup_steps, c.min_time_s) == (None, None)  # asked: adaptive, device default
+    assert c.resolved_min_time_s() == DEFAULT_MIN_TIME_S["cpu"] == 0.0
+    assert RunConfig("convnet", "synthetic", device="cuda:1").resolved_min_time_s() == 1.0
+    assert RunConfig("convnet", "synthetic", device="mps").resolved_min_time_s() == 1.0
+    assert RunConfig("convnet", "synthetic", device="cuda:0",
+                     min_time_s=0.0).resolved_min_time_s() == 0.0
+
+
+@pytest.mark.parametrize("flags, warmup, min_time", [
+    ([], None, None),
+    (["--warmup", "auto"], None, None),
+    (["--warmup", "3"], 3, None),
+    (["--warmup", "0", "--min-time", "0"], 0, 0.0),
+    (["--min-time", "0.25"], None, 0.25),
+])
+def test_warmup_and_min_time_flags(flags, warmup, min_time):
+    args = build_parser(["run"]).parse_args(["run", "--models", "convnet", "--devices", "cpu",
+                                             "--batch-sizes", "4", "--precisions", "fp32",
+                                             "--optimizers", "sgd", *flags])
+    (c,) = configs_from_args(args)
+    assert (c.warmup_steps, c.min_time_s) == (warmup, min_time)
+    # the same choice as `trainmark run` arguments (for another tree) gives the same config
+    forwarded = run_arguments(args, suite_path("quick"))
+    assert configs_from_args(build_parser(["run"]).parse_args(["run", *forwarded])) == [c]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--warmup", "often"], "warmup must be 'auto' or an integer >= 0, got 'often'"),
+    (["--warmup", "-1"], "warmup must be 'auto' or an integer >= 0, got -1"),
+    (["--warmup", "2.5"], "warmup must be 'auto' or an integer >= 0, got '2.5'"),
+    (["--min-time", "-1"], "min time must be a number of seconds >= 0, got -1.0"),
+    (["--min-time", "nan"], "min time must be a number of seconds >= 0, got nan"),
+    (["--min-time", "soon"], "argument --min-time: invalid float value: 'soon'"),
+    (["--warmup", "0", "--compile"], "compile needs warmup 'auto' or >= 1"),
+])
+def test_bad_warmup_and_min_time_are_one_line_exit_2(flags, needle, capsys, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--models", "convnet", "--devices", "cpu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_suites_take_auto_or_a_count_and_per_model_values(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('models = ["convnet", "resnet20"]\ndevices = ["cpu"]\nwarmup = "auto"\n'
+                    'min_time = 0.5\n[model.resnet20]\nwarmup = 4\nmin_time = 0\n')
+    convnet, resnet = expand(merge_settings(load_suite(str(path)), {}))
+    assert (convnet.warmup_steps, convnet.min_time_s) == (None, 0.5)
+    assert (resnet.warmup_steps, resnet.min_time_s) == (4, 0.0)
+    # a flag beats the suite, per-model tables included
+    convnet, resnet = expand(merge_settings(load_suite(str(path)), {"warmup": "auto"}))
+    assert convnet.warmup_steps is None and resnet.warmup_steps is None
+
+
+def test_shipped_suites_warm_up_as_documented():
+    def first(name):
+        return expand(merge_settings(load_suite(name), {"devices": ["cpu"]}))[0]
+
+    assert first("quick").warmup_steps is None and first("standard").warmup_steps is None
+    assert first("ci").warmup_steps == 2 and first("smoke").warmup_steps == 1
+
+
+def test_a_replay_runs_the_step_counts_the_record_ran():
+    cfg = RunConfig("convnet", "synthetic", timed_steps=5, repeats=3)
+    record = {**cfg.__dict__, "record_id": "r1", "warmup_rule": "adaptive",
+              "warmup_steps_run": 16, "timed_steps_run": 40, "min_time_s_run": 1.0}
+    again = config_from_record(record)
+    assert (again.warmup_steps, again.timed_steps, again.min_time_s) == (16, 40, 0.0)
+    assert again.repeats == 3 and again.model == "convnet"
+    older = {k: v for k, v in record.items() if not k.endswith("_run")}  # before these fields
+    assert config_from_record(older) == cfg

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness.core import runner as runner_mod
-from harness.core.config import RunConfig
+from harness.core.config import RunConfig, config_from_record
 from harness.core.precision import resolve_precision
 from harness.core.runner import Runner
 from harness.errors import Unavailable
@@ -125,6 +125,9 @@ def test_no_host_sync_inside_the_timed_region(monkeypatch, run):
     for model, dataset in [("convnet", "synthetic"), ("transformer", "synthetic-text")]:
         rec = run(tiny(model, dataset))
         assert rec["status"] == "ok", rec["error"]
+    # the adaptive warm-up's chunks run between the same timer edges, under the same rule
+    rec = run(tiny(warmup_steps=None, min_time_s=0.05))
+    assert rec["status"] == "ok", rec["error"]
 
 
 def test_injected_slowdown_knob_sleeps_in_proportion_to_each_timed_step(monkeypatch, run):
@@ -138,3 +141,32 @@ def test_injected_slowdown_knob_sleeps_in_proportion_to_each_timed_step(monkeypa
     step_s = rec["step_time_ms_median"] / 1e3
     # each sleep is half of the step it follows (the step time measured includes the sleep)
     assert 0.2 * step_s < sorted(sleeps)[len(sleeps) // 2] < 0.6 * step_s
+
+
+def test_records_say_what_the_loop_ran(run):
+    fixed = run(tiny())
+    assert (fixed["warmup_steps"], fixed["warmup_rule"], fixed["warmup_steps_run"]) == (
+        1, "fixed", 1)
+    assert fixed["warmup_stable"] is None and fixed["timed_steps_run"] == 3
+    assert fixed["min_time_s"] is None and fixed["min_time_s_run"] == 0.0  # the CPU's default
+    rec = run(tiny(warmup_steps=None, min_time_s=0.05))
+    assert rec["status"] == "ok", rec["error"]
+    assert (rec["warmup_steps"], rec["warmup_rule"]) == (None, "adaptive")
+    assert rec["warmup_steps_run"] >= 1 + 2 * 5 and rec["warmup_stable"] in (True, False)
+    assert rec["warmup_time_s"] > 0 and rec["min_time_s_run"] == 0.05
+    assert rec["timed_steps"] == 3 and rec["timed_steps_run"] >= 3
+    assert len(rec["loss_curve"]) == rec["warmup_steps_run"] + 2 * rec["timed_steps_run"]
+    tta = run(tiny(target_accuracy=1.0, eval_interval=2, max_steps=4))
+    assert tta.get("warmup_rule") is None and tta.get("timed_steps_run") is None  # no warm-up
+
+
+def test_a_replay_of_an_adaptive_deterministic_record_reproduces_its_losses(run):
+    cfg = tiny(warmup_steps=None, min_time_s=0.05, deterministic=True)
+    rec = run(cfg)
+    again = config_from_record(rec)
+    assert again.warmup_steps == rec["warmup_steps_run"]
+    assert again.timed_steps == rec["timed_steps_run"] and again.min_time_s == 0.0
+    replayed = run(again)
+    assert replayed["warmup_rule"] == "fixed"
+    assert replayed["loss_curve_sha256"] == rec["loss_curve_sha256"]
+    assert replayed["eval_loss"] == rec["eval_loss"]

@@ -98,11 +98,8 @@ def compare_throughput(old: dict, new: dict, threshold: float = 0.10,
 
 def _throughput_detail(cmp: stats.SampleComparison) -> str:
     # Medians with their sample counts (so "n=2" explains an inconclusive verdict at a glance),
-    # the change and p, then the verdict in compare's words: one phrase for the one-line output.
-    numbers = [f"throughput {cmp.candidate_median or 0:,.0f} (n={cmp.n_candidate}) vs recorded "
-               f"{cmp.baseline_median or 0:,.0f} (n={cmp.n_baseline})"]
-    if cmp.change is not None:
-        numbers.append(f"{cmp.change:+.1%}")
-    if cmp.p_value is not None:
-        numbers.append(f"p={cmp.p_value:.2g}")
-    return ", ".join(numbers) + f": {cmp.verdict} ({cmp.reason})"
+    # the change, then compare's reason (it carries p when one was computed). The verdict itself
+    # is ``Check.throughput``: one phrase for the one-line output, without repeating it.
+    change = "" if cmp.change is None else f", {cmp.change:+.1%}"
+    return (f"throughput {cmp.candidate_median or 0:,.0f} (n={cmp.n_candidate}) vs recorded "
+            f"{cmp.baseline_median or 0:,.0f} (n={cmp.n_baseline}){change}: {cmp.reason}")

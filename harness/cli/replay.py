@@ -19,6 +19,7 @@ from harness.errors import UserError
 
 if TYPE_CHECKING:  # analysis.verify pulls in scipy; --help and bad input should not wait for it
     from harness.analysis.verify import Check
+    from harness.core.config import RunConfig
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -95,7 +96,6 @@ def throughput_settings(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from harness.analysis.verify import Check, compare_quality, compare_throughput
     from harness.execution.replay import replay, replayable
 
     for flag, value in (("--loss-rtol", args.loss_rtol), ("--accuracy-tolerance", args.acc_tol)):
@@ -105,15 +105,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     check_timeout(args)
     out = _check_out(Path(args.out)) if args.out else None
     replayable(args.results, args.record)
-    checks = []
-    for old, new, cfg in replay(args.results, args.record, args.data_dir, out, args.isolation,
-                                args.timeout):
-        quality, qdetail = compare_quality(old, new, args.loss_rtol, args.acc_tol)
-        tput = compare_throughput(old, new, threshold, alpha)
-        checks.append(Check(str(old.get("record_id")), cfg.label(), cfg.deterministic,
-                            str(new.get("status")), quality, tput.verdict,
-                            "; ".join(d for d in (qdetail, tput.detail) if d),
-                            tput.change, tput.p_value, tput.reason))
+    checks = [_check(old, new, cfg, args, threshold, alpha)
+              for old, new, cfg in replay(args.results, args.record, args.data_dir, out,
+                                          args.isolation, args.timeout)]
     if args.format == "json":
         print(json.dumps([{**asdict(c), "reproduced": c.reproduced,
                            "throughput_threshold": threshold, "alpha": alpha} for c in checks],
@@ -121,6 +115,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         _print_text(checks)
     return 0 if all(c.reproduced for c in checks) else 1
+
+
+def _check(old: dict, new: dict, cfg: RunConfig, args: argparse.Namespace, threshold: float,
+           alpha: float) -> Check:
+    """One config's verdict: quality by ``analysis.verify``'s tolerances, throughput by the
+    statistics ``compare`` uses."""
+    from harness.analysis.verify import Check, compare_quality, compare_throughput
+
+    quality, qdetail = compare_quality(old, new, args.loss_rtol, args.acc_tol)
+    tput = compare_throughput(old, new, threshold, alpha)
+    return Check(str(old.get("record_id")), cfg.label(), cfg.deterministic,
+                 str(new.get("status")), quality, tput.verdict,
+                 "; ".join(d for d in (qdetail, tput.detail) if d),
+                 tput.change, tput.p_value, tput.reason)
 
 
 def _print_text(checks: list[Check]) -> None:

@@ -20,7 +20,9 @@ from harness.errors import UserError
 class SweepOption:
     flag: str  # e.g. --batch-sizes
     key: str  # the core.suites setting it overrides, e.g. batch_sizes
-    kind: str  # names | ints | int | float | switch (True or not given) | axis (the [True] axis)
+    # names | ints | int | float | count (an int or "auto") | switch (True or not given) |
+    # axis (the [True] axis)
+    kind: str
     help: str
 
     @property
@@ -37,9 +39,13 @@ SWEEP_OPTIONS: tuple[SweepOption, ...] = (
     SweepOption("--dataset", "datasets", "names",
                 "comma list: synthetic, cifar10, synthetic-text, text:PATH"),
     SweepOption("--lr", "lr", "float", "learning rate for every config (default: per model)"),
-    SweepOption("--steps", "steps", "int", "timed steps per repeat"),
-    SweepOption("--warmup", "warmup", "int", "untimed warm-up steps"),
+    SweepOption("--steps", "steps", "int",
+                "timed steps per repeat, at least (more when --min-time needs them)"),
+    SweepOption("--warmup", "warmup", "count",
+                "untimed warm-up: 'auto' (until step times settle; the default) or N steps"),
     SweepOption("--repeats", "repeats", "int", "timed repeats (throughput samples)"),
+    SweepOption("--min-time", "min_time", "float",
+                "seconds each timed repeat lasts, at least (default: 1 on CUDA/MPS, 0 on CPU)"),
     SweepOption("--seed", "seed", "int", "seed for model init and batch order"),
     SweepOption("--eval-samples", "eval_samples", "int",
                 "held-out samples evaluated after timing"),
@@ -73,12 +79,23 @@ def add_sweep_options(p: argparse.ArgumentParser, default_suite: str) -> None:
             p.add_argument(o.flag, help=o.help)
         elif o.kind in ("int", "float"):
             p.add_argument(o.flag, type=int if o.kind == "int" else float, help=o.help)
+        elif o.kind == "count":
+            p.add_argument(o.flag, type=_count, help=o.help)
         elif o.kind == "switch":
             p.add_argument(o.flag, action="store_true", default=None, help=o.help)
         else:
             p.add_argument(o.flag, action="store_const", const=[True], help=o.help)
     p.add_argument("--data-dir", default="data", help="where datasets live (default: ./data)")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 if missing")
+
+
+def _count(text: str) -> int | str:
+    """An integer, or the text as given (``auto``, or a bad value ``core.suites`` reports with
+    the valid choices)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text.strip()
 
 
 def _items(flag: str, text: str, ints: bool) -> list:

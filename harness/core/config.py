@@ -3,6 +3,13 @@
 The dataclass's defaults are the only defaults of the measurement settings: suites
 (``core.suites``) take theirs from here. Pure Python (no torch), so analysis code and the CLI
 can match records on config fields cheaply.
+
+Two settings say what was *asked*, and the record says what was *run* (``core.loop``):
+``warmup_steps`` None asks for the adaptive warm-up (``warmup_steps_run`` is what it ran), an
+integer for exactly that many steps; ``min_time_s`` None asks for the device's default,
+``DEFAULT_MIN_TIME_S``, resolved when the config runs (``resolved_min_time_s``; the record's
+``min_time_s_run``). Leaving the default unresolved in the config keeps records of one config
+comparable with those of older versions, which lack the field.
 """
 
 from __future__ import annotations
@@ -12,6 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import UserError
+
+# Seconds a timed region lasts at least, per device type, when a config does not say.
+# Accelerators: longer than NVML's energy counter updates (20-100 ms) and the clock's ramp-up.
+# CPU: 0, regions are exactly ``timed_steps`` long. Ops run synchronously there and each step is
+# timed exactly; and a count chosen by the clock would change how many steps train, so two runs
+# of a deterministic config would no longer give the same losses.
+DEFAULT_MIN_TIME_S = {"cpu": 0.0, "cuda": 1.0, "mps": 1.0}
 
 
 @dataclass(frozen=True)
@@ -26,9 +40,10 @@ class RunConfig:
     optimizer: str = "sgd"
     lr: float = 0.01
     seed: int = 0  # model initialisation and batch order
-    warmup_steps: int = 3  # untimed steps before the first timed repeat
-    timed_steps: int = 10  # steps per timed repeat
+    warmup_steps: int | None = None  # untimed steps before timing; None = adaptive (core.loop)
+    timed_steps: int = 10  # steps per timed repeat, at least (more if min_time_s needs them)
     repeats: int = 3  # timed repeats; each gives one throughput sample
+    min_time_s: float | None = None  # seconds per timed repeat, at least; None = device default
     eval_samples: int = 512  # held-out images (or context windows) evaluated after timing
     train_samples: int | None = None  # cap on the training split; None = dataset default
     data_seed: int = 0  # synthetic data generation (fixed across training seeds)
@@ -41,6 +56,12 @@ class RunConfig:
     nproc: int = 1  # data-parallel processes (DDP via torch.distributed.run); batch is per process
     compile: bool = False  # torch.compile the model; compile time is recorded separately
     channels_last: bool = False  # NHWC memory format (convolutional models only)
+
+    def resolved_min_time_s(self) -> float:
+        """``min_time_s``, or the device type's default when the config leaves it to that."""
+        if self.min_time_s is not None:
+            return self.min_time_s
+        return DEFAULT_MIN_TIME_S.get(self.device.split(":")[0], 0.0)
 
     def key(self) -> tuple:
         """Identity of the configuration, used to match records (resume, compare)."""
@@ -77,9 +98,16 @@ def record_key(record: dict[str, Any]) -> tuple:
 
 
 def config_from_record(record: dict[str, Any]) -> RunConfig:
-    """Rebuild the ``RunConfig`` a record measured (for rerun / verify)."""
+    """Rebuild the ``RunConfig`` a record measured (for rerun / verify), with the step counts it
+    actually ran: a fixed warm-up of ``warmup_steps_run`` steps and regions of
+    ``timed_steps_run`` steps (min time 0). The adaptive warm-up and the min-time calibration
+    follow the clock, so deciding them again could train a different number of steps, and a
+    deterministic record's losses could not be reproduced."""
     missing = [f for f in ("model", "dataset") if not record.get(f)]
     if missing:
         raise UserError(f"record {record.get('record_id')!r} lacks {', '.join(missing)}")
     values = {f: record[f] for f in CONFIG_FIELDS if record.get(f) is not None}
+    ran = record.get("warmup_steps_run"), record.get("timed_steps_run")
+    if None not in ran and record.get("target_accuracy") is None:
+        values.update(warmup_steps=int(ran[0]), timed_steps=int(ran[1]), min_time_s=0.0)
     return RunConfig(**values)

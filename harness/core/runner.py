@@ -1,9 +1,11 @@
 """Runner: one ``RunConfig`` -> one record. Any failure becomes a row with a status.
 
 Measurement follows docs/architecture.md ("How a number is measured"): data is resident on the
-device and batches are index slices drawn before timing; untimed warm-up; ``repeats`` timed
-regions synchronized only at their edges (``core.loop``); loss finiteness is checked after the
-regions; evaluation is untimed and comes last. The runner builds what a config needs, hands it
+device and batches are index slices drawn before timing (a pool of ``POOL_STEPS`` rows, cycled);
+an untimed warm-up, adaptive unless the config fixes its length; ``repeats`` timed regions of at
+least ``timed_steps`` steps and the config's minimum time, synchronized only at their edges
+(``core.loop``); loss finiteness is checked after the regions; evaluation is untimed and comes
+last. The runner builds what a config needs, hands it
 to the loop, and assembles the record from what the loop measured.
 """
 
@@ -25,7 +27,7 @@ from harness.core.loop import (
     Measured,
     check_finite,
     injected_slowdown,
-    run_fixed,
+    run_timed,
     run_to_target,
 )
 from harness.core.losscurve import compact_curve, curve_digest
@@ -49,6 +51,10 @@ from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timest
 from models import create_model, get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
+# Batch-index rows drawn per config before timing; steps cycle through them (core.loop). A fixed
+# size, so a replay that runs the same steps draws the same batches whatever the counts; the
+# first rows equal what earlier versions drew for their fixed step counts.
+POOL_STEPS = 1024
 
 
 def peak_dtype(cfg: RunConfig, conv: bool) -> str:
@@ -193,8 +199,8 @@ class Runner:
         step = make_train_step(trained, optimizer, data, plan, device)
         gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * dist.rank())  # own batches
         tta = cfg.target_accuracy is not None
-        total_steps = cfg.max_steps if tta else cfg.warmup_steps + cfg.repeats * cfg.timed_steps
-        indices = data.sample_indices(total_steps, cfg.batch_size, gen)  # (steps, B) on device
+        pool_steps = cfg.max_steps if tta else POOL_STEPS
+        indices = data.sample_indices(pool_steps, cfg.batch_size, gen)  # (steps, B) on device
         flops = self._step_flops(cfg, model, data, indices[0], plan)  # untimed, state restored
         clock = Clock(RegionTimer(device), NvmlSampler(device),
                       cfg.batch_size * data.items_per_sample(), injected_slowdown())
@@ -205,8 +211,9 @@ class Runner:
                               evaluate=lambda: evaluate(model, data, plan, device,
                                                         cfg.eval_samples))
         else:
-            m = run_fixed(step, indices, clock, warmup=cfg.warmup_steps, repeats=cfg.repeats,
-                          steps=cfg.timed_steps, compiled=cfg.compile)
+            m = run_timed(step, indices, clock, warmup=cfg.warmup_steps, repeats=cfg.repeats,
+                          steps=cfg.timed_steps, min_time_s=cfg.resolved_min_time_s(),
+                          compiled=cfg.compile)
         curve = check_finite(m.losses)
         alloc, reserved = peak_memory(device)
         used = device_memory_used(device)
@@ -230,6 +237,7 @@ class Runner:
                                 if fresh_mark and rss_before_model is not None else None),
             "compile_backend": backend,
             **measured_fields(m, curve, tta),
+            **method_fields(m),
             **efficiency_fields(cfg, flops, median_iqr(m.step_times_s)[0],
                                 conv=isinstance(data, ImageData), peaks=self.peaks),
             **energy_fields(clock, len(m.step_times_s)),
@@ -262,6 +270,16 @@ def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, ob
                        "time_to_accuracy_s": m.trained_s if reached else None,
                        "train_time_s": m.trained_s, "steps_run": m.steps_run})
     return fields
+
+
+def method_fields(m: Measured) -> dict[str, object]:
+    """What the loop actually ran (the config's ``warmup_steps`` and ``timed_steps`` are what was
+    asked); nothing in time-to-accuracy mode, which has no warm-up and no calibration."""
+    if m.warmup is None:
+        return {}
+    return {"warmup_rule": m.warmup.rule, "warmup_steps_run": m.warmup.steps,
+            "warmup_stable": m.warmup.stable, "warmup_time_s": m.warmup.seconds,
+            "timed_steps_run": m.region_steps, "min_time_s_run": m.min_time_s}
 
 
 def efficiency_fields(cfg: RunConfig, flops: int | None, step_s: float | None, *,

@@ -6,6 +6,10 @@ inside the package (``harness/suites/NAME.toml``) or given by path; their keys a
 names, and flags given on the command line replace the suite's values. A ``[model.NAME]`` table
 overrides keys for one model (e.g. smaller batch sizes for the Transformer).
 
+``warmup`` is ``"auto"`` (the adaptive warm-up, ``core.loop``; the default) or a fixed count of
+steps; ``min_time`` is seconds per timed region, at least (not set: the device's default,
+``core.config.DEFAULT_MIN_TIME_S``, resolved when each config runs).
+
 Defaults have one source: the ``RunConfig`` dataclass. ``DEFAULTS`` below derives every setting
 that maps to a config field from it; only the keys that exist for sweeps alone (which models,
 devices and datasets; ``lr`` = "per model"; ``seeds`` = how many) are defined here.
@@ -14,6 +18,7 @@ devices and datasets; ``lr`` = "per model"; ``seeds`` = how many) are defined he
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ LIST_FIELDS = {"batch_sizes": "batch_size", "precisions": "precision",
                "optimizers": "optimizer", "nproc": "nproc", "compile": "compile",
                "channels_last": "channels_last"}
 SCALAR_FIELDS = {"seed": "seed", "warmup": "warmup_steps", "steps": "timed_steps",
-                 "repeats": "repeats", "eval_samples": "eval_samples",
+                 "repeats": "repeats", "min_time": "min_time_s", "eval_samples": "eval_samples",
                  "train_samples": "train_samples", "data_seed": "data_seed",
                  "deterministic": "deterministic", "target_accuracy": "target_accuracy",
                  "eval_interval": "eval_interval", "max_steps": "max_steps"}
@@ -130,6 +135,29 @@ def _positive_int(key: str, value: Any, allow_zero: bool = False) -> int:
     return number
 
 
+AUTO = "auto"  # warmup: the adaptive rule (None in RunConfig)
+
+
+def _warmup(value: Any) -> int | None:
+    """``"auto"`` -> None (adaptive), or a fixed count >= 0."""
+    if value is None or value == AUTO:
+        return None
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not integral or value < 0:
+        raise UserError(f"warmup must be {AUTO!r} or an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _min_time(value: Any) -> float | None:
+    """Seconds >= 0, or None (the device's default)."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        raise UserError(f"min time must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _flag(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise UserError(f"{key} must be true or false, got {value!r}")
@@ -174,9 +202,10 @@ def _scalars(s: dict[str, Any]) -> dict[str, Any]:
     if target is not None and not (number and 0 < target <= 1):
         raise UserError(f"target accuracy must be a fraction in (0, 1], got {target!r}")
     return {
-        "warmup_steps": _positive_int("warmup", s["warmup"], allow_zero=True),
+        "warmup_steps": _warmup(s["warmup"]),
         "timed_steps": _positive_int("steps", s["steps"]),
         "repeats": _positive_int("repeats", s["repeats"]),
+        "min_time_s": _min_time(s["min_time"]),
         "eval_samples": _positive_int("eval samples", s["eval_samples"]),
         "train_samples": (None if train_samples is None
                           else _positive_int("train samples", train_samples)),
@@ -237,7 +266,8 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
         s = _model_settings(settings, model)
         scalars, axes, lr = _scalars(s), _axes(s, info.task), _lr(s)
         if any(axes["compile"]) and scalars["warmup_steps"] == 0:
-            raise UserError("compile needs warmup >= 1 so that compilation stays off the clock")
+            raise UserError("compile needs warmup 'auto' or >= 1 so that compilation stays off "
+                            "the clock")
         seed = _positive_int("seed", s["seed"], allow_zero=True)
         seeds = range(seed, seed + _positive_int("seeds", s["seeds"]))
         own = [d for d in datasets if dataset_tasks[d] == info.task] or [info.default_dataset]
