@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -135,12 +136,14 @@ def test_injected_slowdown_knob_sleeps_in_proportion_to_each_timed_step(monkeypa
     monkeypatch.setattr(runner_mod.time, "sleep", sleeps.append)
     run(tiny(timed_steps=4, repeats=3))
     assert sleeps == []  # off unless the variable is set
+    # A clock that advances one second per reading: a step that the knob times from one reading
+    # to the next lasted exactly 1 s, so its sleep must be exactly f x 1 s (no wall-time bounds,
+    # which flake on a loaded machine).
+    ticks = itertools.count()
+    monkeypatch.setattr(runner_mod.time, "perf_counter", lambda: float(next(ticks)))
     monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "0.5")
-    rec = run(tiny(timed_steps=4, repeats=3))
-    assert len(sleeps) == 4 * 3  # once per timed step, never in warm-up
-    step_s = rec["step_time_ms_median"] / 1e3
-    # each sleep is half of the step it follows (the step time measured includes the sleep)
-    assert 0.2 * step_s < sorted(sleeps)[len(sleeps) // 2] < 0.6 * step_s
+    run(tiny(timed_steps=4, repeats=3, warmup_steps=2))
+    assert sleeps == [0.5] * (4 * 3)  # once per timed step, never in warm-up
 
 
 def test_records_say_what_the_loop_ran(run):
