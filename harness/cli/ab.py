@@ -95,6 +95,9 @@ def prepared_sweep(args: argparse.Namespace):
     overrides = overrides_from_args(args)
     if overrides["datasets"]:
         overrides["datasets"] = absolute_datasets(overrides["datasets"])
+    # Only the settings given: a protocol-1 tree older than a sweep key refuses the key even
+    # with value None, and a missing key already means "not given".
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     data_dir = str(Path(args.data_dir).resolve())
     flags = run_arguments(args, suite)
     if args.tensorboard:
