@@ -109,11 +109,15 @@ def test_help_imports_no_heavy_library(argv):
 
 
 def test_constants_named_in_the_cli_match_their_source():
-    """The CLI repeats two defaults to keep --help free of heavy imports; they must agree."""
+    """The CLI repeats some defaults to keep --help free of heavy imports; they must agree."""
     from harness.cli import peak as peak_cli
+    from harness.cli import run as run_cli
     from harness.cli.verdict_options import FORMATS
+    from harness.execution import isolation
     from harness.probes import peak
     from harness.render.verdicts import RENDERERS
 
     assert set(FORMATS) == set(RENDERERS)
     assert peak_cli.DEFAULT_BUDGET_S == peak.DEFAULT_BUDGET_S
+    assert run_cli.ISOLATIONS == isolation.ISOLATIONS
+    assert run_cli.DEFAULT_TIMEOUT_S == isolation.DEFAULT_TIMEOUT_S

@@ -18,7 +18,6 @@ a percentile bootstrap of the median log ratio over rounds (fixed seed). The dec
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Iterable
 
@@ -28,8 +27,6 @@ from scipy import stats as sps
 from harness.analysis import stats
 
 TEST_NAME = "Wilcoxon signed-rank on per-round log ratios"
-# scipy >= 1.15 takes ``rng``; older releases call the same argument ``random_state``.
-_RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
 
 
 def round_log_ratios(rounds: Iterable[tuple[Iterable[object], Iterable[object]]]) -> list[float]:
@@ -53,7 +50,7 @@ def _ci(d: list[float], confidence: float) -> tuple[float, float] | None:
         return None
     res = sps.bootstrap((np.asarray(d),), np.median, confidence_level=confidence,
                         n_resamples=stats.BOOTSTRAP_RESAMPLES, method="percentile",
-                        **{_RNG_ARG: np.random.default_rng(0)})
+                        **{stats.BOOTSTRAP_RNG_ARG: np.random.default_rng(0)})
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return (math.exp(low), math.exp(high)) if math.isfinite(low) and math.isfinite(high) else None
 

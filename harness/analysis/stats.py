@@ -42,7 +42,8 @@ DEFAULT_THRESHOLD = 0.05  # relative change of the median (5%, as Conbench)
 DEFAULT_CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 # scipy >= 1.15 takes ``rng``; older releases call the same argument ``random_state``.
-_RNG_ARG = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
+BOOTSTRAP_RNG_ARG = ("rng" if "rng" in inspect.signature(sps.bootstrap).parameters
+                     else "random_state")
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def ratio_of_medians_ci(
     res = sps.bootstrap(
         (np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)), ratio,
         confidence_level=confidence, n_resamples=resamples, method="percentile",
-        vectorized=True, **{_RNG_ARG: np.random.default_rng(seed)},
+        vectorized=True, **{BOOTSTRAP_RNG_ARG: np.random.default_rng(seed)},
     )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(low) and math.isfinite(high)):

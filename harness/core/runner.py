@@ -11,6 +11,7 @@ to the loop, and assembles the record from what the loop measured.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import time
@@ -18,7 +19,7 @@ import time
 import torch
 
 from harness.core import dist
-from harness.core.config import CONFIG_FIELDS, RunConfig
+from harness.core.config import RunConfig
 from harness.core.data import Dataset, ImageData, load_dataset
 from harness.core.determinism import determinism
 from harness.core.flops import achieved_flops_per_s, count_train_step_flops, mfu
@@ -72,6 +73,12 @@ def peak_key(device: str, dtype: str) -> str:
     return f"{device}|{dtype}"
 
 
+def identity_fields(cfg: RunConfig, run_id: str) -> dict[str, object]:
+    """The schema version, ids, timestamp and config fields every record starts with."""
+    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "record_id": new_record_id(),
+            "timestamp": utc_timestamp(), **dataclasses.asdict(cfg)}
+
+
 class Runner:
     """Runs configs one after another in this process, caching datasets between them.
 
@@ -117,11 +124,7 @@ class Runner:
     def base_record(self, cfg: RunConfig) -> dict[str, object]:
         """Identity, config and provenance fields: what every record has, whatever happens."""
         rec: dict[str, object] = {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": self.run_id,
-            "record_id": new_record_id(),
-            "timestamp": utc_timestamp(),
-            **{k: getattr(cfg, k) for k in CONFIG_FIELDS},
+            **identity_fields(cfg, self.run_id),
             "task": get_model_info(cfg.model).task,
             "status": None,
             "error": None,

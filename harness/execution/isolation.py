@@ -20,6 +20,7 @@ says which machine and software produced it.
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import multiprocessing
 import os
@@ -32,11 +33,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from harness.core.config import CONFIG_FIELDS, RunConfig
-from harness.core.runner import Peaks, Runner
+from harness.core.config import RunConfig
+from harness.core.runner import Peaks, Runner, identity_fields
 from harness.errors import one_line
 from harness.probes.memory import reset_peak_rss
-from harness.schema import SCHEMA_VERSION, new_record_id, utc_timestamp
 
 DEFAULT_TIMEOUT_S = 1800.0  # per config: generous, it bounds hangs, not slow configs
 ISOLATIONS = ("process", "none")
@@ -156,9 +156,7 @@ def _measure_peaks(send: Connection, configs: list[dict[str, Any]]) -> None:
 
 def bare_record(cfg: RunConfig, run_id: str) -> dict[str, object]:
     """What the parent knows of a config whose worker never reported: identity and config."""
-    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "record_id": new_record_id(),
-            "timestamp": utc_timestamp(), **{k: getattr(cfg, k) for k in CONFIG_FIELDS},
-            "isolation": "process"}
+    return {**identity_fields(cfg, run_id), "isolation": "process"}
 
 
 class ProcessIsolation:
@@ -175,7 +173,8 @@ class ProcessIsolation:
     def run(self, cfg: RunConfig) -> dict[str, object]:
         started = time.perf_counter()
         messages, exitcode, last, timed_out = _call(
-            _run_config, (vars_of(cfg), self.run_id, self.data_dir, self.download, self.peaks),
+            _run_config,
+            (dataclasses.asdict(cfg), self.run_id, self.data_dir, self.download, self.peaks),
             self.timeout_s)
         done = [m for kind, m in messages if kind == "done"]
         if done:
@@ -195,7 +194,7 @@ class ProcessIsolation:
 def measure_peaks_isolated(configs: list[RunConfig], timeout_s: float = 600.0) -> Peaks:
     """``prepare_peaks`` in a worker, so the parent never opens a device itself."""
     messages, exitcode, last, timed_out = _call(
-        _measure_peaks, ([vars_of(c) for c in configs],), timeout_s)
+        _measure_peaks, ([dataclasses.asdict(c) for c in configs],), timeout_s)
     done = [m for kind, m in messages if kind == "done"]
     if not done:  # no peaks: MFU is null, the benchmark itself goes on
         print(f"trainmark: warning: peak FLOP/s not measured ({one_line(RuntimeError(last))}"
@@ -203,7 +202,3 @@ def measure_peaks_isolated(configs: list[RunConfig], timeout_s: float = 600.0) -
               flush=True)
         return {}
     return done[0]
-
-
-def vars_of(cfg: RunConfig) -> dict[str, Any]:
-    return {k: getattr(cfg, k) for k in CONFIG_FIELDS}
