@@ -194,6 +194,7 @@ CASES: list[Case] = [
          ["--loss-rtol", "-1"], _fixture_files(A)),
     Case("verify-negative-throughput-tolerance", ["verify", A, "--throughput-tolerance", "-0.5"],
          ["--throughput-tolerance", "-0.5"], _fixture_files(A)),
+    Case("verify-negative-confirm", ["verify", A, "--confirm", "-1"], ["--confirm", "-1"]),
     Case("verify-unknown-format", ["verify", A, "--format", "xml"], ["'xml'", "text", "json"],
          _fixture_files(A)),
     Case("verify-out-exists", ["verify", A, "--out", "old.jsonl"], ["old.jsonl", "exists"],

@@ -3,10 +3,19 @@ become records, memory figures are each config's own, and the environment reache
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from harness.cli import main
 from harness.store.jsonl import read_records
+
+REPO = Path(__file__).resolve().parent.parent
 
 TINY = ["--devices", "cpu", "--precisions", "fp32", "--optimizers", "sgd", "--batch-sizes", "4",
         "--steps", "2", "--warmup", "1", "--repeats", "2", "--eval-samples", "32",
@@ -105,3 +114,60 @@ def test_bad_isolation_options_are_usage_errors(workdir, capsys, argv, needle):
     assert main(["run", "--models", "convnet", *TINY, *argv]) == 2
     assert needle in capsys.readouterr().err
     assert list(workdir.iterdir()) == []
+
+
+def _children(pid: int) -> set[int]:
+    """Live child pids of ``pid``, from /proc (field 4 of /proc/PID/stat is the parent)."""
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.add(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree in /proc")
+def test_sigterm_stops_the_sweep_and_takes_its_worker_down(workdir):
+    # CI cancels a job with SIGTERM. The run must stop like on Ctrl-C (exit 130, saying how to
+    # resume) and must not leave the config's worker training on the runner.
+    out = workdir / "r.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--models", "test_hang",
+                             *TINY, "--timeout", "600", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        # Workers are grandchildren (the fork server forks them): first one measures the
+        # device peak, the next runs the hanging config. Signal once that one is running
+        # (or a single worker has lived for 10 s, should peaks ever move elsewhere).
+        seen: dict[int, float] = {}
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            for w in (w for c in _children(proc.pid) for w in _children(c)):
+                seen.setdefault(w, time.monotonic())
+            if len(seen) >= 2 or any(time.monotonic() - t > 10 for t in seen.values()):
+                break
+            time.sleep(0.1)
+        assert seen, "no worker process started"
+        workers = set(seen)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "continue with: trainmark run --resume" in err
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)

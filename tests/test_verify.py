@@ -1,6 +1,7 @@
 """``trainmark verify``: the throughput judgement (``analysis.verify.compare_throughput``), its
-options and output. (The end-to-end claim "record, then verify at once: no false failure" is a
-timing benchmark run by hand, not a test: it fails whenever the machine is loaded.)
+options, its output and the confirmation reruns of a regression. (The end-to-end claim
+"record, then verify at once: no false failure" is a timing benchmark run by hand,
+``benchmarks/verify_evidence.py``, not a test: it fails whenever the machine is loaded.)
 
 Expected verdicts and p-values are worked out by hand here (the exact two-sided Mann-Whitney U
 p of two fully separated samples of 5 is 2 / C(10, 5) = 2/252) or taken from scipy directly.
@@ -116,15 +117,34 @@ def test_quality_still_decides_on_its_own():
 CFG = RunConfig(model="convnet", dataset="synthetic")
 
 
+class FakeReplays(list):
+    """The record pairs ``replay()`` returns, in order; ``reruns[record_id]`` holds the new
+    records that confirmation reruns of that record get, one per call (by default the pair's
+    own new record again: a persistent change)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reruns: dict[str, list[dict]] = {}
+        self.calls: list[str | None] = []
+
+    def replay(self, path: str, rid: str | None, *args: object) -> list:
+        self.calls.append(rid)
+        if rid is None:
+            return list(self)
+        [(old, new, cfg)] = [p for p in self if p[0]["record_id"] == rid]
+        queue = self.reruns.get(rid)
+        return [(old, queue.pop(0) if queue else new, cfg)]
+
+
 @pytest.fixture
 def fake_replay(monkeypatch):
     """verify without training: replay() returns the record pairs a test sets."""
     import harness.execution.replay as replay_mod
 
-    pairs: list[tuple[dict, dict, RunConfig]] = []
+    fake = FakeReplays()
     monkeypatch.setattr(replay_mod, "replayable", lambda path, rid: [])
-    monkeypatch.setattr(replay_mod, "replay", lambda *a, **k: pairs)
-    return pairs
+    monkeypatch.setattr(replay_mod, "replay", fake.replay)
+    return fake
 
 
 def pair(rid: str, old: list[float], new: list[float]) -> tuple[dict, dict, RunConfig]:
@@ -183,3 +203,53 @@ def test_bad_throughput_options_are_user_errors(fake_replay, capsys, flags, name
     assert main(["verify", "r.jsonl", *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and all(n in err for n in names), err
+
+
+# ------------------------------------------------------------------ confirmation reruns
+
+SLOWER = [0.8 * x for x in RECORDED]  # -20%, p = 2/252: a regression on its own
+
+
+def test_a_regression_that_does_not_reproduce_in_a_fresh_worker_passes(fake_replay, capsys):
+    # The issue's false alarm: one replayed process ran slow. The rerun (a second, independent
+    # process) runs at the recorded speed, so the tree is not slower and verify passes.
+    fake_replay.append(pair("cold", RECORDED, SLOWER))
+    fake_replay.reruns["cold"] = [rec(list(RECORDED))]
+    assert main(["verify", "r.jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert fake_replay.calls == [None, "cold"]  # the sweep, then that one config again
+    assert out.startswith("OK   cold") and "regression, not confirmed (1 rerun: no change)" in out
+    assert "1 of 1 configs reproduce" in out
+
+
+def test_a_regression_that_reproduces_fails_and_says_so(fake_replay, capsys):
+    fake_replay += [pair("slow", RECORDED, SLOWER), pair("same", RECORDED, RECORDED)]
+    assert main(["verify", "r.jsonl", "--confirm", "2", "--format", "json"]) == 1
+    slow, same = json.loads(capsys.readouterr().out)
+    assert fake_replay.calls == [None, "slow", "slow"]  # only the regressed config reruns
+    assert slow["confirmations"] == ["regression", "regression"] and not slow["reproduced"]
+    assert slow["regression_confirmed"] is True
+    assert same["confirmations"] == [] and same["reproduced"]
+
+
+def test_reruns_stop_at_the_first_that_does_not_regress(fake_replay, capsys):
+    fake_replay.append(pair("flaky", RECORDED, SLOWER))
+    fake_replay.reruns["flaky"] = [rec(list(RECORDED)), rec(SLOWER)]
+    assert main(["verify", "r.jsonl", "--confirm", "3", "--format", "json"]) == 0
+    [flaky] = json.loads(capsys.readouterr().out)
+    assert flaky["confirmations"] == ["no change"] and flaky["regression_confirmed"] is False
+
+
+def test_confirm_zero_trusts_the_first_replay(fake_replay, capsys):
+    fake_replay.append(pair("cold", RECORDED, SLOWER))
+    fake_replay.reruns["cold"] = [rec(list(RECORDED))]
+    assert main(["verify", "r.jsonl", "--confirm", "0"]) == 1
+    assert fake_replay.calls == [None]
+    assert capsys.readouterr().out.startswith("FAIL cold")
+
+
+def test_a_quality_failure_is_not_rerun(fake_replay, capsys):
+    old, new, cfg = pair("bad", RECORDED, SLOWER)
+    fake_replay.append((old, {**new, "eval_accuracy": 0.1}, cfg))
+    assert main(["verify", "r.jsonl"]) == 1
+    assert fake_replay.calls == [None]  # it fails on quality whatever the rerun's speed

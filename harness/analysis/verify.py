@@ -4,7 +4,10 @@ Deterministic records must reproduce bitwise (same loss-trajectory digest, eval 
 accuracy); others within a loss and accuracy tolerance. Throughput is judged with the statistics
 ``compare`` uses (``analysis.stats.compare_samples``: Mann-Whitney U on the per-repeat samples
 plus a threshold on the change of medians), recorded repeats vs replayed repeats. Only a
-*regression* (significant and beyond the threshold) fails; ``inconclusive`` (too few repeats to
+*regression* (significant and beyond the threshold) fails, and only if it reproduces when the
+config runs again in a fresh worker (``Check.confirmations``): the repeats of one record come
+from one process, so a constant offset between two processes can look significant; a second
+independent process is what tells a slower tree from that. ``inconclusive`` (too few repeats to
 be significant, or a large change that is not significant) is reported but passes, because a
 few short repeats cannot tell a slower tree from a noisy machine. ``execution.replay`` produces
 the new records.
@@ -12,7 +15,7 @@ the new records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.analysis import stats
 
@@ -31,10 +34,22 @@ class Check:
     throughput_change: float | None = None  # replayed median / recorded median - 1
     throughput_p_value: float | None = None  # None when too few samples to test
     throughput_reason: str = ""  # why that verdict, as ``compare`` words it
+    # Verdicts of the reruns that tried to confirm a throughput regression, in order (empty
+    # when none was asked for or needed); the regression stands only if every one agrees.
+    confirmations: list[str] = field(default_factory=list)
+
+    @property
+    def quality_ok(self) -> bool:
+        return self.quality in ("exact", "within tolerance")
+
+    @property
+    def regression_confirmed(self) -> bool:
+        return (self.throughput == stats.REGRESSION
+                and all(v == stats.REGRESSION for v in self.confirmations))
 
     @property
     def reproduced(self) -> bool:
-        return self.quality in ("exact", "within tolerance") and self.throughput != stats.REGRESSION
+        return self.quality_ok and not self.regression_confirmed
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(chosen).parse_args(argv)
         if getattr(args, "func", None) is None:
             raise UserError(f"choose a command: {', '.join(COMMANDS)}")
-        return int(args.func(args) or 0)
+        from harness.execution.interrupts import sigterm_as_interrupt
+
+        # SIGTERM (CI cancelling a job) unwinds like Ctrl-C: every command's cleanup (killing
+        # a worker, removing a worktree, reporting what was recorded) runs for both.
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"trainmark: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a command without its own message about what was kept
+        print("trainmark: interrupted", file=sys.stderr)
+        return 130

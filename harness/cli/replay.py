@@ -46,6 +46,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--throughput-tolerance", dest="tp_tol", type=float, default=None,
                    metavar="FRACTION",
                    help="deprecated: --throughput-threshold as a fraction (0.10 = 10%%)")
+    p.add_argument("--confirm", type=int, default=1, metavar="N",
+                   help="rerun a config whose throughput regressed up to N more times, each in "
+                        "a fresh worker; it fails only if every rerun regresses too (default 1; "
+                        "0 trusts the first replay)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_verify)
 
@@ -102,14 +106,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if value < 0:
             raise UserError(f"{flag} must be >= 0, got {value}")
     threshold, alpha = throughput_settings(args)
+    if args.confirm < 0:
+        raise UserError(f"--confirm must be a count >= 0, got {args.confirm}")
     check_timeout(args)
     out = _check_out(Path(args.out)) if args.out else None
     replayable(args.results, args.record)
-    checks = [_check(old, new, cfg, args, threshold, alpha)
-              for old, new, cfg in replay(args.results, args.record, args.data_dir, out,
-                                          args.isolation, args.timeout)]
+    checks = []
+    for old, new, cfg in replay(args.results, args.record, args.data_dir, out, args.isolation,
+                                args.timeout):
+        check = _check(old, new, cfg, args, threshold, alpha)
+        _confirm(check, old, args, out, threshold, alpha)
+        checks.append(check)
     if args.format == "json":
         print(json.dumps([{**asdict(c), "reproduced": c.reproduced,
+                           "regression_confirmed": c.regression_confirmed,
                            "throughput_threshold": threshold, "alpha": alpha} for c in checks],
                          indent=2))
     else:
@@ -131,6 +141,27 @@ def _check(old: dict, new: dict, cfg: RunConfig, args: argparse.Namespace, thres
                  tput.change, tput.p_value, tput.reason)
 
 
+def _confirm(check: Check, old: dict, args: argparse.Namespace, out: Path | None,
+             threshold: float, alpha: float) -> None:
+    """Rerun a throughput regression in fresh workers (``--confirm`` times at most) and
+    note each rerun's verdict; stop at the first that does not regress."""
+    from harness.analysis.stats import REGRESSION
+    from harness.analysis.verify import compare_throughput
+    from harness.execution.replay import replay
+
+    while (check.quality_ok and check.regression_confirmed
+           and len(check.confirmations) < args.confirm):
+        print(f"confirming {check.label}: throughput regressed, running it again ...",
+              file=sys.stderr, flush=True)
+        [(_, again, _)] = replay(args.results, check.record_id, args.data_dir, out,
+                                 args.isolation, args.timeout)
+        verdict = compare_throughput(old, again, threshold, alpha)
+        check.confirmations.append(verdict.verdict)
+        check.detail += f"; rerun {len(check.confirmations)}: {verdict.detail}"
+        if verdict.verdict != REGRESSION:
+            break
+
+
 def _print_text(checks: list[Check]) -> None:
     """One line per config, then a count; inconclusive throughput passes but is counted aloud,
     so a reader knows the speed was not actually confirmed."""
@@ -138,8 +169,13 @@ def _print_text(checks: list[Check]) -> None:
 
     for c in checks:
         mark = "OK  " if c.reproduced else "FAIL"
-        print(f"{mark} {c.record_id} {c.label}: {c.quality}, throughput {c.throughput} "
-              f"({c.detail})")
+        tput = c.throughput
+        if c.confirmations:
+            n = len(c.confirmations)
+            reruns = f"{n} rerun{'s' * (n > 1)}"
+            tput += (f", confirmed by {reruns}" if c.regression_confirmed
+                     else f", not confirmed ({reruns}: {', '.join(c.confirmations)})")
+        print(f"{mark} {c.record_id} {c.label}: {c.quality}, throughput {tput} ({c.detail})")
     bad = sum(not c.reproduced for c in checks)
     unsure = sum(c.throughput == INCONCLUSIVE for c in checks)
     note = f" ({unsure} with inconclusive throughput)" if unsure else ""

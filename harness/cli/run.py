@@ -125,8 +125,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if done:
         print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run",
               file=sys.stderr)
-    measure = config_runner(args.isolation, todo, run_id=run_id, data_dir=args.data_dir,
-                            download=args.download, timeout_s=args.timeout, quiet=args.quiet)
     writer = ResultsWriter(out) if is_writer else None
     finished = 0
 
@@ -139,7 +137,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             write_record(args.tensorboard, rec)
 
-    try:
+    try:  # preparing the runner measures peaks in a worker: an interrupt there resumes too
+        measure = config_runner(args.isolation, todo, run_id=run_id, data_dir=args.data_dir,
+                                download=args.download, timeout_s=args.timeout,
+                                quiet=args.quiet)
         run_sweep(order_for_scaling(todo), measure, store if writer else None,
                   previous=previous, quiet=args.quiet)
     except KeyboardInterrupt:

@@ -47,7 +47,8 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.execution import ab_legacy, ab_worker
-from harness.execution.gitref import sigterm_as_interrupt, worktree
+from harness.execution.gitref import worktree
+from harness.execution.interrupts import sigterm_as_interrupt
 
 NO_REPORT = "--no-report"  # `trainmark run` option of newer trees: skip the report per block
 

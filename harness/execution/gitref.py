@@ -1,21 +1,20 @@
 """Git for same-job A/B: resolve a ref, check it out in a temporary worktree, clean up always.
 
 The worktree is removed on any exit, also on Ctrl-C (a second Ctrl-C cannot interrupt the
-cleanup) and on SIGTERM, which CI cancellation sends.
+cleanup) and on SIGTERM, which CI cancellation sends (``execution.interrupts``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.execution.interrupts import no_interrupts
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
@@ -45,19 +44,6 @@ def resolve_ref(top: Path, ref: str) -> str:
 
 
 @contextlib.contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """Let cleanup finish even if Ctrl-C is pressed again."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
-@contextlib.contextmanager
 def worktree(top: Path, sha: str) -> Iterator[Path]:
     """A detached worktree of ``sha`` in a temporary directory, removed on any exit."""
     tmp = Path(tempfile.mkdtemp(prefix="trainmark-ab-"))
@@ -66,24 +52,8 @@ def worktree(top: Path, sha: str) -> Iterator[Path]:
         git(top, "worktree", "add", "--detach", str(path), sha)
         yield path
     finally:
-        with _no_interrupts():
+        with no_interrupts():
             git(top, "worktree", "remove", "--force", str(path), check=False)
             git(top, "worktree", "prune", check=False)
             shutil.rmtree(tmp, ignore_errors=True)
 
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """CI cancellation sends SIGTERM: treat it like Ctrl-C so cleanup runs."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
