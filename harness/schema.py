@@ -126,6 +126,7 @@ COLUMNS: dict[str, str] = {
     "cpu_model": "string",
     "num_threads": "Int64",
     "git_commit": "string",
+    "git_commit_time": "string",  # committer date of git_commit (ISO 8601): history's order
     "trainmark_version": "string",
     "tf32_matmul": "boolean",
     "tf32_cudnn": "boolean",

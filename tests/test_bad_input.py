@@ -199,6 +199,16 @@ CASES: list[Case] = [
          _fixture_files(A)),
     Case("verify-out-exists", ["verify", A, "--out", "old.jsonl"], ["old.jsonl", "exists"],
          {**_fixture_files(A), "old.jsonl": "{}\n"}),
+    # ------------------------------------------------------------------ history
+    Case("history-missing-file", ["history", "missing.jsonl"], ["missing.jsonl"]),
+    Case("history-unknown-metric", ["history", A, "--metrics", "speed"],
+         ["'speed'", "throughput, memory, accuracy"], _fixture_files(A)),
+    Case("history-bad-threshold", ["history", A, "--threshold", "200%"],
+         ["--threshold", "'200%'"], _fixture_files(A)),
+    Case("history-out-is-file", ["history", A, "--out", "taken.txt"],
+         ["--out taken.txt", "file"], {**_fixture_files(A), "taken.txt": "x\n"}),
+    Case("history-no-commits", ["history", MALFORMED], ["malformed.jsonl"],
+         _fixture_files(MALFORMED)),
     # ------------------------------------------------------------------ peak
     Case("peak-budget-zero", ["peak", "--budget", "0"], ["--budget", "0"]),
     Case("peak-unknown-dtype", ["peak", "--devices", "cpu", "--dtypes", "fp64"],

@@ -104,6 +104,7 @@ def test_installed_wheel_runs_without_a_checkout(tmp_path: Path) -> None:
     assert [r["status"] for r in records] == ["ok"] * 3, [r.get("error") for r in records]
     for rec in records:
         assert rec["git_commit"] is None, "an installed package is not a checkout"
+        assert rec["git_commit_time"] is None
         assert rec["trainmark_version"], "the version travels with every record"
     assert not (work / "results").exists() and not (work / "reports").exists()
 

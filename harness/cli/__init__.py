@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "peak": ("harness.cli.peak", "peak FLOP/s per device: measured GEMM and datasheet"),
     "report": ("harness.cli.report",
                "HTML + Markdown report (and hardware comparison) from results files"),
+    "history": ("harness.cli.history",
+                "performance over commits with detected steps (HTML + Markdown + PNGs)"),
     "compare": ("harness.cli.compare", "regression verdicts: baseline vs candidate results"),
     "ab": ("harness.cli.ab", "A/B: a git ref vs the working tree, interleaved on this machine"),
     "baseline": ("harness.cli.baseline", "record or check this machine's stored baseline"),

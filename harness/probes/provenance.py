@@ -65,6 +65,18 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def git_commit_time() -> str | None:
+    """HEAD's committer date (ISO 8601): ``trainmark history`` orders commits by it. None
+    outside a checkout."""
+    if source_checkout() is None:
+        return None
+    try:
+        return _git("show", "-s", "--format=%cI", "HEAD") or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def device_name(device: torch.device, cpu: str | None) -> str | None:
     """The GPU's name, ``Apple MPS``, or the CPU model for the CPU."""
     if device.type == "cuda":
@@ -102,6 +114,7 @@ def collect(device: str = "cpu") -> dict[str, object]:
         "cpu_model": cpu,
         "num_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
+        "git_commit_time": git_commit_time(),
         "trainmark_version": __version__,
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),

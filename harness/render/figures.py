@@ -248,8 +248,9 @@ def report_charts(df: pd.DataFrame, comparison=None) -> list[Chart]:
     one_kind = df["memory_kind"].dropna().unique()
     mem_note = {"allocator": "GPU: the torch allocator's peak (tensors only; the CUDA "
                 "context and the allocator's cache are not included).",
-                "host RSS": "CPU: the peak RSS of the whole process, a high-water mark over "
-                "the sweep, so it never falls from one config to the next."}
+                "host RSS": "CPU: the peak RSS of the config's own worker process (with "
+                "--isolation none, of the sweep's one process: a high-water mark that never "
+                "falls from one config to the next)."}
     specs = [
         ("throughput", "Throughput vs batch size", lambda: throughput_figure(df),
          "Median over optimizers (and seeds) of each config's median-repeat throughput."),
@@ -277,3 +278,42 @@ def report_charts(df: pd.DataFrame, comparison=None) -> list[Chart]:
             if png is not None:
                 charts.append(Chart(name, title, caption, png))
     return charts
+
+
+def history_figure(series: list, title: str) -> bytes | None:
+    """One panel per series (``analysis.history.Series`` of one metric): the value per commit
+    in commit order, each detected step a vertical line at its first commit after, coloured by
+    verdict (red: regression, green: improvement)."""
+    if not series:
+        return None
+    with rc_context(STYLE):
+        fig, axes = _panels(len(series), ncols=2, height=PANEL_H)
+        for ax, s in zip(axes, series, strict=True):
+            scale, unit = (1 / 2**20, "MiB") if s.unit == "bytes" else (1.0, s.unit)
+            x = list(range(len(s.points)))
+            ax.plot(x, [p.value * scale for p in s.points], "-", marker="o", markersize=3,
+                    color=MACHINE_COLORS[0])
+            for st in s.steps:
+                colour = "#C44E52" if st.verdict == "regression" else "#55A868"
+                ax.axvline(st.index - 0.5, color=colour, linestyle="--", linewidth=1.2,
+                           label=st.verdict)
+                ax.hlines([st.before * scale, st.after * scale], [0, st.index],
+                          [st.index - 1, len(x) - 1], colors=colour, linewidth=0.8, alpha=0.6)
+            step = max(1, len(x) // 8)  # at most ~8 commit labels: short shas stay legible
+            ax.set_xticks(x[::step], [p.commit[:7] for p in s.points][::step], rotation=45,
+                          fontsize=7)
+            ax.set_title(_short(series_label(s.config), 60))
+            ax.set_xlabel("commit (in commit-time order)")
+            ax.set_ylabel(f"{s.metric} ({_short(unit, 20)})")
+            if s.metric != "accuracy":
+                _thousands(ax)
+        fig.suptitle(title)
+        _legend(fig, axes)
+        return _png(fig)
+
+
+def series_label(config: dict) -> str:
+    """A short name for a series' config: model, batch size, precision, optimizer, device."""
+    keys = ("model", "batch_size", "precision", "optimizer", "device")
+    return " ".join(f"bs{config[k]}" if k == "batch_size" else str(config[k])
+                    for k in keys if config.get(k) is not None)

@@ -1,0 +1,84 @@
+"""``trainmark history RESULTS...``: every config's throughput, memory and accuracy over
+commits, with detected steps (``analysis.history``), as history.html, history.md and PNGs
+(``render.history``); a summary of the regression steps on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.cli.paths import writable_dir
+from harness.cli.verdict_options import parse_percent
+from harness.errors import UserError
+
+METRIC_NAMES = ("throughput", "memory", "accuracy")  # analysis.history.METRICS, kept light
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+",
+                   help="results files or folders of them, from many commits (e.g. what CI "
+                        "appends on every push to main)")
+    p.add_argument("--out", default="reports/history", help="report folder "
+                   "(default reports/history)")
+    p.add_argument("--metrics", default=",".join(METRIC_NAMES),
+                   help=f"comma list of {', '.join(METRIC_NAMES)} (default all)")
+    p.add_argument("--threshold", default="5%",
+                   help="smallest change of the median that is a step (default 5%%)")
+    p.add_argument("--alpha", default="0.01",
+                   help="significance level after the Bonferroni correction (default 0.01)")
+    p.add_argument("--min-segment", type=int, default=4, metavar="N",
+                   help="commits needed on each side of a step (default 4)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print: the regression steps as text or JSON")
+    p.set_defaults(func=cmd_history)
+
+
+def _metrics(text: str) -> list[str]:
+    chosen = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in METRIC_NAMES]
+    if bad or not chosen:
+        raise UserError(f"--metrics: unknown metric {', '.join(map(repr, bad)) or repr(text)}; "
+                        f"valid: {', '.join(METRIC_NAMES)}")
+    return chosen
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    metrics = _metrics(args.metrics)
+    threshold = parse_percent(args.threshold, "--threshold")
+    try:
+        alpha = float(args.alpha)
+    except ValueError:
+        alpha = -1.0  # reported below with the out-of-range message
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha must be a probability in (0, 1), got {args.alpha!r}")
+    if args.min_segment < 1:
+        raise UserError(f"--min-segment must be >= 1, got {args.min_segment}")
+    writable_dir("--out", args.out)
+
+    from harness.analysis.history import build_history, regressions
+    from harness.render.history import write_history
+    from harness.store.frame import expand_paths, load_results
+
+    paths = expand_paths(args.results)
+    history = build_history(load_results(paths), metrics, threshold=threshold, alpha=alpha,
+                            min_segment=args.min_segment)
+    path = write_history(history, Path(args.out), threshold=threshold, alpha=alpha,
+                         min_segment=args.min_segment, sources=[str(p) for p in paths])
+    regs = regressions(history)
+    if args.format == "json":
+        print(json.dumps([{"config": s.config, "machine": s.machine, "metric": s.metric,
+                           "last_good": st.last_before, "first_changed": st.first_after,
+                           "before": st.before, "after": st.after, "change": st.change,
+                           "p_value": st.p_value, "p_adjusted": st.p_adjusted}
+                          for s, st in regs], indent=2, default=str))
+    else:
+        from harness.render.figures import series_label
+
+        for s, st in regs:
+            print(f"REGRESSION {series_label(s.config)} {s.metric} {st.change:+.1%} between "
+                  f"{st.last_before[:12]} and {st.first_after[:12]} (p={st.p_adjusted:.2g})")
+        print(f"{len(regs)} regression steps in {len(history)} series")
+    print(f"history: {path} and {path.with_name('history.md')}", file=sys.stderr)
+    return 0

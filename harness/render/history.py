@@ -1,0 +1,107 @@
+"""``trainmark history``'s outputs: history.html, history.md and one PNG per metric, from the
+series and steps of ``analysis.history``. The same conventions as ``trainmark report``: one
+``Section`` list rendered both ways (``render.document``), self-contained HTML, every string
+from a results file escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness import __version__
+from harness.analysis.history import METRICS, Series, regressions
+from harness.errors import UserError
+from harness.render.document import Section, Table, render_html, render_markdown
+from harness.render.figures import Chart, history_figure, series_label
+
+
+def _value(series: Series, value: float) -> float:
+    return value / 2**20 if series.unit == "bytes" else value
+
+
+def _unit(series: Series) -> str:
+    return "MiB" if series.unit == "bytes" else series.unit
+
+
+def steps_table(pairs: Sequence[tuple[Series, object]]) -> pd.DataFrame:
+    """One row per step: where (the commit range), how large, how sure."""
+    rows = [{
+        "config": series_label(s.config), "machine": s.machine, "metric": s.metric,
+        "last good": st.last_before[:12], "first changed": st.first_after[:12],
+        "before": _value(s, st.before), "after": _value(s, st.after), "unit": _unit(s),
+        "change": f"{st.change:+.1%}", "p (adjusted)": f"{st.p_adjusted:.2g}",
+        "verdict": st.verdict,
+    } for s, st in pairs]
+    return pd.DataFrame(rows, columns=["config", "machine", "metric", "last good",
+                                       "first changed", "before", "after", "unit", "change",
+                                       "p (adjusted)", "verdict"])
+
+
+def series_table(history: Sequence[Series]) -> pd.DataFrame:
+    rows = [{"config": series_label(s.config), "machine": s.machine, "metric": s.metric,
+             "commits": len(s.points), "first": s.points[0].commit[:12],
+             "last": s.points[-1].commit[:12], "latest": _value(s, s.points[-1].value),
+             "unit": _unit(s), "steps": len(s.steps)} for s in history]
+    return pd.DataFrame(rows, columns=["config", "machine", "metric", "commits", "first",
+                                       "last", "latest", "unit", "steps"])
+
+
+def history_sections(history: Sequence[Series], charts: Sequence[Chart], threshold: float,
+                     alpha: float, min_segment: int) -> list[Section]:
+    regs = regressions(history)
+    steps = [(s, st) for s in history for st in s.steps]
+    method = (f"A step is reported where binary segmentation splits a series into two stretches "
+              f"whose per-commit values differ by a two-sided Mann-Whitney U test with p below "
+              f"{alpha:g} after multiplying by the number of splits tried (Bonferroni), and whose "
+              f"medians differ by more than {threshold:.1%}; each side needs at least "
+              f"{min_segment} commits. Each commit is one point: the median of its records.")
+    return [
+        Section("Regressions", "regressions", [
+            f"{len(regs)} regression step{'s' * (len(regs) != 1)} in {len(history)} series, "
+            "largest first. 'first changed' is the first commit measured after the step: the "
+            "change landed after 'last good' and no later than it."],
+            [Table(steps_table(regs), empty="No regression step in any series.")]),
+        Section("Method", "method", [method]),
+        Section("Series", "series", [], [*charts, Table(series_table(history), "All series")]),
+        Section("All steps", "steps", [], [Table(steps_table(steps),
+                                                 empty="No step in any series.")],
+                collapsed=True),
+    ]
+
+
+def write_history(history: Sequence[Series], out_dir: str | os.PathLike[str], *,
+                  threshold: float, alpha: float, min_segment: int,
+                  sources: Sequence[str]) -> Path:
+    """history.html, history.md and ``history_METRIC.png`` into ``out_dir``; the HTML's path."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the history report")
+    if not history:
+        raise UserError("no series: the results hold no ok records with a git commit")
+    charts = []
+    for metric in METRICS:
+        of_metric = [s for s in history if s.metric == metric]
+        png = history_figure(of_metric, f"{metric} by commit")
+        if png is not None:
+            charts.append(Chart(f"history_{metric}", f"{metric.capitalize()} by commit",
+                                "Dashed lines: detected steps (red regression, green "
+                                "improvement); thin lines: the medians on either side.", png))
+    sections = history_sections(history, charts, threshold, alpha, min_segment)
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    commits = {p.commit for s in history for p in s.points}
+    meta = [f"Generated {now} by trainmark {__version__} from {len(sources)} input(s): "
+            f"{len(history)} series over {len(commits)} commits."]
+    out.mkdir(parents=True, exist_ok=True)
+    files = {c.name: f"{c.name}.png" for c in charts}
+    for c in charts:
+        (out / files[c.name]).write_bytes(c.png)
+    title = "trainmark history"
+    (out / "history.md").write_text(render_markdown(title, meta, sections, files), "utf-8")
+    path = out / "history.html"
+    path.write_text(render_html(title, meta, sections), "utf-8")
+    return path
