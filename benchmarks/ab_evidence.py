@@ -65,7 +65,7 @@ def run_ab(repo: Path, out_dir: Path, level: float, rounds: int, extra: list[str
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    if proc.returncode not in (0, 1):
+    if proc.returncode not in (0, 1, 3):  # 3: no regression, an inconclusive verdict
         raise SystemExit(f"ab failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
     return {"exit": proc.returncode, "seconds": seconds,
             "verdict": json.loads((out_dir / "verdict.json").read_text())}
@@ -117,6 +117,12 @@ def flagged_at(verdict: dict, threshold: float, alpha: float) -> bool:
     return False
 
 
+def inconclusive(verdict: dict) -> bool:
+    """Would this run exit 3: no regression, and some verdict inconclusive?"""
+    rows = [row["verdict"] for row in verdict["rows"]]
+    return "regression" not in rows and "inconclusive" in rows
+
+
 def summarize(results: dict[float, list[dict]], say) -> None:
     settings = next(iter(results.values()))[0]["verdict"]["settings"]
     alpha, threshold = settings["alpha"], settings["threshold"]
@@ -124,10 +130,12 @@ def summarize(results: dict[float, list[dict]], say) -> None:
     say(f"# summary (gate: drop > {threshold:.0%} and p < {alpha:g}, Wilcoxon signed-rank "
         "on the per-round log ratios, fresh workers every round; the columns at 3% and 2% "
         "re-judge the same runs with a lower threshold)")
-    say(f"{'slowdown':>8} {'1-1/(1+s)':>9} {'flagged':>8} {'at 3%':>6} {'at 2%':>6} "
-        f"{'median change':>13} {'range of changes':>17} {'median s/run':>12}")
+    say(f"{'slowdown':>8} {'1-1/(1+s)':>9} {'flagged':>8} {'incon.':>7} {'at 3%':>6} "
+        f"{'at 2%':>6} {'median change':>13} {'range of changes':>17} {'median s/run':>12}")
     for lv, runs in results.items():
         flagged = sum(r["exit"] == 1 for r in runs)
+        # runs that exit 3: no regression, but a verdict stayed inconclusive
+        unsure = sum(inconclusive(r["verdict"]) for r in runs)
         at3 = sum(flagged_at(r["verdict"], 0.03, alpha) for r in runs)
         at2 = sum(flagged_at(r["verdict"], 0.02, alpha) for r in runs)
         changes = [row["throughput"]["change"] for r in runs for row in r["verdict"]["rows"]
@@ -135,7 +143,8 @@ def summarize(results: dict[float, list[dict]], say) -> None:
         med = statistics.median(changes) if changes else float("nan")
         spread = f"{min(changes):+.1%}..{max(changes):+.1%}" if changes else "n/a"
         say(f"{lv:8.2f} {1 - 1 / (1 + lv):9.1%} {flagged:>4}/{len(runs):<3} "
-            f"{at3:>3}/{len(runs):<2} {at2:>3}/{len(runs):<2} {med:+13.1%} {spread:>17} "
+            f"{unsure:>4}/{len(runs):<2} {at3:>3}/{len(runs):<2} {at2:>3}/{len(runs):<2} "
+            f"{med:+13.1%} {spread:>17} "
             f"{statistics.median(r['seconds'] for r in runs):12.0f}")
 
 

@@ -17,7 +17,7 @@ from benchmarks.ab_evidence import GIT_ID, snapshot_repo
 from harness.cli import ab as ab_cli
 from harness.cli import build_parser, main
 from harness.execution import ab
-from harness.execution.gitref import sigterm_as_interrupt
+from harness.execution.interrupts import sigterm_as_interrupt
 
 TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
         "sgd", "--steps", "2", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",
@@ -326,10 +326,73 @@ def test_every_round_starts_fresh_workers_so_rounds_are_independent(tmp_path, mo
 
     monkeypatch.setattr(ab, "Worker", FakeWorker)
     sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
-    ab.by_configs(sides, ab.Sweep({}, []), rounds=3, threads=1, out_dir=tmp_path,
+    ab.by_configs(sides, ab.Sweep({}, []), rounds=range(3), threads=1, out_dir=tmp_path,
                   scratch=tmp_path, run_id="r")
     assert started == ["baseline", "candidate"] * 3  # two new processes per round
     # round r's measurements all come from the workers started for round r
     assert {(r, n) for r, _, _, n in runs} == {(0, 2), (1, 4), (2, 6)}
     assert [(r, side, i) for r, side, i, _ in runs[:4]] == [
         (0, "baseline", 0), (0, "candidate", 0), (0, "candidate", 1), (0, "baseline", 1)]
+
+
+def _fake_workers(monkeypatch, runs: list) -> None:
+    class FakeWorker:
+        def __init__(self, side, sweep, run_id, threads, workdir):
+            self.name = side.name
+
+        def hello(self):
+            return [{"model": "convnet", "batch_size": 4}, {"model": "resnet20", "batch_size": 4}]
+
+        def run(self, index, out, annotate):
+            runs.append((annotate["ab_round"], self.name, index))
+            return 0.0
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ab, "Worker", FakeWorker)
+
+
+def test_inconclusive_configs_get_more_rounds_until_conclusive(tmp_path, monkeypatch):
+    runs: list = []
+    _fake_workers(monkeypatch, runs)
+    answers = [[{"model": "resnet20", "batch_size": 4}]] * 2 + [[]]  # conclusive after 2 more
+    calls = []
+
+    def inconclusive():
+        calls.append(len(runs))
+        return answers[len(calls) - 1]
+
+    run = ab.ABRun(top=tmp_path, source=tmp_path, ref="HEAD", ref_sha="x",
+                   sweep=ab.Sweep({}, []), rounds=8, interleave="configs", threads=1,
+                   out_dir=tmp_path, run_id="r", inconclusive=inconclusive,
+                   extra_budget_s=600)
+    sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
+    assert ab.more_rounds(run, sides, tmp_path) == 2
+    # rounds 8 and 9, resnet20 (index 1) only, both sides; then the verdict was conclusive
+    assert sorted(runs) == [(8, "baseline", 1), (8, "candidate", 1),
+                            (9, "baseline", 1), (9, "candidate", 1)]
+    assert calls == [0, 2, 4]
+
+
+def test_no_extra_rounds_without_budget_or_when_all_is_conclusive(tmp_path, monkeypatch):
+    runs: list = []
+    _fake_workers(monkeypatch, runs)
+    sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
+
+    def run(budget, todo):
+        return ab.ABRun(top=tmp_path, source=tmp_path, ref="HEAD", ref_sha="x",
+                        sweep=ab.Sweep({}, []), rounds=8, interleave="configs", threads=1,
+                        out_dir=tmp_path, run_id="r", inconclusive=lambda: todo,
+                        extra_budget_s=budget)
+
+    assert ab.more_rounds(run(0, [{"model": "convnet"}]), sides, tmp_path) == 0
+    assert ab.more_rounds(run(600, []), sides, tmp_path) == 0
+    assert runs == []
+
+
+def test_matches_compares_the_fields_a_verdict_row_names():
+    cfg = {"model": "convnet", "batch_size": 4, "precision": "fp32"}
+    assert ab.matches(cfg, [{"model": "convnet", "batch_size": 4}])
+    assert not ab.matches(cfg, [{"model": "convnet", "batch_size": 8}])
+    assert ab.matches(cfg, [{"model": "resnet20"}, {"model": "convnet", "nproc": 1}])

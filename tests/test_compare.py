@@ -163,11 +163,25 @@ def test_ok_to_failed_is_a_regression_and_failed_to_ok_an_improvement(files, cap
     assert rows["adam"]["verdict"] == "improvement"
 
 
-def test_too_few_repeats_are_inconclusive_and_exit_0(files, capsys):
+def test_too_few_repeats_are_inconclusive_and_exit_3_unless_allowed(files, capsys):
+    # a 50% drop that 3 + 3 samples cannot call (smallest p 0.1): it must not pass as "ok"
     b, c = files([record(repeat_throughputs=SAMPLES[:3])],
                  [record(repeat_throughputs=[s * 0.5 for s in SAMPLES[:3]])])
     code, out, _ = run(capsys, b, c)
-    assert code == 0 and "1 inconclusive" in out and "too few samples (3 + 3)" in out
+    assert code == 3 and "1 inconclusive" in out and "too few samples (3 + 3)" in out
+    assert "INCONCLUSIVE convnet" in out and "exit 3: inconclusive verdicts remain" in out
+    code, out, _ = run(capsys, b, c, "--allow-inconclusive")
+    assert code == 0 and "1 inconclusive" in out and "exit 3" not in out
+    code, out, _ = run(capsys, b, c, "--format", "md")
+    assert code == 3 and out.startswith("### trainmark compare: **INCONCLUSIVE**")
+
+
+def test_a_regression_outranks_an_inconclusive_verdict(files, capsys):
+    b, c = files([record(), record(optimizer="adam", repeat_throughputs=SAMPLES[:3])],
+                 [record(factor=0.8),
+                  record(optimizer="adam", repeat_throughputs=[s * 0.5 for s in SAMPLES[:3]])])
+    code, out, _ = run(capsys, b, c)
+    assert code == 1 and "1 regression(s)" in out and "1 inconclusive" in out
 
 
 def test_records_of_one_config_are_pooled_and_repeats_do_not_split_configs(files, capsys):
@@ -294,4 +308,7 @@ def test_ab_records_are_compared_round_by_round(files, capsys):
     strip = [{k: v for k, v in r.items() if k != "ab_round"} for r in (*base, *cand)]
     b, c = files(strip[:len(base)], strip[len(base):])
     code, out, _ = run(capsys, b, c, "--format", "json")
-    assert code == 0 and json.loads(out)["rows"][0]["throughput"]["strata"] == 1
+    pooled = json.loads(out)["rows"][0]
+    assert pooled["throughput"]["strata"] == 1
+    # -9% is beyond the threshold but not significant pooled: inconclusive, exit 3
+    assert (code, pooled["verdict"]) == (3, "inconclusive")

@@ -38,7 +38,10 @@ NOT_IDENTITY = frozenset({"repeats"})
 # Config axes that records from other trainmark versions (or pytest-benchmark files) may carry
 # although this version's RunConfig lacks them.
 EXTRA_AXES = ("compile", "channels_last", "nproc", "benchmark")
-EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+# Exit statuses of compare, ab and baseline check. An inconclusive verdict (a change beyond the
+# threshold that is not significant, or too few samples to tell) has its own status: a 20% drop
+# measured on a noisy machine must not pass the gate as "no regression".
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,16 @@ class Settings:
     accuracy_tolerance: float = 0.01  # absolute, as a fraction (0.01 = 1 point)
     alpha: float = stats.DEFAULT_ALPHA  # significance level of the two-sided test
     allow_different_machines: bool = False
+    allow_inconclusive: bool = False  # inconclusive verdicts exit 0 instead of 3
+
+
+def exit_status(counts: dict[str, int], allow_inconclusive: bool) -> int:
+    """1 on any regression; else 3 on any inconclusive verdict unless allowed; else 0."""
+    if counts.get(stats.REGRESSION):
+        return EXIT_REGRESSION
+    if counts.get(stats.INCONCLUSIVE) and not allow_inconclusive:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------ matching
@@ -303,7 +316,7 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
     only_c = [_label(dict(zip(axes, k, strict=True)), shown) for k in gc if k not in gb]
     return {
         "summary": {"configs": len(rows), **counts,
-                    "exit_status": EXIT_REGRESSION if counts[stats.REGRESSION] else EXIT_OK},
+                    "exit_status": exit_status(counts, settings.allow_inconclusive)},
         "settings": dataclasses.asdict(settings),
         "matched_on": axes,
         "machine_differences": {k: {"baseline": b, "candidate": c}

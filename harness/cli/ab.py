@@ -2,7 +2,8 @@
 
 Everything is validated (options, sweep, datasets, git ref, output folder) before the output
 folder is created or anything runs; ``execution.ab`` measures, ``analysis.compare`` judges.
-Exit status as ``trainmark compare``: 0 no regression, 1 regression, 2 usage, 130 interrupted.
+Exit status as ``trainmark compare``: 0 no regression, 1 regression, 2 usage, 3 inconclusive,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from harness.errors import UserError
 DEFAULT_SUITE = "ci"
 DEFAULT_ROUNDS = {"configs": 8, "runs": 3}  # per --interleave mode (execution.ab's defaults)
 DEFAULT_THREADS = 1
+DEFAULT_EXTRA_TIME_S = 120.0  # about the CI suite's own A/B time on a 2-core CPU
 
 
 def add_run_compat_options(p: argparse.ArgumentParser) -> None:
@@ -43,7 +45,8 @@ def add_run_compat_options(p: argparse.ArgumentParser) -> None:
 def configure(p: argparse.ArgumentParser) -> None:
     p.allow_abbrev = False  # --out must not silently mean --out-dir
     p.description = ("Run the same suite (default: ci) on REF and on the working tree, "
-                     "interleaved, then compare; exit 0 no regression, 1 regression, 2 usage.")
+                     "interleaved, then compare; exit 0 no regression, 1 regression, 2 usage, "
+                     "3 inconclusive.")
     p.add_argument("ref", metavar="REF", help="git ref for the baseline, e.g. origin/main, HEAD")
     p.add_argument("--rounds", type=int, default=None,
                    help=f"A/B pairs per config (default {DEFAULT_ROUNDS['configs']}); with "
@@ -55,6 +58,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help="OMP/MKL threads per run, same on both sides; 0 inherits the "
                         f"environment (default {DEFAULT_THREADS})")
+    p.add_argument("--extra-time", type=float, default=DEFAULT_EXTRA_TIME_S, metavar="SECONDS",
+                   help="after the rounds, keep measuring the configs whose verdict is "
+                        "inconclusive, a round at a time, for up to this long (default "
+                        f"{DEFAULT_EXTRA_TIME_S:g}; 0 never; --interleave configs only)")
     p.add_argument("--out-dir", help="where the runs and verdicts go (default results/ab-<id>)")
     p.add_argument("--candidate-env", action="append", metavar="NAME=VALUE",
                    help="TEST ONLY: extra environment for the candidate side, e.g. "
@@ -105,6 +112,18 @@ def prepared_sweep(args: argparse.Namespace):
     return Sweep(hello_request(str(suite), overrides, data_dir, args.download), flags), configs
 
 
+def inconclusive_configs(out_dir: Path, settings) -> list[dict]:
+    """The config fields of every verdict that is inconclusive on the records so far."""
+    from harness.analysis.compare import compare_frames
+    from harness.analysis.stats import INCONCLUSIVE
+    from harness.store.frame import load_side
+
+    base = load_side(sorted(out_dir.glob("baseline*.jsonl")), "baseline")
+    cand = load_side(sorted(out_dir.glob("candidate*.jsonl")), "candidate")
+    rows = compare_frames(base, cand, settings)["rows"]
+    return [r["config"] for r in rows if r["verdict"] == INCONCLUSIVE]
+
+
 def cmd_ab(args: argparse.Namespace) -> int:
     from harness.analysis.compare import compare_frames
     from harness.execution.ab import ABRun, check_baseline_commits, interleave, run_ab
@@ -117,6 +136,8 @@ def cmd_ab(args: argparse.Namespace) -> int:
     rounds = DEFAULT_ROUNDS[args.interleave] if args.rounds is None else args.rounds
     check_positive("--rounds", rounds)
     check_positive("--threads", args.threads, allow_zero=True)
+    if not (args.extra_time >= 0 and args.extra_time < float("inf")):
+        raise UserError(f"--extra-time must be a number of seconds >= 0, got {args.extra_time}")
     candidate_env = parse_env(args.candidate_env)
     sweep, configs = prepared_sweep(args)
     top = repo_toplevel(SOURCE_ROOT)
@@ -139,7 +160,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
     try:
         run_ab(ABRun(top=top, source=SOURCE_ROOT, ref=args.ref, ref_sha=ref_sha, sweep=sweep,
                      rounds=rounds, interleave=args.interleave, threads=args.threads,
-                     out_dir=out_dir, run_id=run_id, candidate_env=candidate_env))
+                     out_dir=out_dir, run_id=run_id, candidate_env=candidate_env,
+                     inconclusive=lambda: inconclusive_configs(out_dir, settings),
+                     extra_budget_s=args.extra_time))
     except KeyboardInterrupt:
         print(f"ab: interrupted; the worktree was removed, partial results in {out_dir}",
               file=sys.stderr)

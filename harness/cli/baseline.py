@@ -1,7 +1,7 @@
 """``trainmark baseline record|check|path``: this machine's stored baseline.
 
     trainmark baseline record [--rounds 3] [suite flags]   # run the suite, (re)write the file
-    trainmark baseline check  [--rounds 3] [suite flags]   # run it again, compare, exit 0/1/2
+    trainmark baseline check  [--rounds 3] [suite flags]   # run it again, compare, exit 0/1/2/3
     trainmark baseline path   [RESULTS_FILE]               # which file applies here
 
 Bad input (options, sweep, a missing baseline) fails before any folder is created.

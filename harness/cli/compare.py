@@ -1,7 +1,8 @@
 """``trainmark compare BASELINE CANDIDATE``: regression verdicts from stored results.
 
 Exit status: 0 no regression, 1 at least one regression, 2 usage error (bad file, nothing
-matched, or results from different hardware/software without ``--allow-different-machines``).
+matched, or results from different hardware/software without ``--allow-different-machines``),
+3 no regression but an inconclusive verdict remains (unless ``--allow-inconclusive``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from harness.cli.verdict_options import add_verdict_options, emit_verdict, setti
 def configure(p: argparse.ArgumentParser) -> None:
     p.allow_abbrev = False
     p.description = ("Per-config verdicts on speed (significance test + threshold), memory, "
-                     "accuracy and status; exit 0 no regression, 1 regression, 2 usage.")
+                     "accuracy and status; exit 0 no regression, 1 regression, 2 usage, "
+                     "3 inconclusive.")
     p.add_argument("baseline", nargs=1, metavar="BASELINE",
                    help="results file or directory (.jsonl, pytest-benchmark .json)")
     p.add_argument("candidate", nargs=1, metavar="CANDIDATE", help="results file or directory")

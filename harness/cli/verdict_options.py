@@ -45,6 +45,9 @@ def add_verdict_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON verdict here")
     p.add_argument("--allow-different-machines", action="store_true",
                    help="compare results from different hardware or software anyway")
+    p.add_argument("--allow-inconclusive", action="store_true",
+                   help="exit 0, not 3, when a verdict stays inconclusive (a change beyond the "
+                        "threshold that is not significant, or too few samples to tell)")
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -68,7 +71,8 @@ def settings_from_args(args: argparse.Namespace):
     return Settings(threshold=parse_percent(args.threshold, "--threshold"),
                     memory_threshold=parse_percent(args.memory_threshold, "--memory-threshold"),
                     accuracy_tolerance=tolerance / 100, alpha=alpha,
-                    allow_different_machines=bool(args.allow_different_machines))
+                    allow_different_machines=bool(args.allow_different_machines),
+                    allow_inconclusive=bool(args.allow_inconclusive))
 
 
 def emit_verdict(result: dict[str, Any], fmt: str, md_out: str | None, json_out: str | None,

@@ -40,7 +40,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,23 +258,34 @@ def check_baseline_commits(commits: Iterable[object], ref_sha: str) -> None:
                         "(REF's clean worktree): another trainmark is shadowing it on sys.path")
 
 
-def _paired_configs(workers: dict[str, Worker]) -> list[tuple[int, int]]:
+def _paired_configs(workers: dict[str, Worker],
+                    only: Sequence[dict] | None = None) -> list[tuple[int, int]]:
     configs = {name: w.hello() for name, w in workers.items()}
     pairs, unmatched = match_configs(configs["baseline"], configs["candidate"])
     for note in unmatched:
         print(f"  {note} (not measured)", file=sys.stderr)
     if not pairs:
         raise UserError("REF and the working tree share no config of this suite")
+    if only is not None:
+        pairs = [(bi, ci) for bi, ci in pairs if matches(configs["baseline"][bi], only)]
     return pairs
 
 
-def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
-               out_dir: Path, scratch: Path, run_id: str) -> None:
+def matches(config: dict, wanted: Sequence[dict]) -> bool:
+    """Is the worker's ``config`` one of ``wanted`` (verdict rows' config fields)? A field the
+    worker's config lacks does not count against it."""
+    return any(all(config.get(k, v) == v for k, v in want.items()) for want in wanted)
+
+
+def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: Iterable[int], threads: int,
+               out_dir: Path, scratch: Path, run_id: str,
+               only: Sequence[dict] | None = None) -> None:
     """Default mode: every round starts a fresh worker per side (so rounds are independent
     samples: no state of one process carries over), and each config is measured by A and B
-    back to back."""
+    back to back. ``only``: measure just these configs (verdict rows' config fields)."""
+    rounds = list(rounds)
     pairs: list[tuple[int, int]] | None = None
-    for r in range(rounds):
+    for r in rounds:
         workers: dict[str, Worker] = {}
         spent = {"baseline": 0.0, "candidate": 0.0}
         try:
@@ -282,7 +293,7 @@ def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
                 workers[name] = Worker(side, sweep, f"{run_id}-{name}", threads,
                                        scratch / f"cwd-{name}")
             if pairs is None:
-                pairs = _paired_configs(workers)
+                pairs = _paired_configs(workers, only)
             else:
                 for w in workers.values():
                     w.hello()
@@ -294,8 +305,27 @@ def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
         finally:
             for w in workers.values():
                 w.close()
-        print(f"  round {r + 1}/{rounds}: {len(pairs)} configs, A {spent['baseline']:.1f} s,"
-              f" B {spent['candidate']:.1f} s", file=sys.stderr)
+        print(f"  round {r + 1}/{rounds[-1] + 1}: {len(pairs)} configs, A "
+              f"{spent['baseline']:.1f} s, B {spent['candidate']:.1f} s", file=sys.stderr)
+
+
+def more_rounds(ab: ABRun, sides: dict[str, Side], scratch: Path) -> int:
+    """Extra rounds of the configs whose verdict is still inconclusive (``ab.inconclusive``
+    says which, from the records so far), one round at a time, until none is or the next round
+    would overrun ``ab.extra_budget_s``. Returns the extra rounds run."""
+    deadline = time.monotonic() + ab.extra_budget_s
+    r, last = ab.rounds, 0.0
+    while ab.inconclusive is not None and time.monotonic() + last < deadline:
+        todo = ab.inconclusive()
+        if not todo:
+            break
+        print(f"ab: {len(todo)} config(s) inconclusive after {r} rounds; one more round "
+              f"({deadline - time.monotonic():.0f} s of --extra-time left)", file=sys.stderr)
+        started = time.monotonic()
+        by_configs(sides, ab.sweep, [r], ab.threads, ab.out_dir, scratch, ab.run_id, only=todo)
+        last = time.monotonic() - started
+        r += 1
+    return r - ab.rounds
 
 
 def by_runs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
@@ -324,6 +354,10 @@ class ABRun:
     out_dir: Path  # baseline*.jsonl and candidate*.jsonl go here
     run_id: str
     candidate_env: dict[str, str] = field(default_factory=dict)
+    # The configs (verdict rows' config fields) still inconclusive given the records so far,
+    # and the seconds that extra rounds of them may take (interleaving by configs only).
+    inconclusive: Callable[[], list[dict]] | None = None
+    extra_budget_s: float = 0.0
 
 
 def run_ab(ab: ABRun) -> None:
@@ -337,7 +371,8 @@ def run_ab(ab: ABRun) -> None:
                               extra_env=ab.candidate_env),
         }
         if ab.interleave == "configs":
-            by_configs(sides, ab.sweep, ab.rounds, ab.threads, ab.out_dir, wt.parent,
+            by_configs(sides, ab.sweep, range(ab.rounds), ab.threads, ab.out_dir, wt.parent,
                        ab.run_id)
+            more_rounds(ab, sides, wt.parent)
         else:
             by_runs(sides, ab.sweep, ab.rounds, ab.threads, ab.out_dir, wt.parent)

@@ -74,6 +74,12 @@ def _footer_lines(result: dict[str, Any]) -> list[str]:
     for row in result["rows"]:
         if row["verdict"] == stats.REGRESSION:
             lines.append(f"REGRESSION {row['label']}: {row['why']}")
+    for row in result["rows"]:
+        if row["verdict"] == stats.INCONCLUSIVE:
+            lines.append(f"INCONCLUSIVE {row['label']}: {row['why']}")
+    if result["summary"].get("exit_status") == 3:
+        lines.append("exit 3: inconclusive verdicts remain; measure more repeats or rounds, or "
+                     "pass --allow-inconclusive to accept them")
     if result["machine_differences"]:
         lines.append("warning: different machines or software (--allow-different-machines): "
                      + describe_differences({k: (v["baseline"], v["candidate"]) for k, v in
@@ -104,7 +110,8 @@ def _md_escape(text: str) -> str:
 
 def render_markdown(result: dict[str, Any], title: str = "trainmark compare") -> str:
     s = result["summary"]
-    mark = "REGRESSION" if s["regression"] else "OK"
+    mark = ("REGRESSION" if s["regression"] else
+            "INCONCLUSIVE" if s.get("exit_status") == 3 else "OK")
     table = [[_md_escape(c) for c in _cells(row)] for row in result["rows"]]
     header = HEADER if any(cells[-1] for cells in table) else HEADER[:-1]
     lines = [f"### {title}: **{mark}**: {_headline(result)}", "",
