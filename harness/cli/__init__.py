@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "performance over commits with detected steps (HTML + Markdown + PNGs)"),
     "compare": ("harness.cli.compare", "regression verdicts: baseline vs candidate results"),
     "ab": ("harness.cli.ab", "A/B: a git ref vs the working tree, interleaved on this machine"),
+    "bisect": ("harness.cli.bisect",
+               "first commit in GOOD..BAD slower than GOOD: git bisect run with an A/B per step"),
     "baseline": ("harness.cli.baseline", "record or check this machine's stored baseline"),
 }
 

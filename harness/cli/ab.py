@@ -112,21 +112,15 @@ def prepared_sweep(args: argparse.Namespace):
     return Sweep(hello_request(str(suite), overrides, data_dir, args.download), flags), configs
 
 
-def inconclusive_configs(out_dir: Path, settings) -> list[dict]:
-    """The config fields of every verdict that is inconclusive on the records so far."""
-    from harness.analysis.compare import compare_frames
-    from harness.analysis.stats import INCONCLUSIVE
-    from harness.store.frame import load_side
-
-    base = load_side(sorted(out_dir.glob("baseline*.jsonl")), "baseline")
-    cand = load_side(sorted(out_dir.glob("candidate*.jsonl")), "candidate")
-    rows = compare_frames(base, cand, settings)["rows"]
-    return [r["config"] for r in rows if r["verdict"] == INCONCLUSIVE]
-
-
 def cmd_ab(args: argparse.Namespace) -> int:
     from harness.analysis.compare import compare_frames
-    from harness.execution.ab import ABRun, check_baseline_commits, interleave, run_ab
+    from harness.execution.ab import (
+        ABRun,
+        check_baseline_commits,
+        inconclusive_configs,
+        interleave,
+        run_ab,
+    )
     from harness.execution.gitref import repo_toplevel, resolve_ref
     from harness.probes.provenance import SOURCE_ROOT
     from harness.schema import new_run_id

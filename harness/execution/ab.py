@@ -358,6 +358,9 @@ class ABRun:
     # and the seconds that extra rounds of them may take (interleaving by configs only).
     inconclusive: Callable[[], list[dict]] | None = None
     extra_budget_s: float = 0.0
+    # The candidate's tree when it is not ``source`` (``trainmark bisect``: a commit checked out
+    # in another worktree); the baseline's is always REF's worktree.
+    candidate_tree: Path | None = None
 
 
 def run_ab(ab: ABRun) -> None:
@@ -367,8 +370,9 @@ def run_ab(ab: ABRun) -> None:
         sides = {
             "baseline": Side("baseline", wt / ab.source.relative_to(ab.top),
                              f"A = {ab.ref} ({ab.ref_sha[:10]})"),
-            "candidate": Side("candidate", ab.source, "B = working tree",
-                              extra_env=ab.candidate_env),
+            "candidate": Side("candidate", ab.candidate_tree or ab.source,
+                              "B = working tree" if ab.candidate_tree is None
+                              else f"B = {ab.candidate_tree}", extra_env=ab.candidate_env),
         }
         if ab.interleave == "configs":
             by_configs(sides, ab.sweep, range(ab.rounds), ab.threads, ab.out_dir, wt.parent,
@@ -376,3 +380,16 @@ def run_ab(ab: ABRun) -> None:
             more_rounds(ab, sides, wt.parent)
         else:
             by_runs(sides, ab.sweep, ab.rounds, ab.threads, ab.out_dir, wt.parent)
+
+
+def inconclusive_configs(out_dir: Path, settings: Any) -> list[dict]:
+    """The config fields of every verdict that is inconclusive on the records in ``out_dir``
+    so far (``settings``: ``analysis.compare.Settings``); for ``ABRun.inconclusive``."""
+    from harness.analysis.compare import compare_frames
+    from harness.analysis.stats import INCONCLUSIVE
+    from harness.store.frame import load_side
+
+    base = load_side(sorted(out_dir.glob("baseline*.jsonl")), "baseline")
+    cand = load_side(sorted(out_dir.glob("candidate*.jsonl")), "candidate")
+    rows = compare_frames(base, cand, settings)["rows"]
+    return [r["config"] for r in rows if r["verdict"] == INCONCLUSIVE]

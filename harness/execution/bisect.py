@@ -1,0 +1,171 @@
+"""Which commit made training slower: ``git bisect run`` over GOOD..BAD, each step a same-job
+A/B (``execution.ab``) of that commit against GOOD.
+
+``bisect`` checks BAD out in a temporary worktree (the user's checkout is never touched), first
+measures BAD against GOOD (if BAD is not a regression there is nothing to find), then lets
+``git bisect run`` drive the search. Each step is this module run as ``python -m
+harness.execution.bisect``, with *this* trainmark on ``PYTHONPATH``: it measures the commit
+git checked out against GOOD exactly as ``trainmark ab GOOD`` would (fresh workers every round,
+paired verdict, extra rounds for inconclusive configs) and answers git with its exit status:
+0 good, 1 bad (a regression), 125 skip (inconclusive: the step could not tell, or the commit
+could not run the suite). Every step's records and ``verdict.json`` stay in the output folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+from harness.execution.ab import (
+    ABRun,
+    Sweep,
+    check_baseline_commits,
+    inconclusive_configs,
+    run_ab,
+)
+from harness.execution.gitref import git, worktree
+
+GOOD, BAD, SKIP = 0, 1, 125  # git bisect run's exit statuses
+_FIRST_BAD = re.compile(r"^([0-9a-f]{40}) is the first bad commit", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every step measures; written as JSON for the step processes."""
+
+    top: str  # the repository's top level
+    source_rel: str  # the folder holding harness/, relative to ``top``
+    good_sha: str
+    request: dict[str, Any]  # ab_worker's sweep request
+    run_flags: list[str]
+    rounds: int
+    threads: int
+    extra_time_s: float
+    settings: dict[str, Any]  # analysis.compare.Settings as a dict
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class Step:
+    sha: str
+    exit: int  # GOOD, BAD or SKIP
+    verdict: dict[str, Any] | None  # compare's result, None when the step failed
+
+
+def _settings(plan: Plan):
+    from harness.analysis.compare import Settings
+
+    return Settings(**plan.settings)
+
+
+def measure(plan: Plan, sha: str, candidate_source: Path) -> Step:
+    """One A/B of the tree at ``candidate_source`` (commit ``sha``) against GOOD."""
+    from harness.analysis.compare import compare_frames
+    from harness.store.frame import load_side
+
+    out = Path(plan.out_dir) / sha[:12]
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(plan)
+    top = Path(plan.top)
+    run_ab(ABRun(top=top, source=top / plan.source_rel, ref=plan.good_sha,
+                 ref_sha=plan.good_sha, sweep=Sweep(plan.request, plan.run_flags),
+                 rounds=plan.rounds, interleave="configs", threads=plan.threads, out_dir=out,
+                 run_id=f"bisect-{sha[:12]}",
+                 inconclusive=lambda: inconclusive_configs(out, settings),
+                 extra_budget_s=plan.extra_time_s, candidate_tree=candidate_source))
+    base = load_side(sorted(out.glob("baseline*.jsonl")), "baseline")
+    cand = load_side(sorted(out.glob("candidate*.jsonl")), "candidate")
+    check_baseline_commits(base["git_commit"].dropna(), plan.good_sha)
+    result = compare_frames(base, cand, settings)
+    (out / "verdict.json").write_text(json.dumps(result, indent=2, default=str), "utf-8")
+    return Step(sha, step_exit(result), result)
+
+
+def step_exit(verdict: dict[str, Any]) -> int:
+    """What a step tells git: bad on any regression, skip on an inconclusive verdict (the step
+    could not tell either way), else good."""
+    from harness.analysis.stats import INCONCLUSIVE, REGRESSION
+
+    verdicts = {row["verdict"] for row in verdict["rows"]}
+    return BAD if REGRESSION in verdicts else SKIP if INCONCLUSIVE in verdicts else GOOD
+
+
+def _step_main(plan_path: str) -> int:
+    """A ``git bisect run`` step in the bisect worktree (the cwd); its exit status for git."""
+    plan = Plan(**json.loads(Path(plan_path).read_text("utf-8")))
+    here = Path(git(Path.cwd(), "rev-parse", "--show-toplevel"))
+    sha = git(here, "rev-parse", "HEAD")
+    started = time.perf_counter()
+    try:
+        step = measure(plan, sha, here / plan.source_rel)
+    except UserError as exc:  # e.g. the suite cannot run at this commit: git skips it
+        print(f"bisect: {sha[:12]}: skipped: {exc}", file=sys.stderr)
+        return SKIP
+    except KeyboardInterrupt:
+        return 255  # >= 128: git bisect run stops
+    word = {GOOD: "good", BAD: "bad (regression)", SKIP: "skipped (inconclusive)"}[step.exit]
+    print(f"bisect: {sha[:12]} is {word} ({time.perf_counter() - started:.0f} s)",
+          file=sys.stderr, flush=True)
+    return step.exit
+
+
+@dataclass(frozen=True)
+class Outcome:
+    first_bad: str | None  # None when BAD is not a regression against GOOD
+    steps: list[Step]
+    seconds: float
+    log: str  # ``git bisect log``
+
+
+def bisect(plan: Plan, bad_sha: str) -> Outcome:
+    """Find the first commit in GOOD..BAD that regresses against GOOD."""
+    started = time.perf_counter()
+    top = Path(plan.top)
+    out = Path(plan.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan_path = out / "plan.json"
+    plan_path.write_text(json.dumps(dataclasses.asdict(plan), indent=2), "utf-8")
+    with worktree(top, bad_sha) as wt:
+        first = measure(plan, bad_sha, wt / plan.source_rel)
+        print(f"bisect: BAD {bad_sha[:12]} is "
+              f"{'a regression' if first.exit == BAD else 'not a regression'} against GOOD",
+              file=sys.stderr, flush=True)
+        if first.exit != BAD:
+            return Outcome(None, [first], time.perf_counter() - started, "")
+        git(wt, "bisect", "start", bad_sha, plan.good_sha)
+        try:
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [str(top / plan.source_rel)] + ([os.environ["PYTHONPATH"]]
+                                                if os.environ.get("PYTHONPATH") else [])))
+            proc = subprocess.run(["git", "-C", str(wt), "bisect", "run", sys.executable, "-m",
+                                   "harness.execution.bisect", str(plan_path.resolve())],
+                                  env=env, stdout=subprocess.PIPE, text=True)
+            log = git(wt, "bisect", "log", check=False)
+        finally:
+            git(wt, "bisect", "reset", check=False)
+    found = _FIRST_BAD.search(proc.stdout or "")
+    steps = [first] + [_stored_step(d) for d in sorted(out.iterdir())
+                       if d.is_dir() and d.name != bad_sha[:12] and (d / "verdict.json").exists()]
+    if found is None:
+        raise UserError("git bisect did not name a first bad commit (too many skipped "
+                        f"commits?): {(proc.stdout or '').strip().splitlines()[-1:]}")
+    return Outcome(found.group(1), steps, time.perf_counter() - started, log)
+
+
+def _stored_step(folder: Path) -> Step:
+    verdict = json.loads((folder / "verdict.json").read_text("utf-8"))
+    commits = verdict.get("candidate", {}).get("git_commit") or [folder.name]
+    return Step(str(commits[0]), step_exit(verdict), verdict)
+
+
+if __name__ == "__main__":
+    sys.exit(_step_main(sys.argv[1]))

@@ -1,0 +1,114 @@
+"""``trainmark bisect GOOD BAD``: a small git history (a snapshot of this tree, then commits)
+with a slowdown injected at a known commit; bisect must name that commit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.ab_evidence import GIT_ID, snapshot_repo
+from harness.execution.bisect import BAD, GOOD, SKIP, step_exit
+
+TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
+        "sgd", "--steps", "3", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",
+        "--train-samples", "64"]
+LOOP = Path("harness/core/loop.py")
+KNOB_DEFAULT = 'os.environ.get(SLOWDOWN_ENV, "")'
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *GIT_ID, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """GOOD, then five commits; the third makes every timed step sleep as long again as it ran
+    (throughput halves: the test-only knob's default changed in the code, as a real slow
+    change would be)."""
+    repo = snapshot_repo(tmp_path_factory.mktemp("bisect") / "repo",
+                         paths=("harness", "models", "benchmarks", "pyproject.toml"))
+    shas = [git(repo, "rev-parse", "HEAD")]
+    for i in range(1, 6):
+        if i == 3:
+            loop = repo / LOOP
+            text = loop.read_text()
+            assert KNOB_DEFAULT in text  # the line this test edits still exists
+            loop.write_text(text.replace(KNOB_DEFAULT, 'os.environ.get(SLOWDOWN_ENV, "1.0")'))
+        else:
+            (repo / f"notes-{i}.txt").write_text(f"change {i}\n")
+        shas.append(commit(repo, f"change {i}"))
+    return repo, shas
+
+
+def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    env.pop("TRAINMARK_INJECT_SLOWDOWN", None)
+    return [sys.executable, "-m", "harness", "bisect", *argv], env
+
+
+@pytest.mark.slow
+def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
+    repo, shas = history
+    out = tmp_path / "steps"
+    cmd, env = bisect_cmd(repo, shas[0], shas[-1], "--rounds", "8", "--extra-time", "0",
+                          "--out-dir", str(out), *TINY)
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"first bad commit: {shas[3]} change 3" in proc.stdout
+    assert "throughput -" in proc.stdout  # the measured change, with its p
+    # BAD first, then git's binary search: at most 1 + ceil(log2(5)) = 4 steps, never all 5
+    steps = sorted(d.name for d in out.iterdir() if (d / "verdict.json").exists())
+    assert shas[-1][:12] in steps and shas[3][:12] in steps and 2 <= len(steps) <= 4
+    verdict = json.loads((out / shas[3][:12] / "verdict.json").read_text())
+    assert step_exit(verdict) == BAD
+    assert verdict["candidate"]["git_commit"] == [shas[3]]
+    # the user's checkout is untouched: no bisect in progress, no extra worktree left
+    assert git(repo, "rev-parse", "HEAD") == shas[-1]
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+    assert not (repo / ".git" / "BISECT_LOG").exists()
+
+
+@pytest.mark.slow
+def test_bad_that_is_not_slower_has_nothing_to_bisect(history, tmp_path):
+    repo, shas = history
+    cmd, env = bisect_cmd(repo, shas[0], shas[2], "--rounds", "8", "--extra-time", "0",
+                          "--threshold", "99%", "--out-dir", str(tmp_path / "o"), *TINY)
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "is not a regression against" in proc.stdout
+
+
+def test_step_exit_follows_the_verdicts():
+    def verdict(*vs):
+        return {"rows": [{"verdict": v} for v in vs]}
+
+    assert step_exit(verdict("no change", "improvement")) == GOOD
+    assert step_exit(verdict("no change", "regression", "inconclusive")) == BAD
+    assert step_exit(verdict("no change", "inconclusive")) == SKIP
+    assert (GOOD, BAD, SKIP) == (0, 1, 125)  # git bisect run's meaning of exit statuses
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["HEAD", "no-such-ref-xyz"], "'no-such-ref-xyz'"),
+    (["HEAD", "HEAD"], "must be an ancestor"),
+    (["HEAD", "HEAD", "--rounds", "0"], "--rounds"),
+    (["HEAD", "HEAD", "--extra-time", "-1"], "--extra-time"),
+])
+def test_usage_errors_exit_2(history, argv, needle):
+    repo, shas = history
+    cmd, env = bisect_cmd(repo, *argv, *TINY)
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
