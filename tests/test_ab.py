@@ -16,7 +16,7 @@ import pytest
 from benchmarks.ab_evidence import GIT_ID, snapshot_repo
 from harness.cli import ab as ab_cli
 from harness.cli import build_parser, main
-from harness.execution import ab
+from harness.execution import ab, ab_run
 from harness.execution.interrupts import sigterm_as_interrupt
 
 TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
@@ -353,22 +353,31 @@ def _fake_workers(monkeypatch, runs: list) -> None:
     monkeypatch.setattr(ab, "Worker", FakeWorker)
 
 
+def _verdict(**by_model: str) -> dict:
+    return {"rows": [{"config": {"model": m, "batch_size": 4}, "verdict": v}
+                     for m, v in by_model.items()]}
+
+
+def _abrun(tmp_path, judge, budget=600.0, confirm=0) -> ab_run.ABRun:
+    return ab_run.ABRun(top=tmp_path, source=tmp_path, ref="HEAD", ref_sha="x",
+                        sweep=ab.Sweep({}, []), rounds=8, interleave="configs", threads=1,
+                        out_dir=tmp_path, run_id="r", judge=judge, extra_budget_s=budget,
+                        confirm=confirm)
+
+
 def test_inconclusive_configs_get_more_rounds_until_conclusive(tmp_path, monkeypatch):
     runs: list = []
     _fake_workers(monkeypatch, runs)
-    answers = [[{"model": "resnet20", "batch_size": 4}]] * 2 + [[]]  # conclusive after 2 more
+    answers = [_verdict(convnet="no change", resnet20="inconclusive")] * 2 + [
+        _verdict(convnet="no change", resnet20="regression")]  # conclusive after 2 more
     calls = []
 
-    def inconclusive():
+    def judge(folder):
         calls.append(len(runs))
         return answers[len(calls) - 1]
 
-    run = ab.ABRun(top=tmp_path, source=tmp_path, ref="HEAD", ref_sha="x",
-                   sweep=ab.Sweep({}, []), rounds=8, interleave="configs", threads=1,
-                   out_dir=tmp_path, run_id="r", inconclusive=inconclusive,
-                   extra_budget_s=600)
     sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
-    assert ab.more_rounds(run, sides, tmp_path) == 2
+    assert ab_run.more_rounds(_abrun(tmp_path, judge), sides, tmp_path) == 2
     # rounds 8 and 9, resnet20 (index 1) only, both sides; then the verdict was conclusive
     assert sorted(runs) == [(8, "baseline", 1), (8, "candidate", 1),
                             (9, "baseline", 1), (9, "candidate", 1)]
@@ -379,16 +388,30 @@ def test_no_extra_rounds_without_budget_or_when_all_is_conclusive(tmp_path, monk
     runs: list = []
     _fake_workers(monkeypatch, runs)
     sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
-
-    def run(budget, todo):
-        return ab.ABRun(top=tmp_path, source=tmp_path, ref="HEAD", ref_sha="x",
-                        sweep=ab.Sweep({}, []), rounds=8, interleave="configs", threads=1,
-                        out_dir=tmp_path, run_id="r", inconclusive=lambda: todo,
-                        extra_budget_s=budget)
-
-    assert ab.more_rounds(run(0, [{"model": "convnet"}]), sides, tmp_path) == 0
-    assert ab.more_rounds(run(600, []), sides, tmp_path) == 0
+    unsure, sure = _verdict(convnet="inconclusive"), _verdict(convnet="no change")
+    assert ab_run.more_rounds(_abrun(tmp_path, lambda f: unsure, budget=0), sides, tmp_path) == 0
+    assert ab_run.more_rounds(_abrun(tmp_path, lambda f: sure), sides, tmp_path) == 0
     assert runs == []
+
+
+def test_regressions_are_measured_again_and_only_reproduced_ones_stay(tmp_path, monkeypatch):
+    runs: list = []
+    _fake_workers(monkeypatch, runs)
+    sides = {n: ab.Side(n, tmp_path, n) for n in ("baseline", "candidate")}
+    # the main rounds flag both; batch 1 reproduces convnet only; batch 2 convnet again
+    verdicts = {tmp_path: _verdict(convnet="regression", resnet20="regression"),
+                tmp_path / "confirm-1": _verdict(convnet="regression", resnet20="no change"),
+                tmp_path / "confirm-2": _verdict(convnet="regression")}
+    found = ab_run.confirm_regressions(_abrun(tmp_path, verdicts.__getitem__, confirm=2),
+                                       sides, tmp_path)
+    assert found == [{"config": {"model": "convnet", "batch_size": 4},
+                      "verdicts": ["regression", "regression"]},
+                     {"config": {"model": "resnet20", "batch_size": 4},
+                      "verdicts": ["no change"]}]
+    # batch 1: both configs, 8 fresh rounds each side; batch 2: convnet (index 0) only
+    assert len(runs) == 8 * 2 * 2 + 8 * 2
+    assert {i for _, _, i in runs[32:]} == {0}
+    assert json.loads((tmp_path / ab_run.CONFIRMATIONS).read_text()) == found
 
 
 def test_matches_compares_the_fields_a_verdict_row_names():

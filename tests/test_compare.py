@@ -312,3 +312,44 @@ def test_ab_records_are_compared_round_by_round(files, capsys):
     assert pooled["throughput"]["strata"] == 1
     # -9% is beyond the threshold but not significant pooled: inconclusive, exit 3
     assert (code, pooled["verdict"]) == (3, "inconclusive")
+
+
+# ------------------------------------------------------------------ confirmations (trainmark ab)
+
+def _result(*rows):
+    return {"rows": [{"config": {"model": m}, "verdict": v, "why": "p=0.0078"} for m, v in rows],
+            "summary": {}}
+
+
+def test_a_confirmed_regression_stays_and_an_unconfirmed_one_is_inconclusive():
+    from harness.analysis.compare import apply_confirmations
+
+    result = _result(("convnet", "regression"), ("resnet20", "regression"),
+                     ("transformer", "no change"))
+    confirmations = [{"config": {"model": "convnet"}, "verdicts": ["regression", "regression"]},
+                     {"config": {"model": "resnet20"}, "verdicts": ["no change"]}]
+    out = apply_confirmations(result, confirmations)
+    conv, res, tr = out["rows"]
+    assert (conv["verdict"], conv["confirmed"]) == ("regression", True)
+    assert "confirmed by 2 fresh re-measurement(s)" in conv["why"]
+    assert (res["verdict"], res["confirmed"]) == ("inconclusive", False)
+    assert "not confirmed when measured again in fresh rounds (no change)" in res["why"]
+    assert "confirmed" not in tr
+    s = out["summary"]
+    assert (s["regression"], s["inconclusive"], s["no change"], s["confirmed"]) == (1, 1, 1, 1)
+    assert s["exit_status"] == 1
+
+
+def test_when_no_regression_is_confirmed_the_gate_exits_3_or_0_if_allowed():
+    from harness.analysis.compare import apply_confirmations
+
+    def run(allow):
+        return apply_confirmations(_result(("convnet", "regression")),
+                                   [{"config": {"model": "convnet"}, "verdicts": ["no change"]}],
+                                   allow_inconclusive=allow)["summary"]["exit_status"]
+
+    assert (run(False), run(True)) == (3, 0)
+    # without confirmations the verdict is left as it was
+    untouched = _result(("convnet", "regression"))
+    assert apply_confirmations(untouched, []) is untouched and "confirmed" not in \
+        untouched["rows"][0]

@@ -330,6 +330,34 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
     }
 
 
+def apply_confirmations(result: dict[str, Any], confirmations: list[dict[str, Any]],
+                        allow_inconclusive: bool = False) -> dict[str, Any]:
+    """Fold confirmation batches (``execution.ab_run.confirm_regressions``: per regressed
+    config, the verdict of each fresh re-measurement) into ``result``. A regression that every
+    batch flagged again stays one, marked ``confirmed``; one that a batch did not flag becomes
+    ``inconclusive`` (seen once, not reproduced: neither a pass nor a failure). The summary
+    counts and the exit status follow."""
+    if not confirmations:
+        return result
+    for row in result["rows"]:
+        entry = next((c for c in confirmations if c["config"] == row["config"]), None)
+        if entry is None or row["verdict"] != stats.REGRESSION:
+            continue
+        verdicts = list(entry["verdicts"])
+        row["confirmations"] = verdicts
+        row["confirmed"] = bool(verdicts) and all(v == stats.REGRESSION for v in verdicts)
+        if row["confirmed"]:
+            row["why"] += f"; confirmed by {len(verdicts)} fresh re-measurement(s)"
+        else:
+            row["verdict"] = stats.INCONCLUSIVE
+            row["why"] += ("; not confirmed when measured again in fresh rounds ("
+                           + ", ".join(verdicts) + ")")
+    counts = {v: sum(r["verdict"] == v for r in result["rows"]) for v in stats.VERDICTS}
+    result["summary"].update(counts, exit_status=exit_status(counts, allow_inconclusive),
+                             confirmed=sum(bool(r.get("confirmed")) for r in result["rows"]))
+    return result
+
+
 def _why(row: dict[str, Any], tp: stats.SampleComparison, parts: dict[str, str]) -> str:
     bits = []
     if parts["memory"] in (stats.REGRESSION, stats.IMPROVEMENT):

@@ -29,6 +29,7 @@ from harness.errors import UserError
 DEFAULT_SUITE = "ci"
 DEFAULT_ROUNDS = {"configs": 8, "runs": 3}  # per --interleave mode (execution.ab's defaults)
 DEFAULT_THREADS = 1
+DEFAULT_CONFIRM = 1
 DEFAULT_EXTRA_TIME_S = 120.0  # about the CI suite's own A/B time on a 2-core CPU
 
 
@@ -62,6 +63,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="after the rounds, keep measuring the configs whose verdict is "
                         "inconclusive, a round at a time, for up to this long (default "
                         f"{DEFAULT_EXTRA_TIME_S:g}; 0 never; --interleave configs only)")
+    p.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM, metavar="N",
+                   help="measure each regressed config again N times in fresh rounds of its "
+                        "own; a regression stands only if every time confirms it (default "
+                        f"{DEFAULT_CONFIRM}; 0 trusts the first; --interleave configs only)")
     p.add_argument("--out-dir", help="where the runs and verdicts go (default results/ab-<id>)")
     p.add_argument("--candidate-env", action="append", metavar="NAME=VALUE",
                    help="TEST ONLY: extra environment for the candidate side, e.g. "
@@ -113,14 +118,9 @@ def prepared_sweep(args: argparse.Namespace):
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import compare_frames
-    from harness.execution.ab import (
-        ABRun,
-        check_baseline_commits,
-        inconclusive_configs,
-        interleave,
-        run_ab,
-    )
+    from harness.analysis.compare import apply_confirmations, compare_frames
+    from harness.execution.ab import check_baseline_commits, interleave
+    from harness.execution.ab_run import ABRun, judge_folder, run_ab
     from harness.execution.gitref import repo_toplevel, resolve_ref
     from harness.probes.provenance import SOURCE_ROOT
     from harness.schema import new_run_id
@@ -132,6 +132,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     check_positive("--threads", args.threads, allow_zero=True)
     if not (args.extra_time >= 0 and args.extra_time < float("inf")):
         raise UserError(f"--extra-time must be a number of seconds >= 0, got {args.extra_time}")
+    check_positive("--confirm", args.confirm, allow_zero=True)
     candidate_env = parse_env(args.candidate_env)
     sweep, configs = prepared_sweep(args)
     top = repo_toplevel(SOURCE_ROOT)
@@ -152,11 +153,11 @@ def cmd_ab(args: argparse.Namespace) -> int:
           f"{args.threads or 'inherited'}; results in {out_dir}", file=sys.stderr)
     started = time.perf_counter()
     try:
-        run_ab(ABRun(top=top, source=SOURCE_ROOT, ref=args.ref, ref_sha=ref_sha, sweep=sweep,
-                     rounds=rounds, interleave=args.interleave, threads=args.threads,
-                     out_dir=out_dir, run_id=run_id, candidate_env=candidate_env,
-                     inconclusive=lambda: inconclusive_configs(out_dir, settings),
-                     extra_budget_s=args.extra_time))
+        confirmations = run_ab(ABRun(
+            top=top, source=SOURCE_ROOT, ref=args.ref, ref_sha=ref_sha, sweep=sweep,
+            rounds=rounds, interleave=args.interleave, threads=args.threads, out_dir=out_dir,
+            run_id=run_id, candidate_env=candidate_env, judge=judge_folder(settings),
+            extra_budget_s=args.extra_time, confirm=args.confirm))
     except KeyboardInterrupt:
         print(f"ab: interrupted; the worktree was removed, partial results in {out_dir}",
               file=sys.stderr)
@@ -165,7 +166,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
     cand = load_side(sorted(out_dir.glob("candidate*.jsonl")), "candidate")
     check_baseline_commits(base["git_commit"].dropna(), ref_sha)
     print(f"ab: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return emit_verdict(compare_frames(base, cand, settings), args.format,
+    result = apply_confirmations(compare_frames(base, cand, settings), confirmations,
+                                 settings.allow_inconclusive)
+    return emit_verdict(result, args.format,
                         args.md_out or str(out_dir / "verdict.md"),
                         args.json_out or str(out_dir / "verdict.json"),
                         title=f"trainmark ab {args.ref}")

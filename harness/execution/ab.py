@@ -40,15 +40,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
 from harness.execution import ab_legacy, ab_worker
-from harness.execution.gitref import worktree
-from harness.execution.interrupts import sigterm_as_interrupt
 
 NO_REPORT = "--no-report"  # `trainmark run` option of newer trees: skip the report per block
 
@@ -309,25 +307,6 @@ def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: Iterable[int], thre
               f"{spent['baseline']:.1f} s, B {spent['candidate']:.1f} s", file=sys.stderr)
 
 
-def more_rounds(ab: ABRun, sides: dict[str, Side], scratch: Path) -> int:
-    """Extra rounds of the configs whose verdict is still inconclusive (``ab.inconclusive``
-    says which, from the records so far), one round at a time, until none is or the next round
-    would overrun ``ab.extra_budget_s``. Returns the extra rounds run."""
-    deadline = time.monotonic() + ab.extra_budget_s
-    r, last = ab.rounds, 0.0
-    while ab.inconclusive is not None and time.monotonic() + last < deadline:
-        todo = ab.inconclusive()
-        if not todo:
-            break
-        print(f"ab: {len(todo)} config(s) inconclusive after {r} rounds; one more round "
-              f"({deadline - time.monotonic():.0f} s of --extra-time left)", file=sys.stderr)
-        started = time.monotonic()
-        by_configs(sides, ab.sweep, [r], ab.threads, ab.out_dir, scratch, ab.run_id, only=todo)
-        last = time.monotonic() - started
-        r += 1
-    return r - ab.rounds
-
-
 def by_runs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
             out_dir: Path, scratch: Path) -> None:
     """Fallback mode: whole ``trainmark run`` processes alternate, A B A B ... A."""
@@ -337,59 +316,3 @@ def by_runs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
         out = out_dir / f"{name}-{len(side.seconds)}.jsonl"
         seconds = run_block(side, sweep.run_flags, out, threads, scratch / f"cwd-{name}")
         print(f"  [{i + 1}/{len(order)}] {side.label}: {seconds:.1f} s", file=sys.stderr)
-
-
-@dataclass(frozen=True)
-class ABRun:
-    """One A/B: where REF is, what to run, how often, and where results go."""
-
-    top: Path  # the git checkout's top level
-    source: Path  # the directory holding harness/ (the checkout, or a folder inside it)
-    ref: str
-    ref_sha: str
-    sweep: Sweep
-    rounds: int
-    interleave: str  # configs | runs
-    threads: int
-    out_dir: Path  # baseline*.jsonl and candidate*.jsonl go here
-    run_id: str
-    candidate_env: dict[str, str] = field(default_factory=dict)
-    # The configs (verdict rows' config fields) still inconclusive given the records so far,
-    # and the seconds that extra rounds of them may take (interleaving by configs only).
-    inconclusive: Callable[[], list[dict]] | None = None
-    extra_budget_s: float = 0.0
-    # The candidate's tree when it is not ``source`` (``trainmark bisect``: a commit checked out
-    # in another worktree); the baseline's is always REF's worktree.
-    candidate_tree: Path | None = None
-
-
-def run_ab(ab: ABRun) -> None:
-    """Measure both sides into ``ab.out_dir``; the worktree is removed whatever happens
-    (KeyboardInterrupt, also from SIGTERM, propagates after the cleanup)."""
-    with sigterm_as_interrupt(), worktree(ab.top, ab.ref_sha) as wt:
-        sides = {
-            "baseline": Side("baseline", wt / ab.source.relative_to(ab.top),
-                             f"A = {ab.ref} ({ab.ref_sha[:10]})"),
-            "candidate": Side("candidate", ab.candidate_tree or ab.source,
-                              "B = working tree" if ab.candidate_tree is None
-                              else f"B = {ab.candidate_tree}", extra_env=ab.candidate_env),
-        }
-        if ab.interleave == "configs":
-            by_configs(sides, ab.sweep, range(ab.rounds), ab.threads, ab.out_dir, wt.parent,
-                       ab.run_id)
-            more_rounds(ab, sides, wt.parent)
-        else:
-            by_runs(sides, ab.sweep, ab.rounds, ab.threads, ab.out_dir, wt.parent)
-
-
-def inconclusive_configs(out_dir: Path, settings: Any) -> list[dict]:
-    """The config fields of every verdict that is inconclusive on the records in ``out_dir``
-    so far (``settings``: ``analysis.compare.Settings``); for ``ABRun.inconclusive``."""
-    from harness.analysis.compare import compare_frames
-    from harness.analysis.stats import INCONCLUSIVE
-    from harness.store.frame import load_side
-
-    base = load_side(sorted(out_dir.glob("baseline*.jsonl")), "baseline")
-    cand = load_side(sorted(out_dir.glob("candidate*.jsonl")), "candidate")
-    rows = compare_frames(base, cand, settings)["rows"]
-    return [r["config"] for r in rows if r["verdict"] == INCONCLUSIVE]

@@ -25,13 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.execution.ab import (
-    ABRun,
-    Sweep,
-    check_baseline_commits,
-    inconclusive_configs,
-    run_ab,
-)
+from harness.execution.ab import Sweep, check_baseline_commits
+from harness.execution.ab_run import ABRun, judge_folder, run_ab
 from harness.execution.gitref import git, worktree
 
 GOOD, BAD, SKIP = 0, 1, 125  # git bisect run's exit statuses
@@ -80,8 +75,8 @@ def measure(plan: Plan, sha: str, candidate_source: Path) -> Step:
                  ref_sha=plan.good_sha, sweep=Sweep(plan.request, plan.run_flags),
                  rounds=plan.rounds, interleave="configs", threads=plan.threads, out_dir=out,
                  run_id=f"bisect-{sha[:12]}",
-                 inconclusive=lambda: inconclusive_configs(out, settings),
-                 extra_budget_s=plan.extra_time_s, candidate_tree=candidate_source))
+                 judge=judge_folder(settings), extra_budget_s=plan.extra_time_s,
+                 candidate_tree=candidate_source))
     base = load_side(sorted(out.glob("baseline*.jsonl")), "baseline")
     cand = load_side(sorted(out.glob("candidate*.jsonl")), "candidate")
     check_baseline_commits(base["git_commit"].dropna(), plan.good_sha)
