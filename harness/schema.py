@@ -88,6 +88,13 @@ COLUMNS: dict[str, str] = {
     "gpu_util_mean": "Float64",
     "telemetry_samples": "Int64",
     "telemetry_note": "string",
+    # --profile (core/profiling.py): steps profiled after every measurement, per step
+    "profile_dir": "string",  # holds trace.json (Chrome/Perfetto) and ops.json
+    "profile_steps": "Int64",
+    "profile_forward_ms": "Float64",
+    "profile_backward_ms": "Float64",
+    "profile_optimizer_ms": "Float64",
+    "profile_error": "string",
     # memory
     "peak_memory_allocated_bytes": "Int64",
     "peak_memory_reserved_bytes": "Int64",

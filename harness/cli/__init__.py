@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("harness.cli.history",
                 "performance over commits with detected steps (HTML + Markdown + PNGs)"),
     "compare": ("harness.cli.compare", "regression verdicts: baseline vs candidate results"),
+    "explain": ("harness.cli.explain",
+                "which operators changed: two profiled results (run --profile), op by op"),
     "ab": ("harness.cli.ab", "A/B: a git ref vs the working tree, interleaved on this machine"),
     "bisect": ("harness.cli.bisect",
                "first commit in GOOD..BAD slower than GOOD: git bisect run with an A/B per step"),

@@ -21,6 +21,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="results file or directory (.jsonl, pytest-benchmark .json)")
     p.add_argument("candidate", nargs=1, metavar="CANDIDATE", help="results file or directory")
     add_verdict_options(p)
+    p.add_argument("--explain", action="store_true",
+                   help="after the verdict, the operators that changed most in each flagged "
+                        "config profiled on both sides (`trainmark run --profile`)")
     p.set_defaults(func=cmd_compare)
 
 
@@ -31,5 +34,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)  # bad options fail before any file is read
     base = load_side(args.baseline, "baseline")
     cand = load_side(args.candidate, "candidate")
-    return emit_verdict(compare_frames(base, cand, settings), args.format, args.md_out,
-                        args.json_out, title="trainmark compare")
+    result = compare_frames(base, cand, settings)
+    code = emit_verdict(result, args.format, args.md_out, args.json_out,
+                        title="trainmark compare")
+    if args.explain:
+        from harness.cli.explain import explanations, render_text
+
+        flagged = [r["config"] for r in result["rows"]
+                   if r["verdict"] in ("regression", "inconclusive")]
+        found = explanations(base, cand, top=10, only=flagged)
+        print("\nexplain: " + ("no flagged config has a profile on both sides" if not found
+                               else f"{len(found)} flagged config(s)\n" + render_text(found)))
+    return code

@@ -28,6 +28,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-report", action="store_true",
                    help="do not write reports/<run_id>/report.html at the end")
+    p.add_argument("--profile", nargs="?", const="", default=None, metavar="DIR",
+                   help="after each config's measurements, profile a few steps with "
+                        "torch.profiler: a Chrome/Perfetto trace and per-operator times per "
+                        "record in DIR/<record_id>/ (default folder: results/profiles/<run id>)"
+                        "; records gain the forward/backward/optimizer split")
     add_isolation_options(p)
     p.set_defaults(func=cmd_run)
 
@@ -122,6 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if dist_env is not None:  # every rank must run the same configs, in the same order
         done = set(dist.gather(done)[0])
     todo = [c for c in configs if c.key() not in done]
+    profile_dir = None
+    if args.profile is not None:  # absolute: workers run elsewhere
+        profile_dir = str(writable_dir("--profile", args.profile or Path("results") / "profiles"
+                                       / run_id).resolve())
     if done:
         print(f"resuming {out}: {len(done)} configs already ok, {len(todo)} to run",
               file=sys.stderr)
@@ -140,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:  # preparing the runner measures peaks in a worker: an interrupt there resumes too
         measure = config_runner(args.isolation, todo, run_id=run_id, data_dir=args.data_dir,
                                 download=args.download, timeout_s=args.timeout,
-                                quiet=args.quiet)
+                                quiet=args.quiet, profile_dir=profile_dir)
         run_sweep(order_for_scaling(todo), measure, store if writer else None,
                   previous=previous, quiet=args.quiet)
     except KeyboardInterrupt:

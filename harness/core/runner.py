@@ -15,6 +15,7 @@ import dataclasses
 import gc
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -34,6 +35,7 @@ from harness.core.loop import (
 from harness.core.losscurve import compact_curve, curve_digest
 from harness.core.optim import make_optimizer
 from harness.core.precision import PrecisionPlan, gemm_dtype, resolve_precision
+from harness.core.profiling import profile_steps
 from harness.core.step import evaluate, loss_fn, make_train_step
 from harness.core.timing import RegionTimer, median_iqr
 from harness.errors import Diverged, Unavailable, one_line
@@ -89,13 +91,15 @@ class Runner:
 
     def __init__(self, run_id: str | None = None, data_dir: str = "data",
                  download: bool = False, peaks: Peaks | None = None,
-                 isolation: str = "none") -> None:
+                 isolation: str = "none", profile_dir: str | None = None) -> None:
         self.run_id = run_id or new_run_id()
         self.data_dir = data_dir
         self.download = download
         self.peaks = dict(peaks or {})
         self.isolation = isolation
+        self.profile_dir = profile_dir  # --profile: a folder per record, see core.profiling
         self._hwm_before_model: int | None = None
+        self._peak_before_profile: int | None = None
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
         self._flops: dict[tuple, int | None] = {}  # FLOPs per step depend on shapes only
@@ -140,7 +144,7 @@ class Runner:
         """Measure ``cfg`` in this process (one rank of it, under a launcher); never raises for
         a failing config (KeyboardInterrupt excepted)."""
         rec = self.base_record(cfg)
-        self._hwm_before_model = None
+        self._hwm_before_model = self._peak_before_profile = None
         if cfg.nproc != dist.world_size():
             rec.update(status="error", error=f"nproc {cfg.nproc} but {dist.world_size()} "
                                              "processes run it (launch with torchrun)")
@@ -150,7 +154,7 @@ class Runner:
         try:
             with determinism(cfg.deterministic, cfg.seed):
                 rec["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
-                rec.update(self._measure(cfg, device))
+                rec.update(self._measure(cfg, device, str(rec["record_id"])))
             rec["status"] = "ok"
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
             rec.update(status="oom", error=one_line(exc))
@@ -166,7 +170,9 @@ class Runner:
         rec["wall_time_s"] = time.perf_counter() - started
         # The process's peak: this config's own in a fresh worker (isolation "process"); in a
         # shared process it also holds what earlier configs left behind.
-        rec["peak_rss_bytes"] = max(peak_rss_bytes(), self._hwm_before_model or 0)
+        # (Profiled steps come after the measurements and do not count.)
+        rec["peak_rss_bytes"] = max(self._peak_before_profile or peak_rss_bytes(),
+                                    self._hwm_before_model or 0)
         return rec
 
     def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset,
@@ -182,7 +188,8 @@ class Runner:
                 self._flops[key] = None
         return self._flops[key]
 
-    def _measure(self, cfg: RunConfig, device: torch.device) -> dict[str, object]:
+    def _measure(self, cfg: RunConfig, device: torch.device,
+                 record_id: str) -> dict[str, object]:
         plan = resolve_precision(cfg.precision, device)
         data = self.dataset(cfg)
         # Host memory: what the process held once the data was in (the runtime, the data), and
@@ -224,7 +231,7 @@ class Runner:
         # Time to accuracy already evaluated the final model after its last interval.
         m.last_eval = m.last_eval if tta else evaluate(model, data, plan, device,
                                                        cfg.eval_samples)
-        return {
+        fields = {
             "num_params": sum(p.numel() for p in model.parameters()),
             "throughput_unit": data.unit,
             "peak_memory_allocated_bytes": alloc,
@@ -245,6 +252,18 @@ class Runner:
                                 conv=isinstance(data, ImageData), peaks=self.peaks),
             **energy_fields(clock, len(m.step_times_s)),
         }
+        if self.profile_dir and dist.world_size() == 1:
+            # After every measurement: profiling costs time and host memory that no recorded
+            # number may include (peak RSS is read here, before it).
+            self._peak_before_profile = peak_rss_bytes()
+            profiled = make_train_step(trained, optimizer, data, plan, device,
+                                       phases=torch.profiler.record_function)
+            try:
+                fields.update(profile_steps(profiled, indices, device,
+                                            Path(self.profile_dir) / record_id))
+            except Exception as exc:  # a profiler failure must not lose the measurement
+                fields["profile_error"] = one_line(exc)
+        return fields
 
 
 def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, object]:

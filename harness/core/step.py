@@ -29,36 +29,51 @@ def autocast(plan: PrecisionPlan, device: torch.device) -> contextlib.AbstractCo
     return torch.autocast(device_type=device.type, dtype=plan.autocast_dtype)
 
 
+_NO_PHASE = contextlib.nullcontext()  # reusable: the timed step pays one cheap `with` per phase
+
+
+def _unmarked(name: str) -> contextlib.AbstractContextManager:
+    return _NO_PHASE
+
+
 def make_train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     data: Dataset,
     plan: PrecisionPlan,
     device: torch.device,
+    phases: Callable[[str], contextlib.AbstractContextManager] = _unmarked,
 ) -> StepFn:
-    """One training step on the batch at ``idx``; returns the (detached, on-device) loss."""
+    """One training step on the batch at ``idx``; returns the (detached, on-device) loss.
+
+    ``phases(name)`` wraps the forward, backward and optimizer parts: a no-op for measured
+    steps, ``torch.profiler.record_function`` for the profiled ones (``core.profiling``)."""
     if plan.use_scaler:
         scaler = torch.amp.GradScaler(device.type)
 
         def scaled_step(idx: torch.Tensor) -> torch.Tensor:
             x, y = data.batch(idx)
-            with autocast(plan, device):
+            with phases("forward"), autocast(plan, device):
                 loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)  # note: GradScaler checks for inf/NaN with one host sync
-            scaler.update()
+            with phases("backward"):
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+            with phases("optimizer"):
+                scaler.step(optimizer)  # note: GradScaler checks for inf/NaN with one host sync
+                scaler.update()
             return loss.detach()
 
         return scaled_step
 
     def step(idx: torch.Tensor) -> torch.Tensor:
         x, y = data.batch(idx)
-        with autocast(plan, device):
+        with phases("forward"), autocast(plan, device):
             loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with phases("backward"):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with phases("optimizer"):
+            optimizer.step()
         return loss.detach()
 
     return step

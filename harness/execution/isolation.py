@@ -138,11 +138,11 @@ def _entry(target: Callable, send: Connection, err_path: str, environ: dict[str,
 
 
 def _run_config(send: Connection, config: dict[str, Any], run_id: str, data_dir: str,
-                download: bool, peaks: Peaks) -> None:
+                download: bool, peaks: Peaks, profile_dir: str | None) -> None:
     from harness.execution.distributed import run_config
 
     runner = Runner(run_id=run_id, data_dir=data_dir, download=download, peaks=peaks,
-                    isolation="process")
+                    isolation="process", profile_dir=profile_dir)
     cfg = RunConfig(**config)
     send.send(("started", runner.base_record(cfg)))
     send.send(("done", run_config(runner, cfg)))
@@ -163,18 +163,21 @@ class ProcessIsolation:
     """Runs each config in a fresh worker process; same interface as ``Runner`` for a sweep."""
 
     def __init__(self, run_id: str, data_dir: str = "data", download: bool = False,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, peaks: Peaks | None = None) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, peaks: Peaks | None = None,
+                 profile_dir: str | None = None) -> None:
         self.run_id = run_id
         self.data_dir = data_dir
         self.download = download
         self.timeout_s = timeout_s
         self.peaks = dict(peaks or {})
+        self.profile_dir = profile_dir
 
     def run(self, cfg: RunConfig) -> dict[str, object]:
         started = time.perf_counter()
         messages, exitcode, last, timed_out = _call(
             _run_config,
-            (dataclasses.asdict(cfg), self.run_id, self.data_dir, self.download, self.peaks),
+            (dataclasses.asdict(cfg), self.run_id, self.data_dir, self.download, self.peaks,
+             self.profile_dir),
             self.timeout_s)
         done = [m for kind, m in messages if kind == "done"]
         if done:

@@ -58,15 +58,17 @@ Measure = Callable[[RunConfig], dict]
 
 
 def config_runner(isolation: str, configs: list[RunConfig], *, run_id: str, data_dir: str,
-                  download: bool, timeout_s: float, quiet: bool = False) -> Measure:
+                  download: bool, timeout_s: float, quiet: bool = False,
+                  profile_dir: str | None = None) -> Measure:
     """How each config of the sweep is measured, its device peaks prepared first:
     ``process``, a fresh worker per config (``execution.isolation``); ``none``, this process
     (debugging, the overhead benchmark, and ranks under an external launcher)."""
     if isolation == "process" and not dist.active():
         peaks = measure_peaks_isolated(configs)
-        return ProcessIsolation(run_id, data_dir, download, timeout_s, peaks).run
+        return ProcessIsolation(run_id, data_dir, download, timeout_s, peaks,
+                                profile_dir=profile_dir).run
     runner = Runner(run_id=run_id, data_dir=data_dir, download=download,
-                    peaks=prepare_peaks(configs, quiet=quiet))
+                    peaks=prepare_peaks(configs, quiet=quiet), profile_dir=profile_dir)
     return lambda cfg: run_config(runner, cfg)
 
 
