@@ -199,6 +199,14 @@ CASES: list[Case] = [
          _fixture_files(A)),
     Case("verify-out-exists", ["verify", A, "--out", "old.jsonl"], ["old.jsonl", "exists"],
          {**_fixture_files(A), "old.jsonl": "{}\n"}),
+    # ------------------------------------------------------------------ explain
+    Case("explain-missing-file", ["explain", "missing.jsonl", A], ["missing.jsonl"],
+         _fixture_files(A)),
+    Case("explain-top-zero", ["explain", A, A, "--top", "0"], ["--top", "0"],
+         _fixture_files(A)),
+    Case("explain-no-profiles", ["explain", A, A], ["no config has a profile"],
+         _fixture_files(A)),
+    Case("ab-confirm-negative", ["ab", "HEAD", "--confirm", "-1"], ["--confirm", "-1"]),
     # ------------------------------------------------------------------ history
     Case("history-missing-file", ["history", "missing.jsonl"], ["missing.jsonl"]),
     Case("history-unknown-metric", ["history", A, "--metrics", "speed"],

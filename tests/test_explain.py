@@ -104,3 +104,42 @@ def test_explain_without_profiles_is_a_usage_error(profiled, tmp_path, capsys):
     plain.write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert main(["explain", str(plain), str(profiled / "cand.jsonl")]) == 2
     assert "no config has a profile on both sides" in capsys.readouterr().err
+
+
+def test_an_ab_worker_profiles_when_the_request_asks(tmp_path):
+    import io
+
+    from harness.core.suites import suite_path
+    from harness.execution import ab_worker
+
+    request = {**ab_worker.hello_request(str(suite_path("smoke")),
+                                         {"models": ["test_slow_op"], "batch_sizes": [8]},
+                                         str(tmp_path / "data"), False),
+               "run_id": "r", "profile_dir": str(tmp_path / "prof")}
+    out = tmp_path / "side.jsonl"
+    stdin = io.StringIO(json.dumps(request) + "\n" + json.dumps(
+        {"op": "run", "index": 0, "out": str(out), "annotate": {"ab_side": "baseline"}}) + "\n")
+    assert ab_worker.serve(stdin, io.StringIO()) == 0
+    [rec] = read_records(out)
+    assert rec["status"] == "ok" and rec["profile_steps"] == 5
+    assert (tmp_path / "prof" / rec["record_id"] / "ops.json").exists()
+
+
+def test_the_pr_comment_holds_the_verdict_and_the_explanation(profiled, tmp_path):
+    from harness.cli.ab import write_comment
+
+    # an A/B folder: the verdict, and the profile round's records of both sides
+    (tmp_path / "profile").mkdir()
+    for side, name in (("baseline", "base.jsonl"), ("candidate", "cand.jsonl")):
+        (tmp_path / "profile" / f"{side}.jsonl").write_text((profiled / name).read_text())
+    md = tmp_path / "verdict.md"
+    md.write_text("### trainmark ab main: **REGRESSION**\n")
+    [rec] = read_records(profiled / "base.jsonl")
+    flagged = {"rows": [{"config": {"model": rec["model"]}, "verdict": "regression"}]}
+    body = write_comment(tmp_path, md, flagged, profiled=True).read_text()
+    assert body.startswith("### trainmark ab main: **REGRESSION**")
+    assert "Which operators changed" in body
+    assert body.split("```")[1].strip().splitlines()[2].lstrip().startswith("aten::sort")
+    # nothing flagged: the verdict alone
+    calm = {"rows": [{"config": {"model": rec["model"]}, "verdict": "no change"}]}
+    assert write_comment(tmp_path, md, calm, profiled=True).read_text() == md.read_text()

@@ -67,6 +67,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="measure each regressed config again N times in fresh rounds of its "
                         "own; a regression stands only if every time confirms it (default "
                         f"{DEFAULT_CONFIRM}; 0 trusts the first; --interleave configs only)")
+    p.add_argument("--profile", action="store_true",
+                   help="afterwards, profile every config once per side (torch.profiler, "
+                        "outside the measurements) into OUT_DIR/profile/; comment.md then says "
+                        "which operators changed in each flagged config")
     p.add_argument("--out-dir", help="where the runs and verdicts go (default results/ab-<id>)")
     p.add_argument("--candidate-env", action="append", metavar="NAME=VALUE",
                    help="TEST ONLY: extra environment for the candidate side, e.g. "
@@ -157,7 +161,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
             top=top, source=SOURCE_ROOT, ref=args.ref, ref_sha=ref_sha, sweep=sweep,
             rounds=rounds, interleave=args.interleave, threads=args.threads, out_dir=out_dir,
             run_id=run_id, candidate_env=candidate_env, judge=judge_folder(settings),
-            extra_budget_s=args.extra_time, confirm=args.confirm))
+            extra_budget_s=args.extra_time, confirm=args.confirm, profile=args.profile))
     except KeyboardInterrupt:
         print(f"ab: interrupted; the worktree was removed, partial results in {out_dir}",
               file=sys.stderr)
@@ -168,7 +172,33 @@ def cmd_ab(args: argparse.Namespace) -> int:
     print(f"ab: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     result = apply_confirmations(compare_frames(base, cand, settings), confirmations,
                                  settings.allow_inconclusive)
-    return emit_verdict(result, args.format,
-                        args.md_out or str(out_dir / "verdict.md"),
+    md = Path(args.md_out or out_dir / "verdict.md")
+    code = emit_verdict(result, args.format, str(md),
                         args.json_out or str(out_dir / "verdict.json"),
                         title=f"trainmark ab {args.ref}")
+    write_comment(out_dir, md, result, profiled=args.profile)
+    return code
+
+
+def write_comment(out_dir: Path, verdict_md: Path, result: dict, profiled: bool) -> Path:
+    """``comment.md``: the body of a pull-request comment (and the job summary): the Markdown
+    verdict, then, when profiled, which operators changed in each flagged config."""
+    from harness.cli.explain import explanations, render_text
+    from harness.execution.ab_run import PROFILE_DIR
+    from harness.store.frame import load_side
+
+    parts = [verdict_md.read_text(encoding="utf-8")]
+    flagged = [r["config"] for r in result["rows"]
+               if r["verdict"] in ("regression", "inconclusive")]
+    profiles = out_dir / PROFILE_DIR
+    if profiled and flagged and (profiles / "candidate.jsonl").exists():
+        found = explanations(load_side([profiles / "baseline.jsonl"], "baseline"),
+                             load_side([profiles / "candidate.jsonl"], "candidate"), top=10,
+                             only=flagged)
+        text = render_text(found) if found else "No flagged config was profiled on both sides."
+        (out_dir / "explain.txt").write_text(text + "\n", encoding="utf-8")
+        parts.append("#### Which operators changed (self time per step)\n\n```\n"
+                     + text + "\n```\n")
+    path = out_dir / "comment.md"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -9,6 +9,8 @@ that keep a verdict honest (``execution.ab`` holds the sides, workers and interl
    again for ``rounds`` fresh rounds into ``confirm-K/``, judged on those records alone. A
    regression stands only if every confirmation flags it too; ``confirmations.json`` says what
    each found, and ``analysis.compare.apply_confirmations`` folds it into the verdict.
+4. With ``profile``, one more worker per side profiles every config (``profile/``), for
+   ``trainmark explain``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.execution.ab import Side, Sweep, by_configs, by_runs
+from harness.execution.ab import Side, Sweep, Worker, by_configs, by_runs
 from harness.execution.gitref import worktree
 from harness.execution.interrupts import sigterm_as_interrupt
 
 CONFIRMATIONS = "confirmations.json"
+PROFILE_DIR = "profile"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ABRun:
     judge: Callable[[Path], dict[str, Any]] | None = None
     extra_budget_s: float = 0.0  # seconds of extra rounds for inconclusive configs
     confirm: int = 0  # confirmation batches for regressed configs
+    profile: bool = False  # a last round per side with `run --profile` into profile/
     # The candidate's tree when it is not ``source`` (``trainmark bisect``: a commit checked out
     # in another worktree); the baseline's is always REF's worktree.
     candidate_tree: Path | None = None
@@ -122,7 +126,29 @@ def run_ab(ab: ABRun) -> list[dict]:
         by_configs(sides, ab.sweep, range(ab.rounds), ab.threads, ab.out_dir, wt.parent,
                    ab.run_id)
         more_rounds(ab, sides, wt.parent)
-        return confirm_regressions(ab, sides, wt.parent)
+        found = confirm_regressions(ab, sides, wt.parent)
+        if ab.profile:
+            profile_round(ab, sides, wt.parent)
+        return found
+
+
+def profile_round(ab: ABRun, sides: dict[str, Side], scratch: Path) -> Path:
+    """Every config once more per side, profiled (``core.profiling``), into ``profile/``: kept
+    apart from the measured records, which the verdict alone judges. A tree from before
+    ``--profile`` ignores the request and records no profile. Returns the folder."""
+    folder = ab.out_dir / PROFILE_DIR
+    for name, side in sides.items():
+        sweep = Sweep({**ab.sweep.request, "profile_dir": str(folder / name)},
+                      ab.sweep.run_flags)
+        worker = Worker(side, sweep, f"{ab.run_id}-profile-{name}", ab.threads,
+                        scratch / f"cwd-profile-{name}")
+        try:
+            for i in range(len(worker.hello())):
+                worker.run(i, folder / f"{name}.jsonl", {"ab_side": name})
+        finally:
+            worker.close()
+    print(f"ab: profiles in {folder}", file=sys.stderr)
+    return folder
 
 
 def judge_folder(settings: Any) -> Callable[[Path], dict[str, Any]]:

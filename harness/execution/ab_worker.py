@@ -11,7 +11,9 @@ else on stdout, e.g. what a run prints, is ignored)::
 
     ab     -> {"protocol": 1, "run_id": "...", "suite": "/abs/suite.toml",
                "overrides": {"models": [...], "steps": 5, ...},   # sweep keys, None = suite's
-               "data_dir": "/abs/data", "download": false}
+               "data_dir": "/abs/data", "download": false,
+               "profile_dir": "/abs/dir"}                         # optional: run --profile
+                                                                   # (older trees ignore it)
     worker -> {"protocol": 1, "configs": [{RunConfig field: value, ...}, ...]}
               or {"protocol": 1, "error": "one line"}             # bad sweep: nothing ran
     ab     -> {"op": "run", "index": i, "out": "/abs/FILE.jsonl", "annotate": {...}}
@@ -90,7 +92,7 @@ def serve(stdin: IO[str], stdout: IO[str]) -> int:
             measure = config_runner("none", configs, run_id=request["run_id"],
                                     data_dir=request["data_dir"],
                                     download=bool(request.get("download")), timeout_s=0,
-                                    quiet=True)
+                                    quiet=True, profile_dir=request.get("profile_dir"))
         rec = measure(configs[cmd["index"]])
         rec.update(cmd.get("annotate") or {})
         ResultsWriter(cmd["out"]).write(rec)
