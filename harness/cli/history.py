@@ -31,7 +31,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-segment", type=int, default=4, metavar="N",
                    help="commits needed on each side of a step (default 4)")
     p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="what to print: the regression steps as text or JSON")
+                   help="what to print: the regression steps as text, or every step as JSON")
     p.set_defaults(func=cmd_history)
 
 
@@ -67,12 +67,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     path = write_history(history, Path(args.out), threshold=threshold, alpha=alpha,
                          min_segment=args.min_segment, sources=[str(p) for p in paths])
     regs = regressions(history)
-    if args.format == "json":
+    if args.format == "json":  # every step, improvements too, for tools
         print(json.dumps([{"config": s.config, "machine": s.machine, "metric": s.metric,
-                           "last_good": st.last_before, "first_changed": st.first_after,
-                           "before": st.before, "after": st.after, "change": st.change,
-                           "p_value": st.p_value, "p_adjusted": st.p_adjusted}
-                          for s, st in regs], indent=2, default=str))
+                           "verdict": st.verdict, "last_good": st.last_before,
+                           "first_changed": st.first_after, "before": st.before,
+                           "after": st.after, "change": st.change, "p_value": st.p_value,
+                           "p_adjusted": st.p_adjusted}
+                          for s in history for st in s.steps], indent=2, default=str))
     else:
         from harness.render.figures import series_label
 
