@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.ab_evidence import GIT_ID, snapshot_repo
+from benchmarks.ab_evidence import GIT_ID
+from benchmarks.bisect_evidence import build_history
 from harness.execution.bisect import BAD, GOOD, SKIP, step_exit
 
 TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
         "sgd", "--steps", "3", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",
         "--train-samples", "64"]
-LOOP = Path("harness/core/loop.py")
-KNOB_DEFAULT = 'os.environ.get(SLOWDOWN_ENV, "")'
 
 
 def git(repo: Path, *args: str) -> str:
@@ -26,30 +25,13 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout.strip()
 
 
-def commit(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
     """GOOD, then five commits; the third makes every timed step sleep as long again as it ran
     (throughput halves: the test-only knob's default changed in the code, as a real slow
     change would be)."""
-    repo = snapshot_repo(tmp_path_factory.mktemp("bisect") / "repo",
-                         paths=("harness", "models", "benchmarks", "pyproject.toml"))
-    shas = [git(repo, "rev-parse", "HEAD")]
-    for i in range(1, 6):
-        if i == 3:
-            loop = repo / LOOP
-            text = loop.read_text()
-            assert KNOB_DEFAULT in text  # the line this test edits still exists
-            loop.write_text(text.replace(KNOB_DEFAULT, 'os.environ.get(SLOWDOWN_ENV, "1.0")'))
-        else:
-            (repo / f"notes-{i}.txt").write_text(f"change {i}\n")
-        shas.append(commit(repo, f"change {i}"))
-    return repo, shas
+    repo = tmp_path_factory.mktemp("bisect") / "repo"
+    return repo, build_history(repo, commits=5, bad_at=3, slowdown=1.0)
 
 
 def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
