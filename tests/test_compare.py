@@ -2,8 +2,10 @@
 results files (no training, no timing)."""
 
 import json
+import math
 
 import pytest
+from scipy import stats as sps
 
 from harness.analysis.compare import Settings, compare_frames
 from harness.cli import main
@@ -105,6 +107,28 @@ def test_memory_regression(files, capsys):
     assert run(capsys, b, c, "--memory-threshold", "25%")[0] == 0
     b, c = files([record()], [record(peak_rss_bytes=1000 * MIB)])  # +11% but only 100 MiB of RSS
     assert run(capsys, b, c)[0] == 0
+
+
+def test_noisy_memory_must_change_significantly(files, capsys):
+    # Host RSS that training added varies between identical processes (tens of MiB). A median
+    # growth of 40% whose samples overlap is not significant: inconclusive, not a regression.
+    rss = [60, 90, 130, 150, 95, 80, 140, 70]  # MiB, one per A/B round
+    more = [50, 115, 75, 145, 195, 160, 130, 140]
+    b, c = files([record(train_rss_bytes=m * MIB) for m in rss],
+                 [record(train_rss_bytes=m * MIB) for m in more])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    memory = json.loads(out)["rows"][0]["memory"]
+    assert memory["field"] == "train_rss_bytes" and memory["change"] > 0.05
+    assert memory["p_value"] == pytest.approx(sps.mannwhitneyu(
+        [m * MIB for m in rss], [m * MIB for m in more], alternative="two-sided").pvalue)
+    assert memory["p_value"] > 0.01 and memory["verdict"] == "inconclusive" and code == 3
+    # the same growth on every run (8 + 8 separated samples: p = 2/C(16, 8)) is a regression
+    b, c = files([record(train_rss_bytes=(100 + i) * MIB) for i in range(8)],
+                 [record(train_rss_bytes=(150 + i) * MIB) for i in range(8)])
+    code, out, _ = run(capsys, b, c, "--format", "json")
+    memory = json.loads(out)["rows"][0]["memory"]
+    assert memory["p_value"] == pytest.approx(2 / math.comb(16, 8))
+    assert (memory["verdict"], code) == ("regression", 1)
 
 
 def test_accelerator_memory_uses_the_allocator_peak(files, capsys):

@@ -6,12 +6,15 @@ dict that ``render.verdicts`` prints as text, Markdown or JSON:
 
 - **throughput**: Mann-Whitney U on the per-repeat samples (pooled over all records of the config
   on each side, e.g. the rounds of an A/B run) plus a relative threshold (``analysis.stats``);
-- **memory**: the allocator's peak on accelerators, the host process's peak RSS on the CPU;
-  a regression is growth beyond ``--memory-threshold`` (and at least 1 MiB; 128 MiB for RSS);
+- **memory**: the allocator's peak on accelerators, the host RSS training added on the CPU;
+  a regression is growth of the median beyond ``--memory-threshold`` (and a floor:
+  ``MEMORY_FLOOR``), and, where the figure varies between the runs of one side, a significant
+  one (Mann-Whitney U), else inconclusive;
 - **accuracy**: held-out accuracy lower by more than ``--accuracy-tolerance`` points;
 - **status**: ``ok`` in the baseline but not in the candidate is a regression.
 
-``summary.exit_status`` is 0 (no regression) or 1 (a regression); results that cannot be compared
+``summary.exit_status`` is 0 (no regression), 1 (a regression) or 3 (an inconclusive verdict,
+unless allowed); results that cannot be compared
 (nothing matched, or different hardware/software without ``allow_different_machines``) raise
 ``UserError`` (exit 2 from the CLI).
 """
@@ -207,19 +210,30 @@ MEMORY_FLOOR = {"train_memory_allocated_bytes": MIB, "peak_memory_allocated_byte
 
 def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
     for field, floor in MEMORY_FLOOR.items():
-        mb = _median(_column(b, field))
-        mc = _median(_column(c, field))
-        if mb is not None and mc is not None:
+        vb = stats.clean_samples(_column(b, field))
+        vc = stats.clean_samples(_column(c, field))
+        if vb and vc:
+            mb, mc = _median(vb), _median(vc)
             change, verdict = stats.compare_values(
                 mb, mc, threshold=s.memory_threshold, higher_is_better=False,
                 min_abs_change=floor)
+            p = None
+            if verdict != stats.NO_CHANGE and len(set(vb)) + len(set(vc)) > 2:
+                # The figure differs between runs of one side (host RSS does, by tens of MiB
+                # between identical processes): like throughput, a change must then also be
+                # significant, or it is inconclusive. An exact figure (the allocator's, one
+                # value per side) is judged on the threshold alone.
+                if stats.can_be_significant(len(vb), len(vc), s.alpha):
+                    p = stats.mann_whitney_p(vb, vc)
+                if p is None or p >= s.alpha:
+                    verdict = stats.INCONCLUSIVE
             return {"field": field, "baseline": mb, "candidate": mc, "change": change,
-                    "verdict": verdict}
+                    "p_value": p, "verdict": verdict}
     measured = any(_median(_column(side, f)) is not None for side in (b, c)
                    for f in MEMORY_FLOOR)
     # Not measured on either side (e.g. a pytest-benchmark of a function): nothing to judge.
     return {"field": None, "baseline": None, "candidate": None, "change": None,
-            "verdict": stats.INCONCLUSIVE if measured else stats.NO_CHANGE}
+            "p_value": None, "verdict": stats.INCONCLUSIVE if measured else stats.NO_CHANGE}
 
 
 def _accuracy(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
