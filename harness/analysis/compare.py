@@ -355,8 +355,8 @@ def apply_confirmations(result: dict[str, Any], confirmations: list[dict[str, An
         return result
     for row in result["rows"]:
         entry = next((c for c in confirmations if c["config"] == row["config"]), None)
-        if entry is None or row["verdict"] != stats.REGRESSION:
-            continue
+        if entry is None or not entry["verdicts"] or row["verdict"] != stats.REGRESSION:
+            continue  # not re-measured: the verdict stands
         verdicts = list(entry["verdicts"])
         row["confirmations"] = verdicts
         row["confirmed"] = bool(verdicts) and all(v == stats.REGRESSION for v in verdicts)

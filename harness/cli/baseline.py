@@ -2,6 +2,8 @@
 
     trainmark baseline record [--rounds 3] [suite flags]   # run the suite, (re)write the file
     trainmark baseline check  [--rounds 3] [suite flags]   # run it again, compare, exit 0/1/2/3
+                                                           # (more runs while inconclusive,
+                                                           # regressions confirmed by reruns)
     trainmark baseline path   [RESULTS_FILE]               # which file applies here
 
 Bad input (options, sweep, a missing baseline) fails before any folder is created.
@@ -12,9 +14,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from harness.cli.ab import DEFAULT_SUITE, DEFAULT_THREADS, add_run_compat_options, check_positive
+from harness.cli.ab import (
+    DEFAULT_CONFIRM,
+    DEFAULT_EXTRA_TIME_S,
+    DEFAULT_SUITE,
+    DEFAULT_THREADS,
+    add_run_compat_options,
+    check_positive,
+)
 from harness.cli.paths import writable_dir
 from harness.cli.sweep_options import add_sweep_options, configs_from_args, run_arguments, suite_of
 from harness.cli.verdict_options import add_verdict_options, emit_verdict, settings_from_args
@@ -53,6 +63,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     rounds(chk)
     chk.add_argument("--out-dir", help="where the runs and verdicts go "
                                        "(default results/baseline-check-<id>)")
+    chk.add_argument("--extra-time", type=float, default=DEFAULT_EXTRA_TIME_S,
+                     metavar="SECONDS",
+                     help="while a verdict is inconclusive, run the suite once more, for up "
+                          f"to this long (default {DEFAULT_EXTRA_TIME_S:g}; 0 never)")
+    chk.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM, metavar="N",
+                     help="on a regression, run the suite --rounds times more, N times, each "
+                          "judged alone; a regression stands only if every time confirms it "
+                          f"(default {DEFAULT_CONFIRM}; 0 trusts the first)")
     common(chk)
     add_verdict_options(chk)
     add_sweep_options(chk, default_suite=DEFAULT_SUITE)
@@ -118,7 +136,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import compare_frames
+    from harness.analysis.compare import apply_confirmations, compare_frames
+    from harness.execution.ab_run import configs_with, confirm_batches
     from harness.execution.baselines import (
         baseline_path,
         key_of_records,
@@ -131,6 +150,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     flags, n_configs = _run_flags(args)
+    check_positive("--confirm", args.confirm, allow_zero=True)
+    if not 0 <= args.extra_time < float("inf"):
+        raise UserError(f"--extra-time must be a number of seconds >= 0, got {args.extra_time}")
     out_dir = writable_dir("--out-dir",
                            args.out_dir or Path("results") / f"baseline-check-{new_run_id()}")
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -141,11 +163,34 @@ def cmd_check(args: argparse.Namespace) -> int:
                         "trainmark baseline record")
     out_dir.mkdir(parents=True, exist_ok=True)  # the first thing written
     _announce(args, n_configs)
-    cand = load_side(run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, out_dir), "runs")
+    runs = run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, out_dir)
+    cand = load_side(runs, "runs")
     measured = baseline_path(args.dir, key_of_records(cand.to_dict("records"), "the runs"))
     if measured != path and not measured.is_file():  # e.g. a GPU appeared in between
         raise UserError(f"no baseline for this machine ({measured})")
-    return emit_verdict(compare_frames(load_side([measured], "baseline"), cand, settings),
+    baseline = load_side([measured], "baseline")
+
+    def judge(paths: list[Path]) -> dict:
+        return compare_frames(baseline, load_side(paths, "runs"), settings)
+
+    result = judge(runs)
+    # Inconclusive verdicts: more whole runs (a run cannot single configs out), within budget.
+    deadline, last = time.monotonic() + args.extra_time, 0.0
+    while configs_with(result, "inconclusive") and time.monotonic() + last < deadline:
+        print("baseline: inconclusive verdicts; one more run of the suite", file=sys.stderr)
+        started = time.monotonic()
+        runs += run_rounds(SOURCE_ROOT, flags, 1, args.threads, out_dir, start=len(runs))
+        last = time.monotonic() - started
+        result = judge(runs)
+
+    def batch(k: int, todo: list[dict]) -> dict:
+        print(f"baseline: confirming {len(todo)} regression(s), batch {k}/{args.confirm}",
+              file=sys.stderr)
+        folder = out_dir / f"confirm-{k}"
+        return judge(run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, folder))
+
+    confirmed = confirm_batches(configs_with(result, "regression"), args.confirm, batch)
+    return emit_verdict(apply_confirmations(result, confirmed, settings.allow_inconclusive),
                         args.format, args.md_out or str(out_dir / "verdict.md"),
                         args.json_out or str(out_dir / "verdict.json"),
                         title="trainmark baseline check")

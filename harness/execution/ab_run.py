@@ -80,30 +80,46 @@ def more_rounds(ab: ABRun, sides: dict[str, Side], scratch: Path) -> int:
     return r - ab.rounds
 
 
-def confirm_regressions(ab: ABRun, sides: dict[str, Side], scratch: Path) -> list[dict]:
-    """Measure the regressed configs again, ``ab.confirm`` times, each time in fresh rounds of
-    their own; stop early once nothing is left to confirm. Writes and returns the
-    confirmations: ``[{"config": ..., "verdicts": [verdict of each batch]}]``."""
-    if ab.judge is None or ab.confirm <= 0:
-        return []
-    flagged = configs_with(ab.judge(ab.out_dir), "regression")
+def confirm_batches(flagged: list[dict], batches: int,
+                    measure: Callable[[int, list[dict]], dict[str, Any]]) -> list[dict]:
+    """Re-measure the ``flagged`` configs (verdict rows' config fields) up to ``batches``
+    times: ``measure(k, configs)`` measures batch k (1-based) of the configs still standing and
+    returns the verdict on that batch alone. A config leaves at its first batch that does not
+    flag it again. Returns ``[{"config": ..., "verdicts": [verdict of each batch]}]``."""
+    if batches <= 0:
+        return []  # nothing re-measured: the verdict stands as it is
     found = [{"config": c, "verdicts": []} for c in flagged]
     todo = list(flagged)
-    for k in range(ab.confirm):
+    for k in range(1, batches + 1):
         if not todo:
             break
-        print(f"ab: confirming {len(todo)} regression(s), batch {k + 1}/{ab.confirm}: "
-              f"{ab.rounds} fresh rounds", file=sys.stderr)
-        folder = ab.out_dir / f"confirm-{k + 1}"
-        folder.mkdir()
-        by_configs(sides, ab.sweep, range(ab.rounds), ab.threads, folder, scratch,
-                   f"{ab.run_id}-c{k + 1}", only=todo)
-        rows = ab.judge(folder)["rows"]
+        rows = measure(k, todo)["rows"]
         for entry in found:
             if entry["config"] in todo:
                 row = next((r for r in rows if r["config"] == entry["config"]), None)
                 entry["verdicts"].append(row["verdict"] if row else "not measured")
         todo = [e["config"] for e in found if e["verdicts"][-1:] == ["regression"]]
+    return found
+
+
+def confirm_regressions(ab: ABRun, sides: dict[str, Side], scratch: Path) -> list[dict]:
+    """Measure the regressed configs again, ``ab.confirm`` times, each time in fresh rounds of
+    their own (``confirm-K/``), judged on those records alone; written to
+    ``confirmations.json`` and returned (see ``confirm_batches``)."""
+    if ab.judge is None or ab.confirm <= 0:
+        return []
+    judge = ab.judge
+
+    def measure(k: int, todo: list[dict]) -> dict[str, Any]:
+        print(f"ab: confirming {len(todo)} regression(s), batch {k}/{ab.confirm}: "
+              f"{ab.rounds} fresh rounds", file=sys.stderr)
+        folder = ab.out_dir / f"confirm-{k}"
+        folder.mkdir()
+        by_configs(sides, ab.sweep, range(ab.rounds), ab.threads, folder, scratch,
+                   f"{ab.run_id}-c{k}", only=todo)
+        return judge(folder)
+
+    found = confirm_batches(configs_with(judge(ab.out_dir), "regression"), ab.confirm, measure)
     (ab.out_dir / CONFIRMATIONS).write_text(json.dumps(found, indent=2, default=str), "utf-8")
     return found
 

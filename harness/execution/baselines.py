@@ -49,15 +49,16 @@ def baseline_path(directory: str | os.PathLike[str], key: str) -> Path:
 
 
 def run_rounds(source: Path, flags: Sequence[str], rounds: int, threads: int,
-               out_dir: Path) -> list[Path]:
-    """``rounds`` runs of ``source``'s suite, each a fresh process, into ``out_dir``."""
+               out_dir: Path, start: int = 0) -> list[Path]:
+    """``rounds`` runs of ``source``'s suite, each a fresh process, into ``out_dir`` (files
+    ``run-<start>.jsonl`` on)."""
     side = Side("candidate", source, "working tree")
     paths = []
-    for i in range(rounds):
+    for i in range(start, start + rounds):
         out = out_dir / f"run-{i}.jsonl"
         with tempfile.TemporaryDirectory(prefix="trainmark-cwd-") as cwd:
             seconds = run_block(side, flags, out, threads, Path(cwd))
-        print(f"  [{i + 1}/{rounds}] {seconds:.1f} s", file=sys.stderr)
+        print(f"  [{i + 1}/{start + rounds}] {seconds:.1f} s", file=sys.stderr)
         paths.append(out)
     return paths
 
