@@ -7,6 +7,7 @@ process, which knows only what the package registers.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import time
@@ -83,3 +84,55 @@ def test_exit(**kw: object) -> nn.Module:
 def test_hang(**kw: object) -> nn.Module:
     """Never returns from forward, as a deadlocked kernel does."""
     return _Fails(lambda: time.sleep(10**6))
+
+
+def _nothing() -> None:
+    return None
+
+
+@register_model(**_KW)
+def test_linear(**kw: object) -> nn.Module:
+    """A plain linear classifier that trains normally: the control for the models below."""
+    return _Fails(_nothing)
+
+
+BALLAST_MIB = 256  # what ``test_ballast`` holds on top of ``test_linear``
+
+
+class _Ballast(_Fails):
+    """``test_linear`` that, from its first forward pass on, holds BALLAST_MIB MiB more on the
+    device it trains on (written, so every page is resident). A plain attribute, not a buffer:
+    nothing copies or moves it, so the model holds exactly one ballast."""
+
+    def __init__(self) -> None:
+        super().__init__(_nothing)
+        self.ballast: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ballast is None:
+            self.ballast = torch.ones(BALLAST_MIB * 2**20 // 4, device=x.device)
+        return super().forward(x)
+
+
+@register_model(**_KW)
+def test_ballast(**kw: object) -> nn.Module:
+    """A linear classifier holding BALLAST_MIB MiB from its first step on: memory tests."""
+    return _Ballast()
+
+
+LATE_EXIT_S = 2.0  # how long a failing rank waits at exit: rank 0 has written its record by then
+
+
+def _exit_late() -> None:
+    time.sleep(LATE_EXIT_S)
+    os._exit(3)
+
+
+@register_model(**_KW)
+def test_rank_exit_late(**kw: object) -> nn.Module:
+    """Trains normally, but under a launcher every rank other than 0 (``RANK``) exits with
+    status 3 as its process ends: after its last collective, once rank 0 has reported ok."""
+    rank = os.environ.get("RANK")
+    if rank is not None and rank != "0":
+        atexit.register(_exit_late)
+    return _Fails(_nothing)

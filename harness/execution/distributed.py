@@ -74,7 +74,12 @@ def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str,
             why, code = f"launcher did not finish within {limit:.0f} s", None
         result = Path(tmp) / "rank0.json"
         if result.exists():
-            return json.loads(result.read_text())
+            rec = json.loads(result.read_text())
+            if code != 0:  # rank 0 recorded, but the run failed: say which rank failed first
+                own = f"; rank 0: {rec['error']}" if rec.get("error") else ""
+                rec.update(status="error" if rec.get("status") == "ok" else rec.get("status"),
+                           error=f"torchrun exited with status {code}: {why}{own}"[:300])
+            return rec
         errors = sorted(Path(tmp).glob("rank*.json"))
         if errors:  # a non-zero rank recorded why it failed
             return json.loads(errors[0].read_text())
