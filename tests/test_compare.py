@@ -122,6 +122,7 @@ def test_noisy_memory_must_change_significantly(files, capsys):
     assert memory["p_value"] == pytest.approx(sps.mannwhitneyu(
         [m * MIB for m in rss], [m * MIB for m in more], alternative="two-sided").pvalue)
     assert memory["p_value"] > 0.01 and memory["verdict"] == "inconclusive" and code == 3
+    assert "(inconclusive: varies between runs, p=" in json.loads(out)["rows"][0]["why"]
     # the same growth on every run (8 + 8 separated samples: p = 2/C(16, 8)) is a regression
     b, c = files([record(train_rss_bytes=(100 + i) * MIB) for i in range(8)],
                  [record(train_rss_bytes=(150 + i) * MIB) for i in range(8)])

@@ -374,8 +374,12 @@ def apply_confirmations(result: dict[str, Any], confirmations: list[dict[str, An
 
 def _why(row: dict[str, Any], tp: stats.SampleComparison, parts: dict[str, str]) -> str:
     bits = []
+    mem = row["memory"]
     if parts["memory"] in (stats.REGRESSION, stats.IMPROVEMENT):
-        bits.append(f"memory {row['memory']['change']:+.1%} ({parts['memory']})")
+        bits.append(f"memory {mem['change']:+.1%} ({parts['memory']})")
+    elif parts["memory"] == stats.INCONCLUSIVE and mem.get("change") is not None:
+        p = "" if mem.get("p_value") is None else f", p={mem['p_value']:.2g}"
+        bits.append(f"memory {mem['change']:+.1%} (inconclusive: varies between runs{p})")
     if parts["accuracy"] in (stats.REGRESSION, stats.IMPROVEMENT):
         bits.append(f"accuracy {100 * row['accuracy']['change']:+.1f} pt ({parts['accuracy']})")
     bits.append(f"throughput: {tp.reason}")
