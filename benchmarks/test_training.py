@@ -97,4 +97,12 @@ def test_training(benchmark, runner: Runner, grid: tuple[str, str, str], request
     if record["status"] == "unavailable":
         pytest.skip(f"{cfg.label()}: {record['error']}")
     assert record["status"] == "ok", f"{cfg.label()}: {record['status']}: {record['error']}"
-    assert record["throughput"] and record["throughput"] > 0
+    assert len(record["repeat_throughputs"]) == rounds * SETTINGS["repeats"]
+    # Each round's throughput (items / region seconds, from the region clock) against the same
+    # round's median step time (from the per-step marks): the same pace seen by two clocks. A
+    # unit or count error (ms for s, steps or batch left out, samples for tokens: a factor of 4
+    # or more) cannot pass; step-time jitter (the median step against a region's mean) can.
+    items_per_sample = {"samples/s": 1, "tokens/s": 128}[record["throughput_unit"]]  # 128-token
+    for r in records[-rounds:]:  # context windows for the language model
+        pace = cfg.batch_size * items_per_sample / (r["step_time_ms_median"] / 1e3)
+        assert pace / 3 < r["throughput"] < pace * 1.5, (r["throughput"], pace)

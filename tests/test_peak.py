@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -51,20 +52,50 @@ def test_unknown_and_near_miss_names_are_not_in_the_table():
 def test_table_values_are_dense_peaks():
     h100 = peak.lookup_gpu("NVIDIA H100 80GB HBM3")
     assert h100.tflops["bf16"] == pytest.approx(1979 / 2, rel=1e-3)  # datasheet: 1,979 sparse
-    assert peak.lookup_gpu("NVIDIA A100-SXM4-40GB").tflops == {
-        "fp32": 19.5, "tf32": 156, "bf16": 312, "fp16": 312}
     assert peak.lookup_gpu("Tesla T4").tflops["bf16"] is None
 
 
-def test_cuda_peak_comes_from_the_table(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100-SXM4-80GB")
-    value, source = peak.peak_flops_per_s("cuda:0", "bf16")
-    assert value == 312e12 and source.startswith("table: A100 SXM bf16 dense")
-    assert peak.peak_flops_per_s("cuda:0", "fp16")[0] == 312e12
-    assert peak.peak_flops_per_s("cuda:0", "fp32")[0] == 19.5e12
-    assert peak.peak_flops_per_s("cuda:0", "tf32")[0] == 156e12
+# Peaks derived independently of the datasheets' rounded figures, from each architecture's
+# published make-up: SMs x boost clock x FLOPs per clock per SM (an FMA is 2 FLOPs).
+#   Volta GV100 / Turing TU104 whitepapers: 64 FP32 cores per SM (128 FLOP/clk); 8 tensor cores
+#     of 64 FP16 FMA/clk each (1,024 FLOP/clk). V100 SXM2: 80 SMs at 1,530 MHz; T4: 40 at 1,590.
+#   A100 whitepaper: 64 FP32 cores per SM; 4 tensor cores, 1,024 dense FP16/BF16 FMA/clk per SM
+#     (2,048 FLOP/clk), TF32 at half that. A100 SXM4: 108 SMs at 1,410 MHz.
+#   GA10x / Ada whitepapers: 128 FP32 cores per SM (256 FLOP/clk); 4 tensor cores, 512 dense
+#     FP16 FMA/clk per SM (1,024 FLOP/clk), TF32 at half; GeForce cards run FP32-accumulate
+#     FP16/BF16 and TF32 at half rate again. A10: 72 SMs at 1,695 MHz; L4: 58 at 2,040;
+#     RTX 3090: 82 at 1,695; RTX 4090: 128 at 2,520.
+ARCHITECTURE = [  # device name, SMs, boost MHz, FLOP per clock per SM by GEMM dtype
+    ("Tesla V100-SXM2-16GB", 80, 1530, {"fp32": 128, "fp16": 1024}),
+    ("Tesla T4", 40, 1590, {"fp32": 128, "fp16": 1024}),
+    ("NVIDIA A100-SXM4-80GB", 108, 1410, {"fp32": 128, "tf32": 1024, "bf16": 2048,
+                                           "fp16": 2048}),
+    ("NVIDIA A10", 72, 1695, {"fp32": 256, "tf32": 512, "bf16": 1024, "fp16": 1024}),
+    ("NVIDIA L4", 58, 2040, {"fp32": 256, "bf16": 1024, "fp16": 1024}),
+    ("NVIDIA GeForce RTX 3090", 82, 1695, {"fp32": 256, "tf32": 256, "bf16": 512,
+                                           "fp16": 512}),
+    ("NVIDIA GeForce RTX 4090", 128, 2520, {"fp32": 256, "tf32": 256, "bf16": 512,
+                                            "fp16": 512}),
+]
+
+
+@pytest.mark.parametrize("name, sms, mhz, per_clock", ARCHITECTURE,
+                         ids=[a[0] for a in ARCHITECTURE])
+def test_cuda_peak_matches_the_architecture(monkeypatch, name, sms, mhz, per_clock):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    for dtype, flop_per_clock in per_clock.items():
+        value, source = peak.peak_flops_per_s("cuda:0", dtype)
+        # datasheets print three significant figures
+        assert value == pytest.approx(sms * flop_per_clock * mhz * 1e6, rel=0.01), dtype
+        assert source.startswith("table: ") and f" {dtype} dense (" in source
+
+
+def test_cuda_peak_without_a_fast_path(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    assert peak.peak_flops_per_s("cuda:0", "tf32")[0] == 8.1e12  # no TF32 on Turing
+    # Turing has no TF32: an fp32 GEMM with the TF32 flag runs at the FP32 rate, 40 x 128 x 1.59
+    # GHz; and no BF16 tensor-core path at all.
+    assert peak.peak_flops_per_s("cuda:0", "tf32")[0] == pytest.approx(40 * 128 * 1.59e9,
+                                                                       rel=0.01)
     value, source = peak.peak_flops_per_s("cuda:0", "bf16")
     assert value is None and "no bf16" in source
 
@@ -80,13 +111,28 @@ def test_precision_names_map_to_gemm_dtypes():
         gemm_dtype("fp8", "cpu")
 
 
-def test_measured_gemm_peak_is_positive_and_bounded_in_time():
-    import time
+def test_measured_gemm_peak_is_2n3_flops_per_call_and_escalates_within_the_budget(monkeypatch):
+    """A fake device clock, no wall time: an n x n GEMM "takes" 2 n^3 / rate(n) seconds, with
+    1 GFLOP/s at n = 256 and 4 GFLOP/s at n = 512. By hand, for a 2 s budget:
+    n = 256: 0.0336 s a call; warm-up + 5 repeats of 1 call (0.02 s / 0.0336 s rounds to 1)
+    end at 0.201 s. n = 512: predicted 3 x 8 x 0.0336 = 0.81 s fits the 1.80 s left; 0.0671 s a
+    call, warm-up + 5 repeats end at 0.604 s. n = 1024: predicted 3 x 8 x 0.0671 = 1.61 s does
+    not fit the 1.40 s left, so it is never run. The peak is the best rate: 4 GFLOP/s at 512."""
+    rates = {256: 1e9, 512: 4e9}
+    clock, calls = [0.0], []
 
-    t0 = time.perf_counter()
-    result = peak.measure_gemm("cpu", "fp32", budget_s=TINY_BUDGET)
-    assert time.perf_counter() - t0 < 5  # one size past the budget at most
-    assert result["flops_per_s"] > 1e8 and result["size"] >= 256
+    def matmul(a, b):
+        n = a.shape[0]
+        calls.append(n)
+        clock[0] += 2 * n**3 / rates[n]
+        return a
+
+    monkeypatch.setattr(peak, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(torch, "matmul", matmul)
+    result = peak.measure_gemm("cpu", "fp32", budget_s=2.0)
+    assert calls == [256] * 6 + [512] * 6
+    assert result["flops_per_s"] == pytest.approx(4e9) and result["size"] == 512
+    assert result["budget_s"] == 2.0
 
 
 def test_cpu_peak_is_measured_once_then_cached(cache_dir, monkeypatch):

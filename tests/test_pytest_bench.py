@@ -98,7 +98,7 @@ def test_a_json_file_that_is_not_pytest_benchmark_is_read_as_json_lines(tmp_path
 
 
 @pytest.mark.slow
-def test_benchmark_suite_saves_files_that_compare_reads(tmp_path):
+def test_benchmark_suite_saves_files_that_compare_reads(tmp_path, capsys):
     """The real pytest-benchmark run: one generated benchmark, --benchmark-json and
     --benchmark-autosave, machine info from the conftest hook, then ``trainmark compare``."""
     out = tmp_path / "bench.json"
@@ -120,7 +120,20 @@ def test_benchmark_suite_saves_files_that_compare_reads(tmp_path):
     assert len(saved) == 1
     frame = load_results([saved[0]])
     assert frame["model"].tolist() == ["convnet"] and frame["throughput"].iloc[0] > 0
-    assert main(["compare", str(out), str(saved[0])]) in (0, 1)  # same-run files compare
+    # The two files hold the same run: identical samples, 3 a side, so no change at all and
+    # no verdict possible (smallest two-sided Mann-Whitney p: 2 / C(6, 3) = 0.1): inconclusive,
+    # exit 3 (0 only when inconclusive verdicts are allowed through).
+    capsys.readouterr()
+    assert main(["compare", str(out), str(saved[0]), "--allow-inconclusive"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(out), str(saved[0]), "--format", "json"]) == 3
+    result = json.loads(capsys.readouterr().out)
+    (row,) = result["rows"]
+    assert result["summary"]["exit_status"] == 3 and result["summary"]["inconclusive"] == 1
+    assert row["verdict"] == "inconclusive" and row["failed"] == []
+    assert row["throughput"]["change"] == 0.0 and row["throughput"]["p_value"] is None
+    assert "smallest possible p is 0.1," in row["throughput"]["reason"]
+    assert row["memory"]["verdict"] == "no change" and row["accuracy"]["change"] == 0.0
 
 
 def test_benchmark_grid_comes_from_the_registry():

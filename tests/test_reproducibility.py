@@ -3,13 +3,16 @@
 import json
 import math
 import re
+import time
 
 import pytest
 import torch
 
 from harness.analysis.seeds import mean_ci, seed_summary
 from harness.cli import main
+from harness.core import runner as runner_mod
 from harness.core.config import RunConfig
+from harness.core.data import ImageData, load_dataset, synthetic_text
 from harness.core.losscurve import compact_curve, curve_digest
 from harness.core.runner import Runner
 from harness.core.suites import expand, merge_settings
@@ -38,7 +41,25 @@ def test_deterministic_runs_are_bitwise_identical(model, dataset):
     assert not torch.are_deterministic_algorithms_enabled()  # restored after the config
 
 
-def test_time_to_accuracy_reaches_a_target_on_synthetic_data():
+EVAL_DELAY_S = 1000.0  # what each evaluation "takes" on the test's clock
+
+
+def test_time_to_accuracy_reaches_a_target_and_leaves_evaluation_off_the_clock(monkeypatch):
+    """Every evaluation advances the process clock (``time.perf_counter``) by 1000 s, a
+    test-only delay no real training step comes near: were evaluation on the clock, the time to
+    accuracy would hold 1000 s per evaluation; the wall time, which does hold them, shows that
+    the delay really was injected."""
+    real_clock, skipped = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skipped[0])
+    evaluations = []
+
+    def slow_evaluate(*args, **kwargs):
+        skipped[0] += EVAL_DELAY_S
+        evaluations.append(1)
+        return real_evaluate(*args, **kwargs)
+
+    real_evaluate = runner_mod.evaluate
+    monkeypatch.setattr(runner_mod, "evaluate", slow_evaluate)
     rec = Runner().run(cfg("convnet", "synthetic", optimizer="adam", lr=2e-3, batch_size=32,
                            train_samples=1024, eval_samples=256, target_accuracy=0.5,
                            eval_interval=10, max_steps=400))
@@ -46,9 +67,59 @@ def test_time_to_accuracy_reaches_a_target_on_synthetic_data():
     assert rec["target_reached"] is True
     assert rec["steps_to_accuracy"] % 10 == 0 and 10 <= rec["steps_to_accuracy"] <= 400
     assert rec["eval_accuracy"] >= 0.5
-    assert 0 < rec["time_to_accuracy_s"] < rec["wall_time_s"]  # eval time is not on the clock
-    assert len(rec["repeat_throughputs"]) == rec["steps_to_accuracy"] // 10
+    n_evals = rec["steps_to_accuracy"] // 10  # one every 10 steps, the last one reached it
+    assert len(evaluations) == n_evals == len(rec["repeat_throughputs"])
+    assert rec["wall_time_s"] >= n_evals * EVAL_DELAY_S  # the delays happened...
+    assert 0 < rec["time_to_accuracy_s"] < EVAL_DELAY_S  # ... but not on the clock
+    # The clock holds exactly the timed regions: 10 steps of 32 samples each at its throughput.
+    assert rec["time_to_accuracy_s"] == pytest.approx(
+        sum(32 * 10 / t for t in rec["repeat_throughputs"]), rel=1e-9)
     assert len(rec["loss_curve"]) == rec["steps_run"]
+
+
+def test_evaluation_uses_the_held_out_split(monkeypatch):
+    """A dataset whose splits disagree on purpose: every training label is class 0, every
+    held-out label class 1. Training makes the model answer 0, so accuracy on the held-out split
+    is (near) 0 and its loss high, where the training split would score (near) 1. The model's
+    inputs in eval mode are also checked to be exactly the held-out images, none a training one."""
+    gen = torch.Generator().manual_seed(0)
+    train_x, eval_x = torch.rand(64, 3, 32, 32, generator=gen), torch.rand(32, 3, 32, 32,
+                                                                           generator=gen)
+    data = ImageData("synthetic", train_x, torch.zeros(64, dtype=torch.long), eval_x,
+                     torch.ones(32, dtype=torch.long))
+    monkeypatch.setattr(runner_mod, "load_dataset", lambda *a, **k: data)
+    seen = []
+    real_create = runner_mod.create_model
+
+    def create_model(*args, **kwargs):
+        model = real_create(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda module, inputs: None if module.training else seen.append(inputs[0].clone()))
+        return model
+
+    monkeypatch.setattr(runner_mod, "create_model", create_model)
+    rec = Runner().run(cfg("convnet", "synthetic", optimizer="adam", lr=1e-2, warmup_steps=1,
+                           timed_steps=10, repeats=2, eval_samples=32))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["train_loss"] < 0.1  # it learnt "always class 0"
+    assert rec["eval_accuracy"] < 0.5 and rec["eval_loss"] > 2.0  # and is judged on class 1
+    assert torch.equal(torch.cat(seen), eval_x)  # every held-out image once, nothing else
+
+
+def test_synthetic_held_out_split_shares_no_sample_with_training():
+    images = load_dataset("synthetic", torch.device("cpu"), train_samples=512, eval_samples=256)
+    # Each image has Gaussian noise of sigma 0.25 on 3072 pixels: distinct images lie ~20 apart.
+    assert float(torch.cdist(images.eval_x.flatten(1), images.train_x.flatten(1)).min()) > 1.0
+    text = load_dataset("synthetic-text", torch.device("cpu"))
+    # 200,000 characters, 90% for training: the held-out tokens are the last 20,000 characters.
+    source = synthetic_text(200_000, seed=0)
+    assert "".join(text.vocab[i] for i in text.eval_tokens.tolist()) == source[180_000:]
+    assert "".join(text.vocab[i] for i in text.train_tokens.tolist()) == source[:180_000]
+    # Evaluation reads non-overlapping 128-token windows of them: floor(19,999 / 128) = 156
+    # windows (each window's targets need the token after it).
+    windows = torch.cat([x for x, _ in text.eval_batches(64, limit=10_000)])
+    assert windows.shape == (156, 128)
+    assert torch.equal(windows.flatten(), text.eval_tokens[:156 * 128])
 
 
 def test_time_to_accuracy_gives_up_at_max_steps():

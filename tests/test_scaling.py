@@ -1,8 +1,10 @@
 """DDP through torch.distributed.run (2 gloo processes), compile, channels-last, FLOPs and MFU."""
 
 import json
+import time
 
 import pytest
+import torch
 
 from harness.cli import main
 from harness.core.config import RunConfig
@@ -56,14 +58,43 @@ def test_scaling_tracker_matches_on_everything_but_nproc():
     assert other["scaling_efficiency"] is None
 
 
+COMPILE_DELAY_S = 1000.0  # what compiling "takes" on the test's clock
+SLOW_BACKEND = "trainmark_test_slow_compile"
+
+
 def test_compile_time_is_recorded_apart_from_steady_state(monkeypatch):
-    monkeypatch.setenv("TRAINMARK_COMPILE_BACKEND", "aot_eager")  # dynamo path, no C++ build
+    """A test-only torch.compile backend (eager execution of the traced graph) advances the
+    process clock (``time.perf_counter``) by 1000 s each time it compiles. Compile time must
+    hold that delay and no timed repeat, nor the warm-up chunk, may: a repeat that paid for a
+    compilation would last >= 1000 s, far beyond the whole run's real duration."""
+    from torch._dynamo.backends.registry import _COMPILER_FNS, register_backend
+
+    real_clock, skipped, compiles = time.perf_counter, [0.0], []
+
+    def slow_compile(gm, example_inputs):
+        skipped[0] += COMPILE_DELAY_S
+        compiles.append(len(example_inputs))
+        return gm.forward
+
+    if SLOW_BACKEND in _COMPILER_FNS:  # the test ran before in this process
+        monkeypatch.setitem(_COMPILER_FNS, SLOW_BACKEND, slow_compile)
+    else:
+        register_backend(slow_compile, name=SLOW_BACKEND)
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skipped[0])
+    monkeypatch.setenv("TRAINMARK_COMPILE_BACKEND", SLOW_BACKEND)
+    torch._dynamo.reset()  # no compiled code cached from another test
     rec = Runner().run(RunConfig("convnet", "synthetic", batch_size=8, warmup_steps=2,
-                                 timed_steps=3, repeats=2, eval_samples=32, train_samples=64,
+                                 timed_steps=3, repeats=3, eval_samples=32, train_samples=64,
                                  compile=True))
     assert rec["status"] == "ok", rec["error"]
-    assert rec["compile"] is True and rec["compile_backend"] == "aot_eager"
-    assert rec["compile_time_s"] > rec["step_time_ms_median"] / 1e3  # tracing is not a step
+    assert rec["compile"] is True and rec["compile_backend"] == SLOW_BACKEND
+    assert compiles, "the backend never compiled"
+    assert len(rec["repeat_throughputs"]) == 3
+    for throughput in rec["repeat_throughputs"]:  # no repeat paid for compiling (8 x 3 samples)
+        assert 8 * rec["timed_steps_run"] / throughput < COMPILE_DELAY_S
+    assert rec["warmup_time_s"] < COMPILE_DELAY_S  # nor the warm-up chunk
+    assert rec["compile_time_s"] >= COMPILE_DELAY_S  # the first step, alone, did
+    assert rec["wall_time_s"] >= rec["compile_time_s"]
 
 
 def test_channels_last_applies_to_conv_models_only():

@@ -1,17 +1,21 @@
-"""NVML telemetry. There is no GPU here, so a small stand-in for ``pynvml`` plays the driver:
-it returns scripted power/energy/clock readings for devices identified by UUID or PCI bus id."""
+"""NVML telemetry. Only the lowest layers are stand-ins: ``pynvml`` (the driver binding, with
+scripted power/energy/clock readings for devices found by UUID or PCI bus id) and torch's CUDA
+device properties, so the UUID / PCI-id formatting and the lookups run for real. On a machine with
+a GPU, one test checks the formatting against NVML itself."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from harness.probes import telemetry
-from harness.probes.memory import peak_rss_bytes
+from harness.probes.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from harness.probes.telemetry import NvmlSampler, throttle_names
 
 
@@ -19,22 +23,38 @@ class FakeNVMLError(Exception):
     pass
 
 
+def pci_fields(bus_id: str) -> tuple[int, int, int, int]:
+    """NVML's reading of a PCI bus id "domain:bus:device.function": hexadecimal, any case."""
+    domain, bus, rest = bus_id.split(":")
+    device, function = rest.split(".")
+    return int(domain, 16), int(bus, 16), int(device, 16), int(function, 16)
+
+
 class FakeNvml:
-    """Two GPUs in NVML's (PCI) order; energy advances with every read (1 J per read)."""
+    """Plays the ``pynvml`` module: two GPUs in NVML's (PCI) order, known by NVML's UUID and PCI
+    bus id spellings; the energy counter returns scripted millijoule readings, one per read."""
 
     NVML_CLOCK_SM = 1
     NVML_TEMPERATURE_GPU = 0
 
     def __init__(self, reasons: int = 0x0, energy: bool = True, power_mw: int = 250_000) -> None:
-        self.devices = {
-            "GPU-aaaa": SimpleNamespace(name="gpu0", pci="00000000:1a:00.0"),
-            "GPU-bbbb": SimpleNamespace(name="gpu1", pci="00000000:3b:00.0"),
+        self.devices = {  # NVML spellings: "GPU-" UUIDs, upper-case PCI bus ids
+            "GPU-0f3e1d2c-aaaa-4bbb-8ccc-1234567890ab": SimpleNamespace(
+                name="gpu0", pci="00000000:1A:00.0", used=1_000_000_000),
+            "GPU-6c2b4f0e-8a1d-4c3e-9f5a-1b2c3d4e5f60": SimpleNamespace(
+                name="gpu1", pci="00000000:3B:00.0", used=7_516_192_768),
         }
-        self.energy_mj = {"gpu0": 1_000_000, "gpu1": 5_000_000}
+        # Energy counter readings in mJ, one popped per read (a read past the script fails)
+        self.energy_readings: dict[str, list[int]] = {"gpu0": [], "gpu1": []}
+        self.energy_reads = 0
         self.reasons = reasons
         self.energy_supported = energy
         self.power_mw = power_mw
+        self.init_calls = 0
         self.lock = threading.Lock()
+
+    def nvmlInit(self) -> None:
+        self.init_calls += 1
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str):
         if uuid not in self.devices:
@@ -43,16 +63,20 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByPciBusId(self, pci: str):
         for dev in self.devices.values():
-            if dev.pci == pci.lower():
+            if pci_fields(dev.pci) == pci_fields(pci):
                 return dev.name
         raise FakeNVMLError("Not Found")
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str):
+        (dev,) = [d for d in self.devices.values() if d.name == handle]
+        return SimpleNamespace(total=80 * 2**30, used=dev.used, free=80 * 2**30 - dev.used)
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
         if not self.energy_supported:
             raise FakeNVMLError("Not Supported")
         with self.lock:
-            self.energy_mj[handle] += 1000  # +1 J per read, so the region's delta is countable
-            return self.energy_mj[handle]
+            self.energy_reads += 1
+            return self.energy_readings[handle].pop(0)  # IndexError: an unexpected read
 
     def nvmlDeviceGetPowerUsage(self, handle: str) -> int:
         return self.power_mw if handle == "gpu1" else 100_000
@@ -71,36 +95,95 @@ class FakeNvml:
         return self.reasons
 
 
+class FakeUuid:
+    """torch's ``_CUuuid``: ``str()`` gives the bare UUID, without NVML's "GPU-" prefix."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def cuda_props(uuid: str | None = "6c2b4f0e-8a1d-4c3e-9f5a-1b2c3d4e5f60", pci=(0, 0x3B, 0)):
+    """What ``torch.cuda.get_device_properties`` gives: ``pci`` is (domain, bus, device) as
+    integers, or None for a torch build without the PCI fields."""
+    props = SimpleNamespace(name="Fake GPU", uuid=FakeUuid(uuid) if uuid is not None else "")
+    if pci is not None:
+        props.pci_domain_id, props.pci_bus_id, props.pci_device_id = pci
+    return props
+
+
 @pytest.fixture()
-def fake_gpu(monkeypatch):
-    """``cuda:0`` is the *second* NVML device (as with CUDA_VISIBLE_DEVICES=1)."""
+def nvml_status_cache():
+    """``_nvml_status`` caches its answer per process: start and end each test without one."""
+    telemetry._nvml_status.cache_clear()
+    yield
+    telemetry._nvml_status.cache_clear()
+
+
+@pytest.fixture()
+def fake_gpu(monkeypatch, nvml_status_cache):
+    """Only the lowest layers are fake: ``pynvml`` (the NVML binding) and torch's device
+    properties; ``cuda:0`` is the *second* NVML device (as with CUDA_VISIBLE_DEVICES=1)."""
     nv = FakeNvml()
-    monkeypatch.setattr(telemetry, "_nvml_status", lambda: (nv, None))
-    monkeypatch.setattr(telemetry, "_cuda_ids", lambda device: ("GPU-bbbb", "00000000:3B:00.0"))
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    props = {0: cuda_props()}
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda device: props[torch.device(device).index or 0])
+    nv.cuda_props = props
     return nv
+
+
+def test_cuda_ids_are_spelt_as_nvml_spells_them(monkeypatch):
+    props = {}
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props["now"])
+    cuda0 = torch.device("cuda:0")
+    props["now"] = cuda_props("6c2b4f0e-8a1d-4c3e-9f5a-1b2c3d4e5f60", pci=(0, 0x3B, 0))
+    assert telemetry._cuda_ids(cuda0) == ("GPU-6c2b4f0e-8a1d-4c3e-9f5a-1b2c3d4e5f60",
+                                          "00000000:3b:00.0")
+    # Domain 16, bus 175, device 3: eight, two and two hexadecimal digits, function 0.
+    props["now"] = cuda_props("MIG-11111111-2222-3333-4444-555555555555", pci=(16, 175, 3))
+    assert telemetry._cuda_ids(cuda0) == ("MIG-11111111-2222-3333-4444-555555555555",
+                                          "00000010:af:03.0")
+    props["now"] = cuda_props(None, pci=None)  # no UUID, a torch without PCI fields
+    assert telemetry._cuda_ids(cuda0) == (None, None)
 
 
 def test_handle_is_found_by_uuid_not_by_index(fake_gpu):
     assert telemetry.nvml_handle(torch.device("cuda:0")) == "gpu1"
+    assert fake_gpu.init_calls == 1
 
 
-def test_handle_falls_back_to_pci_bus_id(fake_gpu, monkeypatch):
-    monkeypatch.setattr(telemetry, "_cuda_ids", lambda device: ("GPU-unknown", "00000000:3B:00.0"))
-    assert telemetry.nvml_handle(torch.device("cuda:0")) == "gpu1"
-    monkeypatch.setattr(telemetry, "_cuda_ids", lambda device: (None, "00000000:ff:00.0"))
-    assert telemetry.nvml_handle(torch.device("cuda:0")) is None
+def test_handle_falls_back_to_pci_bus_id(fake_gpu):
+    cuda0 = torch.device("cuda:0")
+    fake_gpu.cuda_props[0] = cuda_props("99999999-0000-0000-0000-000000000000", pci=(0, 0x3B, 0))
+    assert telemetry.nvml_handle(cuda0) == "gpu1"  # NVML knows no such UUID: by PCI bus id
+    fake_gpu.cuda_props[0] = cuda_props(None, pci=(0, 0x1A, 0))
+    assert telemetry.nvml_handle(cuda0) == "gpu0"
+    fake_gpu.cuda_props[0] = cuda_props(None, pci=(0, 0xFF, 0))
+    assert telemetry.nvml_handle(cuda0) is None
+    assert telemetry.device_memory_used(cuda0) is None
+
+
+def test_device_memory_used_is_nvml_used_of_the_matching_device(fake_gpu):
+    assert telemetry.device_memory_used(torch.device("cuda:0")) == 7_516_192_768  # gpu1's
+    assert telemetry.device_memory_used(torch.device("cpu")) is None
 
 
 def test_energy_is_the_counter_difference_across_regions(fake_gpu):
+    # NVML's cumulative counter in mJ, read once at each edge of each region (the polling
+    # thread never reads it). Region 1: 123_478_289 - 123_456_789 mJ = 21.5 J; the 1_711 mJ
+    # spent between the regions are not counted; region 2: 123_532_125 - 123_480_000 = 52.125
+    # J. Total 73.625 J.
+    fake_gpu.energy_readings["gpu1"] = [123_456_789, 123_478_289, 123_480_000, 123_532_125]
     sampler = NvmlSampler("cuda:0", interval_s=0.005)
     for _ in range(2):
-        start_mj = fake_gpu.energy_mj["gpu1"]
         with sampler:
-            time.sleep(0.03)
-        assert fake_gpu.energy_mj["gpu1"] - start_mj == 2000  # one read at each edge
+            time.sleep(0.01)
+    assert fake_gpu.energy_reads == 4 and fake_gpu.energy_readings["gpu1"] == []
     s = sampler.summary()
-    # Two regions, each the difference of two counter reads 1 J apart (reads add 1 J each).
-    assert s["energy_j"] == pytest.approx(2.0)
+    assert s["energy_j"] == pytest.approx(73.625)
     assert s["power_w_mean"] == pytest.approx(250.0)
     assert s["sm_clock_mhz_mean"] == 1980
     assert s["temperature_c_max"] == 70
@@ -111,6 +194,7 @@ def test_energy_is_the_counter_difference_across_regions(fake_gpu):
 
 
 def test_mean_power_averages_the_samples(fake_gpu):
+    fake_gpu.energy_readings["gpu1"] = [0, 1]
     sampler = NvmlSampler("cuda:0", interval_s=0.002)
     sampler.start()
     time.sleep(0.02)
@@ -152,17 +236,51 @@ def test_missing_energy_counter_gives_null_energy_and_a_note(fake_gpu):
     assert "energy counter unsupported" in s["telemetry_note"]
 
 
-def test_absent_nvml_gives_none_fields_and_the_reason(monkeypatch):
-    monkeypatch.setattr(telemetry, "_nvml_status",
-                        lambda: (None, "NVML not available: NVML Shared Library Not Found"))
+def test_absent_nvml_gives_none_fields_and_the_reason(monkeypatch, nvml_status_cache):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # what `import pynvml` meets without it
     sampler = NvmlSampler("cuda:0")
     with sampler:  # start/stop are no-ops, never errors
         pass
     s = sampler.summary()
     assert not sampler.available
     assert all(s[k] is None for k in telemetry.SUMMARY_FIELDS)
-    assert s["telemetry_note"] == "NVML not available: NVML Shared Library Not Found"
+    assert s["telemetry_note"].startswith("NVML not available: nvidia-ml-py is not installed (")
     assert telemetry.device_memory_used(torch.device("cuda:0")) is None
+    assert telemetry.driver_version() is None
+
+
+def test_nvml_that_fails_to_initialise_gives_the_drivers_reason(monkeypatch, nvml_status_cache):
+    class NVMLError_LibraryNotFound(Exception):  # noqa: N801 (pynvml's name)
+        pass
+
+    def init():
+        raise NVMLError_LibraryNotFound("NVML Shared Library Not Found")
+
+    monkeypatch.setitem(sys.modules, "pynvml", SimpleNamespace(nvmlInit=init))
+    assert telemetry._nvml_status() == (None, "NVML not available: NVML Shared Library Not Found")
+    s = NvmlSampler("cuda:0").summary()
+    assert s["energy_j"] is None
+    assert s["telemetry_note"] == "NVML not available: NVML Shared Library Not Found"
+
+
+def test_an_error_without_a_message_is_named_by_its_type(monkeypatch, nvml_status_cache):
+    class NVMLError_Uninitialized(Exception):  # noqa: N801 (pynvml's name)
+        pass
+
+    def init():
+        raise NVMLError_Uninitialized()
+
+    monkeypatch.setitem(sys.modules, "pynvml", SimpleNamespace(nvmlInit=init))
+    assert telemetry._nvml_status() == (None, "NVML not available: NVMLError_Uninitialized")
+
+
+def test_nvml_is_initialised_once_and_the_driver_version_decoded(fake_gpu):
+    fake_gpu.nvmlSystemGetDriverVersion = lambda: b"580.65.06"  # older bindings return bytes
+    assert telemetry._nvml_status() == (fake_gpu, None)
+    assert telemetry.driver_version() == "580.65.06"
+    NvmlSampler("cuda:0")
+    telemetry.device_memory_used(torch.device("cuda:0"))
+    assert fake_gpu.init_calls == 1
 
 
 def test_cpu_device_has_no_nvml_telemetry():
@@ -171,14 +289,29 @@ def test_cpu_device_has_no_nvml_telemetry():
     assert "cpu" in s["telemetry_note"]
 
 
-def test_real_nvml_status_is_either_a_module_or_a_reason():
-    module, why = telemetry._nvml_status()
-    assert (module is None) != (why is None)
-    if module is None:
-        assert why.startswith("NVML not available")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU and its driver")
+def test_cuda_ids_match_what_nvml_itself_reports(nvml_status_cache):
+    """On a real GPU: torch's UUID and PCI bus id, as formatted, are one NVML device's own."""
+    nv = pytest.importorskip("pynvml")
+    nv.nvmlInit()
+
+    def text(value) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    devices = {}
+    for i in range(nv.nvmlDeviceGetCount()):
+        h = nv.nvmlDeviceGetHandleByIndex(i)
+        devices[text(nv.nvmlDeviceGetUUID(h))] = text(nv.nvmlDeviceGetPciInfo(h).busId)
+    uuid, pci = telemetry._cuda_ids(torch.device("cuda:0"))
+    assert pci is not None and pci.lower() in {b.lower() for b in devices.values()}
+    if uuid is not None and uuid.startswith("GPU-"):  # MIG slices are not NVML devices
+        assert devices[uuid].lower() == pci.lower()
+    handle = telemetry.nvml_handle(torch.device("cuda:0"))
+    assert text(nv.nvmlDeviceGetPciInfo(handle).busId).lower() == pci.lower()
 
 
 def test_unbalanced_start_stop_is_an_error(fake_gpu):
+    fake_gpu.energy_readings["gpu1"] = [5_000_000, 5_000_250]
     sampler = NvmlSampler("cuda:0", interval_s=0.005)
     with pytest.raises(RuntimeError):
         sampler.stop()
@@ -186,9 +319,16 @@ def test_unbalanced_start_stop_is_an_error(fake_gpu):
     with pytest.raises(RuntimeError):
         sampler.start()
     sampler.stop()
-    assert sampler.summary()["energy_j"] is not None
+    assert sampler.summary()["energy_j"] == pytest.approx(0.25)
 
 
-def test_existing_helpers_still_work(fake_gpu):
-    assert peak_rss_bytes() > 0
-    assert telemetry.device_memory_used(torch.device("cpu")) is None
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+def test_peak_rss_is_a_high_water_mark_that_sees_touched_memory():
+    size = 64 * 2**20
+    if not reset_peak_rss():
+        pytest.skip("this kernel cannot reset the RSS high-water mark")
+    before = current_rss_bytes()
+    buf = b"\x01" * size  # written, so every page is resident
+    assert peak_rss_bytes() >= before + 0.9 * size
+    del buf
+    assert peak_rss_bytes() >= before + 0.9 * size  # a high-water mark: freeing does not lower it

@@ -55,7 +55,7 @@ def _nvml_status() -> tuple[Any, str | None]:
     try:
         pynvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: all "absent"
-        return None, f"NVML not available: {exc or type(exc).__name__}"
+        return None, f"NVML not available: {str(exc) or type(exc).__name__}"
     return pynvml, None
 
 
