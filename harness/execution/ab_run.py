@@ -120,7 +120,9 @@ def confirm_regressions(ab: ABRun, sides: dict[str, Side], scratch: Path) -> lis
         return judge(folder)
 
     found = confirm_batches(configs_with(judge(ab.out_dir), "regression"), ab.confirm, measure)
-    (ab.out_dir / CONFIRMATIONS).write_text(json.dumps(found, indent=2, default=str), "utf-8")
+    if found:
+        (ab.out_dir / CONFIRMATIONS).write_text(json.dumps(found, indent=2, default=str),
+                                                "utf-8")
     return found
 
 

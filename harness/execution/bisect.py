@@ -94,8 +94,16 @@ def step_exit(verdict: dict[str, Any]) -> int:
     return BAD if REGRESSION in verdicts else SKIP if INCONCLUSIVE in verdicts else GOOD
 
 
+# What ``git bisect run`` exports to its command (in a linked worktree it sets GIT_DIR): left in
+# place, every git call of the step's workers, their provenance included, would read the bisect
+# worktree's repository instead of their own tree's.
+GIT_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX", "GIT_COMMON_DIR")
+
+
 def _step_main(plan_path: str) -> int:
     """A ``git bisect run`` step in the bisect worktree (the cwd); its exit status for git."""
+    for name in GIT_ENV:
+        os.environ.pop(name, None)
     plan = Plan(**json.loads(Path(plan_path).read_text("utf-8")))
     here = Path(git(Path.cwd(), "rev-parse", "--show-toplevel"))
     sha = git(here, "rev-parse", "HEAD")
