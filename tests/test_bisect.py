@@ -72,6 +72,24 @@ def test_bad_that_is_not_slower_has_nothing_to_bisect(history, tmp_path):
     assert "is not a regression against" in proc.stdout
 
 
+def test_steps_look_for_what_bad_regressed_in():
+    cfg = {"model": "convnet"}
+
+    def row(verdict, failed=(), **parts):
+        return {"config": cfg, "verdict": verdict, "failed": list(failed),
+                **{k: {"verdict": v} for k, v in parts.items()}}
+
+    targets = [{"config": cfg, "metrics": ["throughput"]}]
+    slower = row("regression", ["throughput"], throughput="regression", memory="no change")
+    noisy_memory = row("inconclusive", throughput="no change", memory="inconclusive")
+    unsure_speed = row("inconclusive", throughput="inconclusive", memory="no change")
+    assert step_exit({"rows": [slower]}, targets) == BAD
+    # host memory noise is not what BAD regressed in: the step is good, not skipped
+    assert step_exit({"rows": [noisy_memory]}, targets) == GOOD
+    assert step_exit({"rows": [unsure_speed]}, targets) == SKIP
+    assert step_exit({"rows": []}, targets) == SKIP  # the config did not run there
+
+
 def test_step_exit_follows_the_verdicts():
     def verdict(*vs):
         return {"rows": [{"verdict": v} for v in vs]}

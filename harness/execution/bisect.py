@@ -7,8 +7,9 @@ measures BAD against GOOD (if BAD is not a regression there is nothing to find),
 harness.execution.bisect``, with *this* trainmark on ``PYTHONPATH``: it measures the commit
 git checked out against GOOD exactly as ``trainmark ab GOOD`` would (fresh workers every round,
 paired verdict, extra rounds for inconclusive configs) and answers git with its exit status:
-0 good, 1 bad (a regression), 125 skip (inconclusive: the step could not tell, or the commit
-could not run the suite). Every step's records and ``verdict.json`` stay in the output folder.
+0 good, 1 bad (one of the regressions BAD showed, same config and metric), 125 skip (one of
+those is inconclusive, or the commit could not run the suite). Every step's records and
+``verdict.json`` stay in the output folder.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Plan:
     extra_time_s: float
     settings: dict[str, Any]  # analysis.compare.Settings as a dict
     out_dir: str
+    targets: list[dict[str, Any]] | None = None  # what BAD regressed in (``targets_of``)
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,40 @@ def measure(plan: Plan, sha: str, candidate_source: Path) -> Step:
     check_baseline_commits(base["git_commit"].dropna(), plan.good_sha)
     result = compare_frames(base, cand, settings)
     (out / "verdict.json").write_text(json.dumps(result, indent=2, default=str), "utf-8")
-    return Step(sha, step_exit(result), result)
+    return Step(sha, step_exit(result, plan.targets), result)
 
 
-def step_exit(verdict: dict[str, Any]) -> int:
-    """What a step tells git: bad on any regression, skip on an inconclusive verdict (the step
-    could not tell either way), else good."""
+def targets_of(verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    """What BAD regressed in: ``[{"config": ..., "metrics": [...]}]`` (``status``,
+    ``throughput``, ``memory``, ``accuracy``): the change a bisect looks for."""
+    return [{"config": row["config"], "metrics": list(row.get("failed") or [])}
+            for row in verdict["rows"] if row["verdict"] == "regression"]
+
+
+def _part(row: dict[str, Any], metric: str) -> str:
+    if metric == "status":
+        return "regression" if "status" in (row.get("failed") or []) else "no change"
+    return str((row.get(metric) or {}).get("verdict") or row["verdict"])
+
+
+def step_exit(verdict: dict[str, Any], targets: list[dict[str, Any]] | None = None) -> int:
+    """What a step tells git: bad when one of BAD's regressions (``targets``; any regression
+    when None) is there too, skip when one of them is inconclusive (the step cannot tell
+    either way), else good. A noisy verdict on something BAD did not regress in (e.g. host
+    memory when BAD was slower) does not stall the search."""
     from harness.analysis.stats import INCONCLUSIVE, REGRESSION
 
-    verdicts = {row["verdict"] for row in verdict["rows"]}
-    return BAD if REGRESSION in verdicts else SKIP if INCONCLUSIVE in verdicts else GOOD
+    if targets is None:
+        verdicts = {row["verdict"] for row in verdict["rows"]}
+        return BAD if REGRESSION in verdicts else SKIP if INCONCLUSIVE in verdicts else GOOD
+    parts = set()
+    for target in targets:
+        row = next((r for r in verdict["rows"] if r["config"] == target["config"]), None)
+        if row is None:
+            parts.add(INCONCLUSIVE)  # the config did not run at this commit
+            continue
+        parts |= {_part(row, m) for m in target["metrics"]}
+    return BAD if REGRESSION in parts else SKIP if INCONCLUSIVE in parts else GOOD
 
 
 # What ``git bisect run`` exports to its command (in a linked worktree it sets GIT_DIR): left in
@@ -144,6 +170,9 @@ def bisect(plan: Plan, bad_sha: str) -> Outcome:
               file=sys.stderr, flush=True)
         if first.exit != BAD:
             return Outcome(None, [first], time.perf_counter() - started, "")
+        plan = dataclasses.replace(plan, targets=targets_of(first.verdict or {"rows": []}))
+        plan_path.write_text(json.dumps(dataclasses.asdict(plan), indent=2, default=str),
+                             "utf-8")
         git(wt, "bisect", "start", bad_sha, plan.good_sha)
         try:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -156,7 +185,7 @@ def bisect(plan: Plan, bad_sha: str) -> Outcome:
         finally:
             git(wt, "bisect", "reset", check=False)
     found = _FIRST_BAD.search(proc.stdout or "")
-    steps = [first] + [_stored_step(d) for d in sorted(out.iterdir())
+    steps = [first] + [_stored_step(d, plan.targets) for d in sorted(out.iterdir())
                        if d.is_dir() and d.name != bad_sha[:12] and (d / "verdict.json").exists()]
     if found is None:
         raise UserError("git bisect did not name a first bad commit (too many skipped "
@@ -164,10 +193,10 @@ def bisect(plan: Plan, bad_sha: str) -> Outcome:
     return Outcome(found.group(1), steps, time.perf_counter() - started, log)
 
 
-def _stored_step(folder: Path) -> Step:
+def _stored_step(folder: Path, targets: list[dict[str, Any]] | None) -> Step:
     verdict = json.loads((folder / "verdict.json").read_text("utf-8"))
     commits = verdict.get("candidate", {}).get("git_commit") or [folder.name]
-    return Step(str(commits[0]), step_exit(verdict), verdict)
+    return Step(str(commits[0]), step_exit(verdict, targets), verdict)
 
 
 if __name__ == "__main__":
