@@ -27,11 +27,11 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
-    """GOOD, then five commits; the third makes every timed step sleep as long again as it ran
+    """GOOD, then three commits; the second makes every timed step sleep as long again as it ran
     (throughput halves: the test-only knob's default changed in the code, as a real slow
     change would be)."""
     repo = tmp_path_factory.mktemp("bisect") / "repo"
-    return repo, build_history(repo, commits=5, bad_at=3, slowdown=1.0)
+    return repo, build_history(repo, commits=3, bad_at=2, slowdown=1.0)
 
 
 def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
@@ -48,14 +48,14 @@ def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
                           "--out-dir", str(out), *TINY)
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"first bad commit: {shas[3]} change 3" in proc.stdout
+    assert f"first bad commit: {shas[2]} change 2" in proc.stdout
     assert "throughput -" in proc.stdout  # the measured change, with its p
-    # BAD first, then git's binary search: at most 1 + ceil(log2(5)) = 4 steps, never all 5
+    # BAD first, then git's binary search over commits 1 and 2: 2 or 3 steps in all
     steps = sorted(d.name for d in out.iterdir() if (d / "verdict.json").exists())
-    assert shas[-1][:12] in steps and shas[3][:12] in steps and 2 <= len(steps) <= 4
-    verdict = json.loads((out / shas[3][:12] / "verdict.json").read_text())
+    assert shas[-1][:12] in steps and shas[2][:12] in steps and 2 <= len(steps) <= 3
+    verdict = json.loads((out / shas[2][:12] / "verdict.json").read_text())
     assert step_exit(verdict) == BAD
-    assert verdict["candidate"]["git_commit"] == [shas[3]]
+    assert verdict["candidate"]["git_commit"] == [shas[2]]
     # the user's checkout is untouched: no bisect in progress, no extra worktree left
     assert git(repo, "rev-parse", "HEAD") == shas[-1]
     assert len(git(repo, "worktree", "list").splitlines()) == 1
@@ -65,7 +65,7 @@ def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
 @pytest.mark.slow
 def test_bad_that_is_not_slower_has_nothing_to_bisect(history, tmp_path):
     repo, shas = history
-    cmd, env = bisect_cmd(repo, shas[0], shas[2], "--rounds", "8", "--extra-time", "0",
+    cmd, env = bisect_cmd(repo, shas[0], shas[1], "--rounds", "8", "--extra-time", "0",
                           "--threshold", "99%", "--out-dir", str(tmp_path / "o"), *TINY)
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 3, proc.stderr[-2000:]
