@@ -29,3 +29,10 @@ def cifar_dir(tmp_path, monkeypatch):
     root = tmp_path / "data"
     patch_cifar_md5(monkeypatch, write_cifar10(root))
     return root
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    """A fresh temporary directory as the working directory (results/, reports/ land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -18,12 +18,6 @@ TINY = ["--devices", "cpu", "--steps", "2", "--warmup", "1", "--repeats", "2",
         "--eval-samples", "32", "--train-samples", "64"]
 
 
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file())
 

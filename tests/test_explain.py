@@ -91,9 +91,10 @@ def test_compare_explain_explains_flagged_configs(profiled, capsys):
     code = main(["compare", str(profiled / "base.jsonl"), str(profiled / "cand.jsonl"),
                  "--explain", "--allow-inconclusive", "--threshold", "0"])
     out = capsys.readouterr().out
-    # 2 + 2 repeats can never be significant (smallest p 1/3): inconclusive, which is flagged
-    # for explaining, and exit 0 only because it is allowed
-    assert code == 0 and "1 inconclusive" in out
+    # Flagged either way: throughput is inconclusive (2 + 2 repeats never reach p < 0.01;
+    # allowed, so exit 0), unless the sort's buffers (up to +300% of the small host memory
+    # training adds) make it a memory regression (exit 1). The exit status follows the verdict.
+    assert ("1 regression(s)" in out and code == 1) or ("1 inconclusive" in out and code == 0), out
     assert "explain: 1 flagged config(s)" in out and "aten::sort" in out
 
 

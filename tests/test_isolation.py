@@ -22,12 +22,6 @@ TINY = ["--devices", "cpu", "--precisions", "fp32", "--optimizers", "sgd", "--ba
         "--train-samples", "64", "--quiet", "--no-report"]
 
 
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def by_model(path):
     return {r["model"]: r for r in read_records(path)}
 

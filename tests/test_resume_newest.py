@@ -7,20 +7,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from harness.cli import main
 from harness.store.jsonl import read_records
 
 TINY = ["--models", "convnet", "--devices", "cpu", "--precisions", "fp32", "--optimizers", "sgd",
         "--steps", "2", "--warmup", "1", "--repeats", "1", "--eval-samples", "32",
         "--train-samples", "64", "--quiet", "--no-report"]
-
-
-@pytest.fixture()
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_resume_without_out_continues_the_newest_results_file(workdir, capsys):

@@ -22,11 +22,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 def explanations(base, cand, top: int, only: list[dict] | None = None) -> list[dict]:
     """Per matched profiled config (of ``only``'s configs when given): the top operators."""
     from harness.analysis.explain import explain_ops, load_ops, matched_profiles
+    from harness.execution.ab import matches
 
     out = []
     for pair in matched_profiles(base, cand):
-        if only is not None and not any(
-                all(pair["config"].get(k) == v for k, v in want.items()) for want in only):
+        if only is not None and not matches(pair["config"], only):
             continue
         try:
             b, c = load_ops(pair["baseline"]), load_ops(pair["candidate"])

@@ -154,3 +154,17 @@ def render_markdown(title: str, meta: list[str], sections: list[Section],
         if s.collapsed:
             out += ["</details>", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def write_pages(out: Path, stem: str, title: str, meta: list[str], sections: list[Section],
+                charts: list[Chart]) -> Path:
+    """Each chart as ``NAME.png``, then ``STEM.md`` and ``STEM.html`` into ``out`` (created);
+    the HTML's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {c.name: f"{c.name}.png" for c in charts}
+    for c in charts:
+        (out / files[c.name]).write_bytes(c.png)
+    (out / f"{stem}.md").write_text(render_markdown(title, meta, sections, files), "utf-8")
+    path = out / f"{stem}.html"
+    path.write_text(render_html(title, meta, sections), "utf-8")
+    return path

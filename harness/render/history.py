@@ -16,7 +16,7 @@ import pandas as pd
 from harness import __version__
 from harness.analysis.history import METRICS, Series, regressions
 from harness.errors import UserError
-from harness.render.document import Section, Table, render_html, render_markdown
+from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, history_figure, series_label
 
 
@@ -96,12 +96,4 @@ def write_history(history: Sequence[Series], out_dir: str | os.PathLike[str], *,
     commits = {p.commit for s in history for p in s.points}
     meta = [f"Generated {now} by trainmark {__version__} from {len(sources)} input(s): "
             f"{len(history)} series over {len(commits)} commits."]
-    out.mkdir(parents=True, exist_ok=True)
-    files = {c.name: f"{c.name}.png" for c in charts}
-    for c in charts:
-        (out / files[c.name]).write_bytes(c.png)
-    title = "trainmark history"
-    (out / "history.md").write_text(render_markdown(title, meta, sections, files), "utf-8")
-    path = out / "history.html"
-    path.write_text(render_html(title, meta, sections), "utf-8")
-    return path
+    return write_pages(out, "history", "trainmark history", meta, sections, charts)

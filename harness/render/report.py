@@ -24,7 +24,7 @@ from harness import __version__
 from harness.analysis import report_data as rd
 from harness.analysis.hardware import HardwareComparison, hardware_comparison, resolve_baseline
 from harness.errors import UserError, one_line
-from harness.render.document import Section, Table, render_html, render_markdown
+from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, report_charts
 from harness.store.frame import export, records_to_frame
 from harness.store.jsonl import read_records
@@ -148,13 +148,7 @@ def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
     meta = [f"Generated {now} by trainmark {__version__} from {len(df)} records in "
             f"{df['source'].nunique()} results file(s) on {', '.join(labels)}."]
 
-    out.mkdir(parents=True, exist_ok=True)
-    files = {c.name: f"{c.name}.png" for c in charts}
-    for c in charts:
-        (out / files[c.name]).write_bytes(c.png)
-    (out / "report.md").write_text(render_markdown(title, meta, sections, files), "utf-8")
-    html_path = out / "report.html"
-    html_path.write_text(render_html(title, meta, sections), "utf-8")
+    html_path = write_pages(out, "report", title, meta, sections, charts)
     tables = {"summary": rd.model_summary(df), "records": rd.config_table(df)}
     if comparison is not None:
         tables["comparison"] = comparison.table
