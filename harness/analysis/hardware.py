@@ -43,6 +43,18 @@ def match_key(df: pd.DataFrame) -> list[str]:
     return [*BASE_KEY, *extra]
 
 
+def machines_named(df: pd.DataFrame, name: str) -> list[str]:
+    """Machine labels that ``name`` names, case-insensitively: a machine label, else a host (every
+    machine on it: its CPU and its GPU), else a device name (every host with that device). Empty
+    when it names none. ``--baseline`` takes the first; ``--price`` prices them all."""
+    want = name.strip().casefold()
+    for col in ("machine", "host", "device_name"):
+        hits = df[df[col].astype(str).str.casefold() == want]
+        if len(hits):
+            return list(dict.fromkeys(hits["machine"].astype(str)))
+    return []
+
+
 def resolve_baseline(df: pd.DataFrame, baseline: str | None) -> str:
     """The reference machine's label from ``--baseline``: a results file (its first record's
     machine), a machine label, a host or a device name. Default: the first machine."""
@@ -54,10 +66,9 @@ def resolve_baseline(df: pd.DataFrame, baseline: str | None) -> str:
     for i, src in sources.items():
         if src == want or Path(src).name == want or _same_file(src, want):
             return str(df.at[i, "machine"])
-    for col in ("machine", "host", "device_name"):
-        hits = df[df[col].astype(str).str.casefold() == want.casefold()]
-        if len(hits):
-            return str(hits["machine"].iloc[0])
+    named = machines_named(df, want)
+    if named:
+        return named[0]
     choices = ", ".join([*labels, *dict.fromkeys(sources)])
     raise UserError(f"--baseline {baseline!r} matches no results file or machine; valid: {choices}")
 
@@ -69,7 +80,9 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _precision_match(df: pd.DataFrame, rest: list[str]) -> pd.Series:
+def precision_match(df: pd.DataFrame, rest: list[str]) -> pd.Series:
+    """The precision as matched across machines: ``amp`` where a machine ran exactly one AMP
+    variant of the config (the ``rest`` fields), else the precision itself."""
     prec = df["precision"].astype(object).where(df["precision"].notna(), "—").astype(str)
     is_amp = prec.str.startswith("amp")
     variants = (df.assign(_p=prec)[is_amp]
@@ -100,7 +113,7 @@ def hardware_comparison(df: pd.DataFrame, baseline: str | None = None) -> Hardwa
     labels = [ref, *[m for m in machines(df) if m != ref]]
     key = match_key(df)
     rest = [c for c in key if c != "precision"]
-    work = df.assign(**{MATCH: _precision_match(df, rest)})
+    work = df.assign(**{MATCH: precision_match(df, rest)})
     group_cols = [*rest[:3], MATCH, *rest[3:]]  # model, dataset, batch_size, precision, ...
     energy = bool(df["per_watt"].notna().any())
 

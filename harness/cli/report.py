@@ -17,20 +17,26 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", metavar="FILE_OR_LABEL",
                    help="reference machine for the hardware comparison: a results file, "
                         "machine label, host or device name (default: the first machine)")
+    p.add_argument("--price", action="append", default=[], metavar="LABEL=USD_PER_HOUR",
+                   help="hourly price of a machine (machine label, host or device name), e.g. "
+                        "h200=3.49; repeatable. Adds cost per million samples (tokens for "
+                        "language models)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.analysis.cost import parse_prices
     from harness.render.report import default_out_dir, load_inputs, write_report
 
     started = time.perf_counter()
+    prices = parse_prices(args.price)  # a malformed price fails before any file is read
     if args.out:
         writable_dir("--out", args.out)
     frame, skipped = load_inputs(args.files)
     for line in skipped:
         print(f"trainmark: warning: {line} (skipped)", file=sys.stderr)
     out = Path(args.out) if args.out else default_out_dir(args.files)
-    path = write_report(frame, out, baseline=args.baseline, skipped=skipped)
+    path = write_report(frame, out, baseline=args.baseline, skipped=skipped, prices=prices)
     print(f"report: {path} and {path.with_name('report.md')} "
           f"({len(frame)} records, {time.perf_counter() - started:.1f} s)")
     return 0

@@ -15,12 +15,13 @@ import datetime as dt
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from harness import __version__
+from harness.analysis import cost as costs
 from harness.analysis import report_data as rd
 from harness.analysis.hardware import HardwareComparison, hardware_comparison, resolve_baseline
 from harness.errors import UserError, one_line
@@ -66,8 +67,32 @@ def default_out_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
     return REPORTS_DIR / "-vs-".join(stems)[:120]
 
 
+def _cost_section(cost: pd.DataFrame, prices: Mapping[str, float],
+                  comparison: HardwareComparison | None) -> Section:
+    priced = "; ".join(f"{m}: USD {usd:g}/h" for m, usd in prices.items())
+    text = [f"At the hourly prices given with --price ({priced}): US dollars per million samples "
+            "(tokens for language models; see unit) = USD/h / (throughput × 3600) × 1,000,000, "
+            "from the median throughput of each configuration's ok records."]
+    if comparison is not None:
+        text.append(f"'× ref' is throughput over the reference machine's ({comparison.baseline}) "
+                    "on the same configuration"
+                    + ("; 'cost × ref' is cost per item over the reference's: above 1 is dearer "
+                       "per item, however much faster." if comparison.baseline in prices
+                       else "; price the reference too for cost relative to it."))
+    text.append("J per item = 1 / items per joule, from recorded energy or power."
+                if "J per item" in cost else
+                "No energy or power was recorded, so there is no energy per item.")
+    return Section("Cost", "cost", text, [
+        Table(costs.cheapest(cost), "Cheapest configuration per model and machine",
+              empty="No priced machine ran a configuration ok."),
+        Table(cost, "Every configuration on a priced machine",
+              empty="No priced machine ran a configuration ok."),
+    ])
+
+
 def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: list[Chart],
-              skipped: list[str]) -> list[Section]:
+              skipped: list[str], cost: pd.DataFrame | None = None,
+              prices: Mapping[str, float] | None = None) -> list[Section]:
     labels = rd.machines(df)
     single = len(labels) == 1
     failures = rd.failures_table(df)
@@ -108,6 +133,9 @@ def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: l
                   empty="Every configuration ran on every machine."),
         ]))
 
+    if cost is not None and prices:  # beside the comparison: speed and price read together
+        sections.append(_cost_section(cost, prices, comparison))
+
     figures = [c for c in charts if c.name != "relative_throughput"]
     sections.append(Section("Figures", "figures",
                             [] if figures else ["No figures: no configuration ran ok."], figures))
@@ -126,9 +154,12 @@ def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: l
 
 
 def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
-                 baseline: str | None = None, skipped: Sequence[str] = ()) -> Path:
+                 baseline: str | None = None, skipped: Sequence[str] = (),
+                 prices: Mapping[str, float] | None = None) -> Path:
     """Write the report for ``frame`` (from ``load_results``) into ``out_dir``; returns the path
-    of report.html. Raises ``UserError`` before writing anything if ``baseline`` is unknown."""
+    of report.html. ``prices``: {machine label, host or device name: USD per hour}
+    (``analysis.cost.parse_prices``) adds a cost section. Raises ``UserError`` before writing
+    anything if ``baseline`` or a priced label is unknown."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the report")
@@ -138,9 +169,12 @@ def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
     if "source" not in df:
         df["source"] = "(in memory)"
     ref = resolve_baseline(df, baseline)
+    priced = costs.resolve_prices(df, prices) if prices else {}
     comparison = hardware_comparison(df, ref) if len(rd.machines(df)) > 1 else None
+    cost = (costs.cost_table(df, priced, comparison.baseline if comparison else None)
+            if priced else None)
     charts = report_charts(df, comparison)
-    sections = _sections(df, comparison, charts, list(skipped))
+    sections = _sections(df, comparison, charts, list(skipped), cost, priced)
 
     labels = rd.machines(df)
     title = "trainmark report: " + " vs ".join(labels)
@@ -152,6 +186,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
     tables = {"summary": rd.model_summary(df), "records": rd.config_table(df)}
     if comparison is not None:
         tables["comparison"] = comparison.table
+    if cost is not None:
+        tables["cost"] = cost
     for name, table in tables.items():
         tidy = table.convert_dtypes()  # nullable dtypes: Parquet keeps missing as null
         export(tidy, out / f"{name}.csv")
