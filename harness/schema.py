@@ -49,7 +49,17 @@ COLUMNS: dict[str, str] = {
     "nproc": "Int64",
     "compile": "boolean",
     "channels_last": "boolean",
+    "image_size": "Int64",  # asked input shape; null = the model's own
+    "num_classes": "Int64",
+    "seq_len": "Int64",
+    "input": "string",  # resident | loader
+    "workers": "Int64",
+    "transforms": "string",
+    "max_batch": "Int64",  # --batch-sizes max[:LIMIT]: the search's limit (batch_size: found)
+    "memory_budget_gib": "Float64",
     "num_params": "Int64",
+    "input_shape": "string",  # what ran: "3x224x224" (images) or "1024" (tokens per sequence)
+    "model_classes": "Int64",  # classes (images) or vocabulary size (language models) that ran
     # outcome
     "status": "string",
     "error": "string",
@@ -64,6 +74,11 @@ COLUMNS: dict[str, str] = {
     "compile_time_s": "Float64",
     "scaling_efficiency": "Float64",
     "rank_step_time_ms_median": "object",
+    # input "loader" (core/pipeline.py): time the timed steps waited for their batch
+    "data_wait_share": "Float64",  # waiting / timed-region seconds
+    "loader_samples_per_s": "Float64",  # the loader alone, no training
+    # --batch-sizes max (execution/batch_search.py)
+    "batch_size_probes": "object",  # [[batch size, fits], ...] in the order probed
     # what the timed loop ran (core/loop.py); warmup_steps, timed_steps are what was asked
     "warmup_rule": "string",  # adaptive | fixed
     "warmup_steps_run": "Int64",  # warm-up steps run, the first (compiling) one included

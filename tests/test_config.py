@@ -52,7 +52,7 @@ def test_quick_suite_is_36_configs_with_transformer_overrides():
 @pytest.mark.parametrize(
     "over, message",
     [
-        ({"models": ["vgg"]}, "unknown model 'vgg'; valid: convnet, resnet18"),
+        ({"models": ["vgg"]}, "unknown model 'vgg'; valid: convnet, gpt2, resnet18"),
         ({"optimizers": ["rmsprop"]}, "unknown optimizer 'rmsprop'; valid: sgd, adam, adagrad"),
         ({"precisions": ["fp8"]}, "unknown precision 'fp8'; valid: fp32, amp"),
         ({"datasets": ["imagenet"]}, "unknown dataset 'imagenet'; valid: synthetic, cifar10"),
@@ -60,6 +60,15 @@ def test_quick_suite_is_36_configs_with_transformer_overrides():
         ({"batch_sizes": [0]}, "batch size must be > 0, got 0"),
         ({"steps": -1}, "steps must be > 0, got -1"),
         ({"repeats": 0}, "repeats must be > 0"),
+        ({"batch_sizes": ["max:0"]}, "batch size 'max:0': use an integer, max or max:LIMIT"),
+        ({"batch_sizes": ["most"]}, "batch size 'most': use an integer, max or max:LIMIT"),
+        ({"batch_sizes": ["max"]}, "batch size max on the CPU needs --memory-budget GiB"),
+        ({"inputs": ["disk"]}, "unknown input 'disk'; valid: resident, loader"),
+        ({"workers": [-1]}, "workers must be >= 0, got -1"),
+        ({"transforms": "autoaugment"}, "unknown transforms 'autoaugment'; valid: standard"),
+        ({"memory_budget": 0}, "memory budget must be a number of GiB > 0, got 0"),
+        ({"models": ["transformer"], "inputs": ["loader"]},
+         "input 'loader' is for image models; transformer is a language model"),
     ],
 )
 def test_bad_input_is_a_user_error_naming_value_and_choices(over, message):

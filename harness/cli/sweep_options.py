@@ -20,8 +20,8 @@ from harness.errors import UserError
 class SweepOption:
     flag: str  # e.g. --batch-sizes
     key: str  # the core.suites setting it overrides, e.g. batch_sizes
-    # names | ints | int | float | count (an int or "auto") | switch (True or not given) |
-    # axis (the [True] axis)
+    # names | ints | sizes (ints or "max[:LIMIT]") | int | float | count (an int or "auto") |
+    # switch (True or not given) | axis (the [True] axis)
     kind: str
     help: str
 
@@ -33,11 +33,14 @@ class SweepOption:
 SWEEP_OPTIONS: tuple[SweepOption, ...] = (
     SweepOption("--models", "models", "names", "comma list, e.g. convnet,resnet20"),
     SweepOption("--devices", "devices", "names", "comma list: auto, cpu, cuda, cuda:N, mps"),
-    SweepOption("--batch-sizes", "batch_sizes", "ints", "comma list of integers"),
+    SweepOption("--batch-sizes", "batch_sizes", "sizes",
+                "comma list of integers, or max / max:LIMIT: the largest batch that trains "
+                "without running out of memory (found before measuring)"),
     SweepOption("--precisions", "precisions", "names", "comma list: fp32, amp, amp-fp16, amp-bf16"),
     SweepOption("--optimizers", "optimizers", "names", "comma list: sgd, adam, adagrad"),
     SweepOption("--dataset", "datasets", "names",
-                "comma list: synthetic, cifar10, synthetic-text, text:PATH"),
+                "comma list: synthetic, cifar10, imagefolder:PATH, synthetic-text, "
+                "synthetic-tokens, text:PATH"),
     SweepOption("--lr", "lr", "float", "learning rate for every config (default: per model)"),
     SweepOption("--steps", "steps", "int",
                 "timed steps per repeat, at least (more when --min-time needs them)"),
@@ -65,6 +68,23 @@ SWEEP_OPTIONS: tuple[SweepOption, ...] = (
                 "torch.compile each model (compile time recorded separately)"),
     SweepOption("--channels-last", "channels_last", "axis",
                 "NHWC memory format for the convolutional models"),
+    SweepOption("--image-size", "image_size", "int",
+                "pixels per side of the image data (default: the model's own, e.g. 224)"),
+    SweepOption("--num-classes", "num_classes", "int",
+                "classes of the synthetic image data (default: the model's own)"),
+    SweepOption("--seq-len", "seq_len", "int",
+                "language models' context in tokens (default: the model's own)"),
+    SweepOption("--input", "inputs", "names",
+                "comma list: resident (data on the device, the default) or loader (a "
+                "DataLoader decoding and transforming every batch)"),
+    SweepOption("--workers", "workers", "ints",
+                "comma list of DataLoader worker counts (--input loader; default 0)"),
+    SweepOption("--transforms", "transforms", "name",
+                "loader transforms: standard (crop, flip, normalise) or totensor (the "
+                "article's CIFAR-10 recipe)"),
+    SweepOption("--memory-budget", "memory_budget", "float",
+                "GiB a config may use: a batch over it counts as out of memory "
+                "(--batch-sizes max on a CPU, where no OOM happens)"),
 )
 
 
@@ -75,7 +95,7 @@ def add_sweep_options(p: argparse.ArgumentParser, default_suite: str) -> None:
                         f"{default_suite})")
     p.set_defaults(default_suite=default_suite)
     for o in SWEEP_OPTIONS:
-        if o.kind in ("names", "ints"):
+        if o.kind in ("names", "ints", "sizes", "name"):
             p.add_argument(o.flag, help=o.help)
         elif o.kind in ("int", "float"):
             p.add_argument(o.flag, type=int if o.kind == "int" else float, help=o.help)
@@ -98,10 +118,16 @@ def _count(text: str) -> int | str:
         return text.strip()
 
 
-def _items(flag: str, text: str, ints: bool) -> list:
+def _items(flag: str, text: str, ints: bool, sizes: bool = False) -> list:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise UserError(f"{flag}: empty list {text!r}")
+    if sizes:  # "max[:LIMIT]" stays text: core.suites checks it
+        bad = [t for t in items if not (t.lstrip("-").isdigit() or t.startswith("max"))]
+        if bad:
+            raise UserError(f"{flag} takes comma-separated integers or max / max:LIMIT, "
+                            f"got {text!r}")
+        return [t if t.startswith("max") else int(t) for t in items]
     if not ints:
         return items
     try:
@@ -115,8 +141,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for o in SWEEP_OPTIONS:
         value = getattr(args, o.dest)
-        if value is not None and o.kind in ("names", "ints"):
-            value = _items(o.flag, value, ints=o.kind == "ints")
+        if value is not None and o.kind in ("names", "ints", "sizes"):
+            value = _items(o.flag, value, ints=o.kind == "ints", sizes=o.kind == "sizes")
         out[o.key] = value
     return out
 
@@ -133,8 +159,14 @@ def configs_from_args(args: argparse.Namespace) -> list:
 
 
 def absolute_datasets(names: list[str]) -> list[str]:
-    """``text:PATH`` with an absolute path, for a process in another working directory."""
-    return [f"text:{Path(d[5:]).resolve()}" if d.startswith("text:") else d for d in names]
+    """``text:PATH`` and ``imagefolder:PATH`` with absolute paths, for a process in another
+    working directory."""
+    out = []
+    for name in names:
+        kind, sep, path = name.partition(":")
+        out.append(f"{kind}:{Path(path).resolve()}" if sep and kind in ("text", "imagefolder")
+                   else name)
+    return out
 
 
 def run_arguments(args: argparse.Namespace, suite: Path) -> list[str]:

@@ -27,6 +27,16 @@ from harness.errors import UserError
 # of a deterministic config would no longer give the same losses.
 DEFAULT_MIN_TIME_S = {"cpu": 0.0, "cuda": 1.0, "mps": 1.0}
 
+# How batches reach the model (``input``): ``resident`` tensors on the device, sliced by index
+# (no input pipeline on the clock: the model's speed), or a ``loader``: a DataLoader with
+# ``workers`` processes that decodes and transforms every sample (core.pipeline), as training does.
+INPUT_MODES = ("resident", "loader")
+# Training transforms in loader mode: the model's ``standard`` augmentation (random resized crop
+# or padded crop, flip, normalise) or ``totensor``, the article's CIFAR-10 recipe (ToTensor only).
+TRANSFORMS = ("standard", "totensor")
+# ``--batch-sizes max`` without a limit searches up to this many samples per step.
+MAX_BATCH_LIMIT = 65536
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -56,6 +66,17 @@ class RunConfig:
     nproc: int = 1  # data-parallel processes (DDP via torch.distributed.run); batch is per process
     compile: bool = False  # torch.compile the model; compile time is recorded separately
     channels_last: bool = False  # NHWC memory format (convolutional models only)
+    # Input shape; None = the model's own (models.ModelInfo.input_shape, num_classes).
+    image_size: int | None = None  # pixels per side (image models)
+    num_classes: int | None = None  # classes of the synthetic image data (image models)
+    seq_len: int | None = None  # context length in tokens (language models)
+    input: str = "resident"  # INPUT_MODES
+    workers: int = 0  # DataLoader worker processes (input "loader"; 0 = in the training process)
+    transforms: str = "standard"  # TRANSFORMS (input "loader")
+    # Largest batch that fits (--batch-sizes max[:LIMIT]): the search's upper limit. batch_size 0
+    # until the search (execution.batch_search) sets the size it found.
+    max_batch: int | None = None
+    memory_budget_gib: float | None = None  # the memory a batch may use where no OOM happens (CPU)
 
     def resolved_min_time_s(self) -> float:
         """``min_time_s``, or the device type's default when the config leaves it to that."""
@@ -68,10 +89,11 @@ class RunConfig:
         return tuple(dataclasses.astuple(self))
 
     def label(self) -> str:
-        text = (
-            f"{self.model} {self.dataset} {self.device} bs={self.batch_size} "
-            f"{self.precision} {self.optimizer}"
-        )
+        bs = str(self.batch_size) if self.batch_size else "max"
+        if self.max_batch is not None:
+            bs += f" (max<={self.max_batch})" if self.batch_size else f"<={self.max_batch}"
+        text = (f"{self.model} {self.dataset} {self.device} bs={bs} {self.precision} "
+                f"{self.optimizer}")
         if self.seed:
             text += f" seed={self.seed}"
         if self.target_accuracy is not None:
@@ -82,6 +104,13 @@ class RunConfig:
             text += " compile"
         if self.channels_last:
             text += " channels-last"
+        shape = [f"{k}={v}" for k, v in (("image", self.image_size), ("classes", self.num_classes),
+                                          ("seq", self.seq_len)) if v is not None]
+        text += "".join(" " + s for s in shape)
+        if self.input != "resident":
+            text += f" loader workers={self.workers}"
+            if self.transforms != "standard":
+                text += f" {self.transforms}"
         return text
 
 

@@ -21,7 +21,7 @@ import torch
 
 from harness.core import dist
 from harness.core.config import RunConfig
-from harness.core.data import Dataset, ImageData, load_dataset
+from harness.core.data import Dataset, ImageData, input_spec, load_dataset
 from harness.core.determinism import determinism
 from harness.core.flops import achieved_flops_per_s, count_train_step_flops, mfu
 from harness.core.loop import (
@@ -34,6 +34,7 @@ from harness.core.loop import (
 )
 from harness.core.losscurve import compact_curve, curve_digest
 from harness.core.optim import make_optimizer
+from harness.core.pipeline import LoaderData, loader_data
 from harness.core.precision import PrecisionPlan, gemm_dtype, resolve_precision
 from harness.core.profiling import profile_steps
 from harness.core.step import evaluate, loss_fn, make_train_step
@@ -51,7 +52,7 @@ from harness.probes.memory import (
 from harness.probes.peak import peak_flops_per_s
 from harness.probes.telemetry import NvmlSampler, device_memory_used
 from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
-from models import create_model, get_model_info
+from models import IMAGE_CLASSIFICATION, create_model, get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
 # Batch-index rows drawn per config before timing; steps cycle through them (core.loop). A fixed
@@ -104,24 +105,40 @@ class Runner:
         self._data: Dataset | None = None
         self._flops: dict[tuple, int | None] = {}  # FLOPs per step depend on shapes only
 
-    def dataset(self, cfg: RunConfig) -> Dataset:
+    def dataset(self, cfg: RunConfig) -> Dataset | LoaderData:
         device = dist.local_device(cfg.device)
-        key = (cfg.dataset, device, cfg.data_seed, cfg.train_samples, cfg.eval_samples,
-               cfg.channels_last)
+        spec = input_spec(cfg.model, cfg.dataset, image_size=cfg.image_size,
+                          num_classes=cfg.num_classes, seq_len=cfg.seq_len)
+        key: tuple = (cfg.dataset, device, cfg.data_seed, cfg.train_samples, cfg.eval_samples,
+                      cfg.channels_last, spec, cfg.input)
+        if cfg.input == "loader":  # a loader is made for one batch size, seed and pipeline
+            key += (cfg.batch_size, cfg.seed, cfg.workers, cfg.transforms)
         if key != self._data_key:
+            if isinstance(self._data, LoaderData):
+                self._data.close()
             self._data = None  # free the previous dataset before loading the next
             gc.collect()
-            self._data = load_dataset(
-                cfg.dataset, torch.device(device), data_dir=self.data_dir,
-                download=self.download, data_seed=cfg.data_seed,
-                train_samples=cfg.train_samples, eval_samples=cfg.eval_samples,
+            loader = cfg.input == "loader"
+            # The loader decodes on the host; only its held-out split goes to the device.
+            data = load_dataset(
+                cfg.dataset, torch.device("cpu" if loader else device),
+                data_dir=self.data_dir, download=self.download, data_seed=cfg.data_seed,
+                train_samples=cfg.train_samples, eval_samples=cfg.eval_samples, spec=spec,
             )
-            if cfg.channels_last and isinstance(self._data, ImageData):
+            if loader:
+                assert isinstance(data, ImageData)  # core.suites refuses loader for text
+                data = loader_data(
+                    data, cfg.dataset, torch.device(device), size=spec.image_size,
+                    batch_size=cfg.batch_size, workers=cfg.workers, transforms=cfg.transforms,
+                    seed=cfg.seed + 1_000_003 * dist.rank(), data_dir=self.data_dir,
+                    data_seed=cfg.data_seed, train_samples=cfg.train_samples)
+            if cfg.channels_last:
                 # Stored NHWC once, so batches (index slices) are NHWC without a per-step copy.
                 nhwc = torch.channels_last
-                self._data.train_x = self._data.train_x.contiguous(memory_format=nhwc)
-                self._data.eval_x = self._data.eval_x.contiguous(memory_format=nhwc)
-            self._data_key = key
+                if isinstance(data, ImageData):
+                    data.train_x = data.train_x.contiguous(memory_format=nhwc)
+                data.eval_x = data.eval_x.contiguous(memory_format=nhwc)
+            self._data, self._data_key = data, key
         assert self._data is not None
         return self._data
 
@@ -249,8 +266,9 @@ class Runner:
             **measured_fields(m, curve, tta),
             **method_fields(m),
             **efficiency_fields(cfg, flops, median_iqr(m.step_times_s)[0],
-                                conv=isinstance(data, ImageData), peaks=self.peaks),
+                                conv=data.task == IMAGE_CLASSIFICATION, peaks=self.peaks),
             **energy_fields(clock, len(m.step_times_s)),
+            **input_fields(data, m),
         }
         if self.profile_dir and dist.world_size() == 1:
             # After every measurement: profiling costs time and host memory that no recorded
@@ -264,6 +282,20 @@ class Runner:
             except Exception as exc:  # a profiler failure must not lose the measurement
                 fields["profile_error"] = one_line(exc)
         return fields
+
+
+def input_fields(data: Dataset | LoaderData, m: Measured) -> dict[str, object]:
+    """The input that ran, and for a loader how much of the timed time waited for it and what
+    the loader delivers alone (measured here, after training: never on the clock)."""
+    kwargs = data.model_kwargs
+    fields: dict[str, object] = {
+        "input_shape": data.input_shape,
+        "model_classes": kwargs.get("num_classes", kwargs.get("vocab_size")),
+    }
+    if isinstance(data, LoaderData):
+        fields["data_wait_share"] = data.wait_share(len(m.step_times_s), sum(m.region_seconds))
+        fields["loader_samples_per_s"] = data.loader_rate()
+    return fields
 
 
 def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, object]:

@@ -17,13 +17,20 @@ devices and datasets; ``lr`` = "per model"; ``seeds`` = how many) are defined he
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from harness.core.config import CONFIG_DEFAULTS, RunConfig
+from harness.core.config import (
+    CONFIG_DEFAULTS,
+    INPUT_MODES,
+    MAX_BATCH_LIMIT,
+    TRANSFORMS,
+    RunConfig,
+)
 from harness.core.data import dataset_task
 from harness.core.devices import resolve_device
 from harness.core.optim import OPTIMIZERS
@@ -37,12 +44,14 @@ DEFAULT_SUITE = "quick"
 # Sweep keys (flag names, dashes as underscores) -> the RunConfig field each sets.
 LIST_FIELDS = {"batch_sizes": "batch_size", "precisions": "precision",
                "optimizers": "optimizer", "nproc": "nproc", "compile": "compile",
-               "channels_last": "channels_last"}
+               "channels_last": "channels_last", "inputs": "input", "workers": "workers"}
 SCALAR_FIELDS = {"seed": "seed", "warmup": "warmup_steps", "steps": "timed_steps",
                  "repeats": "repeats", "min_time": "min_time_s", "eval_samples": "eval_samples",
                  "train_samples": "train_samples", "data_seed": "data_seed",
                  "deterministic": "deterministic", "target_accuracy": "target_accuracy",
-                 "eval_interval": "eval_interval", "max_steps": "max_steps"}
+                 "eval_interval": "eval_interval", "max_steps": "max_steps",
+                 "image_size": "image_size", "num_classes": "num_classes", "seq_len": "seq_len",
+                 "transforms": "transforms", "memory_budget": "memory_budget_gib"}
 SWEEP_ONLY: dict[str, Any] = {
     "models": ["convnet", "resnet20", "transformer"],
     "datasets": [],  # empty: each model's default dataset
@@ -164,6 +173,35 @@ def _flag(key: str, value: Any) -> bool:
     return value
 
 
+def _optional_int(key: str, value: Any) -> int | None:
+    return None if value is None else _positive_int(key, value)
+
+
+def _budget(value: Any) -> float | None:
+    """GiB > 0, or None (no budget)."""
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value <= 0:
+        raise UserError(f"memory budget must be a number of GiB > 0, got {value!r}")
+    return float(value)
+
+
+def batch_size_item(value: Any) -> tuple[int, int | None]:
+    """One ``batch_sizes`` item -> (batch size, max_batch): an integer is itself;
+    ``max`` / ``max:LIMIT`` is (0, the limit): the search (execution.batch_search) finds it."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text == "max":
+            return 0, MAX_BATCH_LIMIT
+        head, sep, limit = text.partition(":")
+        if head == "max" and sep and limit.strip().isdigit() and int(limit) > 0:
+            return 0, int(limit)
+        raise UserError(f"batch size {value!r}: use an integer, max or max:LIMIT (an integer "
+                        f"> 0), e.g. max:512")
+    return _positive_int("batch size", value), None
+
+
 def _check_choice(kind: str, value: Any, choices: list[str] | tuple[str, ...]) -> str:
     if value not in choices:
         raise UserError(f"unknown {kind} {value!r}; valid: {', '.join(choices)}")
@@ -214,13 +252,18 @@ def _scalars(s: dict[str, Any]) -> dict[str, Any]:
         "target_accuracy": None if target is None else float(target),
         "eval_interval": _positive_int("eval interval", s["eval_interval"]),
         "max_steps": _positive_int("max steps", s["max_steps"]),
+        "image_size": _optional_int("image size", s["image_size"]),
+        "num_classes": _optional_int("num classes", s["num_classes"]),
+        "seq_len": _optional_int("seq len", s["seq_len"]),
+        "transforms": _check_choice("transforms", s["transforms"], TRANSFORMS),
+        "memory_budget_gib": _budget(s["memory_budget"]),
     }
 
 
 def _axes(s: dict[str, Any], task: str) -> dict[str, list]:
     """Validated per-model list axes, keyed by the ``RunConfig`` field each sets."""
     axes = {
-        "batch_size": [_positive_int("batch size", b) for b in _as_list(s["batch_sizes"])],
+        "batch_size": [batch_size_item(b) for b in _as_list(s["batch_sizes"])],
         "precision": [_check_choice("precision", p, PRECISIONS)
                       for p in _as_list(s["precisions"])],
         "optimizer": [_check_choice("optimizer", o, OPTIMIZERS)
@@ -228,6 +271,9 @@ def _axes(s: dict[str, Any], task: str) -> dict[str, list]:
         "nproc": [_positive_int("nproc", n) for n in _as_list(s["nproc"])],
         "compile": [_flag("compile", v) for v in _as_list(s["compile"])],
         "channels_last": [_flag("channels_last", v) for v in _as_list(s["channels_last"])],
+        "input": [_check_choice("input", v, INPUT_MODES) for v in _as_list(s["inputs"])],
+        "workers": [_positive_int("workers", w, allow_zero=True)
+                    for w in _as_list(s["workers"])],
     }
     if task != IMAGE_CLASSIFICATION:  # NHWC means nothing for a language model
         axes["channels_last"] = [False]
@@ -275,8 +321,29 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
                 own, devices, *axes.values(), seeds):
             axis = dict(zip(axes, values, strict=True))
             axis["precision"] = resolve_alias(axis["precision"], device.split(":")[0])
-            configs.append(RunConfig(
+            axis["batch_size"], axis["max_batch"] = axis["batch_size"]
+            configs.append(_meaningful(RunConfig(
                 model=model, dataset=dataset, device=device, seed=run_seed, **axis, **scalars,
-                lr=lr if lr is not None else float(info.default_lr[axis["optimizer"]])))
-    # De-duplicate (e.g. 'amp' and 'amp-bf16' on CPU resolve to the same config), keep order.
+                lr=lr if lr is not None else float(info.default_lr[axis["optimizer"]])),
+                info.task))
+    # De-duplicate (e.g. 'amp' and 'amp-bf16' on CPU resolve to the same config, workers of a
+    # resident config mean nothing), keep order.
     return list(dict.fromkeys(configs))
+
+
+def _meaningful(cfg: RunConfig, task: str) -> RunConfig:
+    """``cfg`` with the settings that mean nothing for it at their defaults (so configs that
+    differ only there are one config), or ``UserError`` for a combination that cannot run."""
+    if task == IMAGE_CLASSIFICATION:
+        cfg = dataclasses.replace(cfg, seq_len=None)
+    else:
+        if cfg.input != "resident":
+            raise UserError(f"input {cfg.input!r} is for image models; {cfg.model} is a "
+                            f"language model (its tokens are always resident)")
+        cfg = dataclasses.replace(cfg, image_size=None, num_classes=None)
+    if cfg.input == "resident":
+        cfg = dataclasses.replace(cfg, workers=0, transforms="standard")
+    if cfg.max_batch is not None and cfg.device == "cpu" and cfg.memory_budget_gib is None:
+        raise UserError("batch size max on the CPU needs --memory-budget GiB: no out-of-memory "
+                        "error happens there to stop the search")
+    return cfg
