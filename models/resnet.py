@@ -18,7 +18,8 @@ _RESNET_LR = {"sgd": 0.05, "adam": 1e-3, "adagrad": 1e-2}
 
 
 @register_model(
-    task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet", default_lr=_RESNET_LR
+    task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet", default_lr=_RESNET_LR,
+    input_shape=(3, 32, 32), num_classes=10,  # CIFAR-10
 )
 def resnet18(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool), ~11.2M parameters."""
@@ -69,7 +70,8 @@ class CifarResNet(nn.Module):
 
 
 @register_model(
-    task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet", default_lr=_RESNET_LR
+    task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet", default_lr=_RESNET_LR,
+    input_shape=(3, 32, 32), num_classes=10,  # CIFAR-10
 )
 def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """He et al. 2016 CIFAR ResNet-20 (3x3 basic blocks, 16/32/64 channels), ~0.27M parameters."""

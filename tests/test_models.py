@@ -1,19 +1,28 @@
 import pytest
 import torch
 
-from models import create_model, get_model_info, list_models
+from models import (
+    IMAGE_CLASSIFICATION,
+    LANGUAGE_MODELING,
+    create_model,
+    get_model_info,
+    list_models,
+    register_model,
+)
 from models.convnet import ConvNet
+
+ZOO = ["convnet", "gpt2", "resnet18", "resnet20", "resnet50", "transformer", "vit_b_16"]
 
 
 def test_registry_lists_the_zoo():
-    assert list_models() == ["convnet", "resnet18", "resnet20", "transformer"]
-    assert list_models("resnet*") == ["resnet18", "resnet20"]
+    assert list_models() == ZOO
+    assert list_models("resnet*") == ["resnet18", "resnet20", "resnet50"]
     assert "test_oom" not in list_models()
     assert "test_oom" in list_models(include_test=True)
 
 
 def test_unknown_model_names_the_valid_choices():
-    with pytest.raises(KeyError, match="valid: convnet, resnet18, resnet20, transformer"):
+    with pytest.raises(KeyError, match="valid: " + ", ".join(ZOO)):
         create_model("vgg16")
 
 
@@ -26,15 +35,59 @@ def test_parameter_counts(name, low, high):
     assert low <= n <= high
 
 
+@pytest.mark.parametrize(
+    "name, shape, classes, vocab, unit",
+    [("convnet", (3, 32, 32), 10, None, "samples/s"),
+     ("resnet18", (3, 32, 32), 10, None, "samples/s"),
+     ("resnet20", (3, 32, 32), 10, None, "samples/s"),
+     ("resnet50", (3, 224, 224), 1000, None, "samples/s"),
+     ("vit_b_16", (3, 224, 224), 1000, None, "samples/s"),
+     ("transformer", (128,), None, None, "tokens/s"),
+     ("gpt2", (1024,), None, 50_257, "tokens/s")],
+)
+def test_models_declare_their_input(name, shape, classes, vocab, unit):
+    info = get_model_info(name)
+    assert (info.input_shape, info.num_classes, info.vocab_size, info.unit) == (
+        shape, classes, vocab, unit)
+
+
+def test_builder_kwargs_follow_the_declared_input():
+    assert get_model_info("resnet50").builder_kwargs() == {
+        "num_classes": 1000, "in_channels": 3, "image_size": 224}
+    assert get_model_info("gpt2").builder_kwargs() == {"vocab_size": 50_257, "block_size": 1024}
+    # The char-level transformer's vocabulary is the dataset's: left to the builder.
+    assert get_model_info("transformer").builder_kwargs() == {"block_size": 128}
+
+
+def test_fault_models_get_the_cifar_defaults():
+    info = get_model_info("test_oom")
+    assert (info.input_shape, info.num_classes, info.vocab_size) == ((3, 32, 32), 10, None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"task": LANGUAGE_MODELING}, r"input_shape=\(T,\)"),
+    ({"task": LANGUAGE_MODELING, "input_shape": (64,), "num_classes": 5}, "vocab_size"),
+    ({"task": IMAGE_CLASSIFICATION, "vocab_size": 100}, "num_classes"),
+    ({"task": IMAGE_CLASSIFICATION, "input_shape": (224, 224)}, r"\(C, H, W\)"),
+    ({"task": IMAGE_CLASSIFICATION, "input_shape": (3, 224, 112)}, "square"),
+])
+def test_register_model_refuses_an_inconsistent_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        register_model(default_dataset="synthetic", family="test", default_lr={}, **kwargs)
+
+
+# Tiny inputs: resnet50, vit_b_16 and gpt2 at their compared sizes (224 px, 1024 tokens of a
+# 50,257-token vocabulary) would make this CPU test take seconds per model for nothing.
 @pytest.mark.parametrize("name", list_models())
 def test_forward_and_backward_shapes(name):
     info = get_model_info(name)
-    model = create_model(name)
     if info.task == "language-modeling":
+        model = create_model(name, vocab_size=65, block_size=16)
         x = torch.randint(0, 65, (2, 16))
         out = model(x)
         assert out.shape == (2, 16, 65)
     else:
+        model = create_model(name, num_classes=10, in_channels=3, image_size=32)
         out = model(torch.rand(2, 3, 32, 32))
         assert out.shape == (2, 10)
     out.float().sum().backward()
