@@ -130,7 +130,8 @@ CASES: list[Case] = [
       for sid, text, names in SUITE_CASES],
     # ------------------------------------------------------------------ list, env
     Case("list-unknown-option", ["list", "--bogus-flag"], ["--bogus-flag"]),
-    Case("list-extra-argument", ["list", "models"], ["unrecognized arguments: models"]),
+    Case("list-extra-argument", ["list", "a", "b"], ["unrecognized arguments: b"]),
+    Case("list-unknown-pattern", ["list", "models"], ["'models'", "convnet"]),
     Case("env-unknown-option", ["env", "--json"], ["--json"]),
     # ------------------------------------------------------------------ show
     Case("show-missing-file", ["show", "missing.jsonl"], ["missing.jsonl"]),

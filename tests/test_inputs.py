@@ -85,11 +85,11 @@ def test_synthetic_tokens_span_the_vocabulary_and_are_predictable():
     # tokens far above chance (1/5000): the stream is made of repeated phrases.
     t, h = train.tolist(), held.tolist()
     successor: dict[tuple[int, int], dict[int, int]] = {}
-    for a, b, c in zip(t, t[1:], t[2:]):
+    for a, b, c in zip(t, t[1:], t[2:], strict=False):
         successor.setdefault((a, b), {}).setdefault(c, 0)
         successor[(a, b)][c] += 1
     best = {ab: max(nexts, key=nexts.get) for ab, nexts in successor.items()}
-    hits = [best.get((a, b)) == c for a, b, c in zip(h, h[1:], h[2:])]
+    hits = [best.get((a, b)) == c for a, b, c in zip(h, h[1:], h[2:], strict=False)]
     assert sum(hits) / len(hits) > 0.5
 
 

@@ -52,7 +52,7 @@ from harness.probes.memory import (
 from harness.probes.peak import peak_flops_per_s
 from harness.probes.telemetry import NvmlSampler, device_memory_used
 from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
-from models import IMAGE_CLASSIFICATION, create_model, get_model_info
+from models import IMAGE_CLASSIFICATION, SourceUnavailable, create_model, get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
 # Batch-index rows drawn per config before timing; steps cycle through them (core.loop). A fixed
@@ -177,7 +177,7 @@ class Runner:
             rec.update(status="oom", error=one_line(exc))
         except Diverged as exc:
             rec.update(status="diverged", error=one_line(exc))
-        except (Unavailable, NotImplementedError) as exc:
+        except (Unavailable, NotImplementedError, SourceUnavailable) as exc:
             rec.update(status="unavailable", error=one_line(exc))
         except Exception as exc:  # isolation: the sweep goes on, the error is a column
             rec.update(status="error", error=one_line(exc))

@@ -36,7 +36,7 @@ from harness.core.devices import resolve_device
 from harness.core.optim import OPTIMIZERS
 from harness.core.precision import PRECISIONS, resolve_alias
 from harness.errors import UserError
-from models import IMAGE_CLASSIFICATION, get_model_info, list_models
+from models import IMAGE_CLASSIFICATION, SourceUnavailable, expand_model_names, get_model_info
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"  # package data
 DEFAULT_SUITE = "quick"
@@ -288,14 +288,20 @@ def _lr(s: dict[str, Any]) -> float | None:
 
 
 def _check_models(settings: dict[str, Any]) -> list[str]:
-    valid = ", ".join(list_models())
-    models = [str(m) for m in _as_list(settings["models"])]
-    for name in [*models, *settings.get("model_overrides", {})]:
+    """The sweep's model names, wildcards (``resnet*``, ``torchvision:resnet*``) expanded;
+    ``UserError`` naming an unknown name or pattern, or a missing optional extra (timm)."""
+    patterns = [str(m) for m in _as_list(settings["models"])]
+    try:
+        models = expand_model_names(patterns)
+    except KeyError as exc:
+        raise UserError(str(exc.args[0])) from None
+    except SourceUnavailable as exc:
+        raise UserError(str(exc)) from None
+    for name in settings.get("model_overrides", {}):
         try:
             get_model_info(name)
-        except KeyError:
-            where = "" if name in models else f"[model.{name}] in the suite: "
-            raise UserError(f"{where}unknown model {name!r}; valid: {valid}") from None
+        except (KeyError, SourceUnavailable) as exc:
+            raise UserError(f"[model.{name}] in the suite: {exc.args[0]}") from None
     return models
 
 
