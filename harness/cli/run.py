@@ -75,13 +75,15 @@ def output_path(out: str | None, resume: bool, run_id: str) -> Path:
 def _already_done(out: Path, configs: list) -> tuple[set[tuple], list[dict], str | None]:
     """Keys of configs recorded ok in ``out``, its records, and its run id (for --resume)."""
     from harness.core.config import record_key
+    from harness.execution.batch_search import search_key
     from harness.store.jsonl import read_records
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the torn tail is reported when the writer cuts it
         previous = read_records(out)
-    ok_keys = {record_key(r) for r in previous if r.get("status") == "ok"}
-    done = {c.key() for c in configs if c.key() in ok_keys}
+    # search_key: a --batch-sizes max config is done by a record of any batch size it found
+    ok_keys = {search_key(record_key(r)) for r in previous if r.get("status") == "ok"}
+    done = {c.key() for c in configs if search_key(c.key()) in ok_keys}
     run_id = str(previous[0]["run_id"]) if previous and previous[0].get("run_id") else None
     return done, previous, run_id
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from harness.core import dist
 from harness.core.config import CONFIG_FIELDS, RunConfig, record_key
 from harness.core.runner import Runner
+from harness.execution.batch_search import searching
 from harness.execution.distributed import run_config
 from harness.execution.isolation import ProcessIsolation, measure_peaks_isolated
 from harness.execution.peaks import prepare_peaks
@@ -62,14 +63,34 @@ def config_runner(isolation: str, configs: list[RunConfig], *, run_id: str, data
                   profile_dir: str | None = None) -> Measure:
     """How each config of the sweep is measured, its device peaks prepared first:
     ``process``, a fresh worker per config (``execution.isolation``); ``none``, this process
-    (debugging, the overhead benchmark, and ranks under an external launcher)."""
+    (debugging, the overhead benchmark, and ranks under an external launcher). A config with
+    ``--batch-sizes max`` first has its batch size found by probes (``execution.batch_search``)
+    made the same way, one worker each, and never profiled."""
     if isolation == "process" and not dist.active():
         peaks = measure_peaks_isolated(configs)
-        return ProcessIsolation(run_id, data_dir, download, timeout_s, peaks,
-                                profile_dir=profile_dir).run
-    runner = Runner(run_id=run_id, data_dir=data_dir, download=download,
-                    peaks=prepare_peaks(configs, quiet=quiet), profile_dir=profile_dir)
-    return lambda cfg: run_config(runner, cfg)
+        measure: Measure = ProcessIsolation(run_id, data_dir, download, timeout_s, peaks,
+                                            profile_dir=profile_dir).run
+        probe = ProcessIsolation(run_id, data_dir, download, timeout_s, peaks).run
+    else:
+        runner = Runner(run_id=run_id, data_dir=data_dir, download=download,
+                        peaks=prepare_peaks(configs, quiet=quiet), profile_dir=profile_dir)
+        # Probes that must not profile get a runner of their own (it loads its own data).
+        prober = Runner(run_id=run_id, data_dir=data_dir, download=download,
+                        peaks=runner.peaks) if profile_dir else runner
+
+        def measure(cfg: RunConfig) -> dict:
+            return run_config(runner, cfg)
+
+        def probe(cfg: RunConfig) -> dict:
+            return run_config(prober, cfg)
+
+    return searching(measure, probe, report=None if quiet or dist.rank() else _tell)
+
+
+def _tell(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)  # above the progress bar, if one is drawn
 
 
 def run_sweep(
@@ -101,7 +122,7 @@ def run_sweep(
             if show:
                 tp = rec.get("throughput")
                 what = f"{tp:,.0f} {rec['throughput_unit']}" if tp else rec.get("error") or ""
-                msg = f"[{finished}/{len(configs)}] {cfg.label()}: {rec['status']} {what}"
+                msg = f"[{finished}/{len(configs)}] {searched(cfg, rec)}: {rec['status']} {what}"
                 if bar.disable:
                     print(msg, file=sys.stderr, flush=True)
                 else:
@@ -109,6 +130,15 @@ def run_sweep(
     finally:
         bar.close()
     return finished
+
+
+def searched(cfg: RunConfig, rec: dict) -> str:
+    """The config's label, with the batch size a search found (or stopped at) and its probes."""
+    probes = rec.get("batch_size_probes")
+    if probes is None or not rec.get("batch_size"):
+        return cfg.label()
+    label = dataclasses.replace(cfg, batch_size=int(rec["batch_size"])).label()
+    return f"{label} [{len(probes)} probe{'s' if len(probes) != 1 else ''}]"
 
 
 def for_world(configs: list[RunConfig], world_size: int) -> list[RunConfig]:
