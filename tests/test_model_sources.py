@@ -205,3 +205,25 @@ def test_list_pattern_lists_a_source(capsys):
     assert main(["list", "nosuch*"]) == 2
     err = capsys.readouterr().err
     assert "nosuch*" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_model_that_cannot_run_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """Inception v3 cannot shrink a 32-pixel image through its stem: that config becomes an
+    ``error`` record naming the cause, and the next model (a torchvision ResNet at 32 px, 4
+    classes, through the sweep's wildcard expansion) still trains."""
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "--models", "torchvision:inception_v3,torchvision:resnet1?",
+                 "--image-size", "32", "--num-classes", "4", "--batch-sizes", "2",
+                 "--precisions", "fp32", "--optimizers", "sgd", "--warmup", "1", "--steps", "1",
+                 "--repeats", "1", "--eval-samples", "8", "--train-samples", "16",
+                 "--isolation", "none", "--out", "r.jsonl", "--no-report"])
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    by_model = {r["model"]: r for r in records}
+    assert list(by_model) == ["torchvision:inception_v3", "torchvision:resnet18"]
+    bad, good = by_model.values()
+    assert bad["status"] == "error" and "32" in bad["error"] and "\n" not in bad["error"]
+    assert good["status"] == "ok" and good["input_shape"] == "3x32x32"
+    assert good["model_classes"] == 4
+    assert code == 0  # failed configs are rows: the sweep itself succeeded
