@@ -59,6 +59,17 @@ def test_a_limit_that_does_not_fit_is_bisected_from_the_last_power_of_two():
     assert probes[6:] == [(64, T), (100, F), (82, F), (73, F), (68, T), (70, T), (71, F)]
 
 
+def test_a_tolerance_stops_bisection_within_that_share_of_the_size():
+    # fits iff b <= 400, limit 512: doubling 1..256 fit, 512 does not; then 384 T (gap 128),
+    # 448 F, 416 F (gap 32), 400 T (gap 16 > 400/32 = 12.5), 408 F (gap 8 <= 12.5): stop at 400.
+    found, probes = largest_fitting(lambda b: b <= 400, 512, tolerance=1 / 32)
+    assert found == 400
+    assert [b for b, _ in probes] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 384, 448, 416,
+                                      400, 408]
+    exact, exact_probes = largest_fitting(lambda b: b <= 400, 512)
+    assert exact == 400 and [b for b, _ in exact_probes][-3:] == [404, 402, 401]
+
+
 def test_nothing_fits_is_one_probe_and_none():
     calls = []
     assert largest_fitting(upto(0, calls), 65536) == (None, [(1, F)])
@@ -157,12 +168,12 @@ def test_probes_are_short_runs_of_the_config_itself():
 def test_resolve_returns_the_config_at_the_size_found():
     seen = []
     found, fields = resolve_max_batch(CFG, fake_measure(seen))
-    assert found == dataclasses.replace(CFG, batch_size=71)
-    # 64 fits (0.925 GiB), 128 does not; bisection in (64, 128): 96 F, 80 F, 72 F, 68 T, 70 T,
-    # 71 T
+    assert found == dataclasses.replace(CFG, batch_size=70)
+    # 64 fits (0.925 GiB), 128 does not; bisection in (64, 128): 96 F, 80 F, 72 F, 68 T, 70 T;
+    # then the gap to 72 is 2 <= 70 / 32: on the CPU the search stops within 1/32 (71 also fits)
     assert fields["batch_size_probes"] == [[1, T], [2, T], [4, T], [8, T], [16, T], [32, T],
                                            [64, T], [128, F], [96, F], [80, F], [72, F],
-                                           [68, T], [70, T], [71, T]]
+                                           [68, T], [70, T]]
     assert [c.batch_size for c in seen] == [b for b, _ in fields["batch_size_probes"]]
     assert all(c.timed_steps == 1 for c in seen)
 
@@ -191,10 +202,10 @@ def test_searching_probes_then_measures_the_size_found_and_passes_others_through
     probed, measured, lines = [], [], []
     run = searching(fake_measure(measured), fake_measure(probed), report=lines.append)
     rec = run(CFG)
-    assert [c.batch_size for c in measured] == [71]
+    assert [c.batch_size for c in measured] == [70]  # the probes as in the test above
     assert measured[0].timed_steps == 10  # the measurement is the config's own, not a probe
-    assert len(probed) == 14 and rec["batch_size"] == 71
-    assert len(rec["batch_size_probes"]) == 14
+    assert len(probed) == 13 and rec["batch_size"] == 70
+    assert len(rec["batch_size_probes"]) == 13
     assert lines[0] == ("convnet synthetic cpu bs=max<=512 fp32 sgd: probe bs=1 fits: "
                         "peak RSS 0.31 GiB, budget 1 GiB")
     fixed = dataclasses.replace(CFG, batch_size=8, max_batch=None)

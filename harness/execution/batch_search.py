@@ -9,7 +9,9 @@ with the config's ``nproc`` (the batch is per process, and so is the budget).
 
 The sizes follow ``largest_fitting``: doubling from 1 until a size does not fit (or the limit,
 which is probed itself when doubling passes it), then bisection between the last size that fit
-and the first that did not, down to one sample. A size fits when its probe is ``ok`` and, under
+and the first that did not, down to one sample (on the CPU, down to ``CPU_TOLERANCE`` of the
+size: peak RSS varies by about 0.1 GiB between identical runs, so finer probes would measure
+that noise, not the batch). A size fits when its probe is ``ok`` and, under
 ``--memory-budget``, its peak memory is within the budget (``fits``); an ``oom`` probe does not
 fit; any other failure is not a memory verdict, so the search stops and that failure becomes
 the config's record. Every probe is kept in the record's ``batch_size_probes``.
@@ -38,6 +40,7 @@ _BATCH = CONFIG_FIELDS.index("batch_size")
 _MAX_BATCH = CONFIG_FIELDS.index("max_batch")
 
 Measure = Callable[[RunConfig], dict]
+CPU_TOLERANCE = 1 / 32  # bisection on the CPU stops within this share of the size found
 
 
 class ProbeFailed(Exception):
@@ -50,11 +53,13 @@ class ProbeFailed(Exception):
         self.probes = list(probes or [])
 
 
-def largest_fitting(fits: Callable[[int], bool], limit: int,
-                    start: int = 1) -> tuple[int | None, list[tuple[int, bool]]]:
+def largest_fitting(fits: Callable[[int], bool], limit: int, start: int = 1,
+                    tolerance: float = 0.0) -> tuple[int | None, list[tuple[int, bool]]]:
     """The largest size in ``[start, limit]`` for which ``fits`` holds, assuming every size
     below one that fits fits too, and every ``(size, fits)`` probe in the order made. None if
-    ``start`` does not fit. ``ProbeFailed`` from ``fits`` propagates with the probes so far."""
+    ``start`` does not fit. ``ProbeFailed`` from ``fits`` propagates with the probes so far.
+    Bisection stops once the gap to a size that did not fit is at most ``tolerance`` x the
+    size that fit (0: exact)."""
     if not 1 <= start or not 1 <= limit:
         raise ValueError(f"start and limit must be >= 1, got {start} and {limit}")
     probes: list[tuple[int, bool]] = []
@@ -80,7 +85,7 @@ def largest_fitting(fits: Callable[[int], bool], limit: int,
         good = size
     if bad is None:
         return good, probes
-    while bad - good > 1:  # bisection: good always fits, bad never does
+    while bad - good > max(1, int(good * tolerance)):  # bisection: good fits, bad does not
         mid = (good + bad) // 2
         if probe(mid):
             good = mid
@@ -207,8 +212,9 @@ def resolve_max_batch(cfg: RunConfig, measure: Measure,
                                          "error": "another rank's probe failed"})
         return worst == "fits"
 
+    tolerance = CPU_TOLERANCE if cfg.device == "cpu" else 0.0
     try:
-        found, probes = largest_fitting(try_size, cfg.max_batch)
+        found, probes = largest_fitting(try_size, cfg.max_batch, tolerance=tolerance)
     except ProbeFailed as exc:
         return None, _failure(cfg, exc.record, exc.probes)
     if found is None:
