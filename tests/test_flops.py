@@ -113,3 +113,15 @@ def test_dropout_in_the_counting_pass_does_not_shift_the_rng_stream():
     torch.manual_seed(1)
     count_train_step_flops(model, x)  # draws dropout masks
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_conv_flops_are_counted_apart():
+    """By hand, batch 1: conv 3->8, 3x3, padding 1 on 8x8: forward 2*8*8*8*3*9 = 27,648, and as
+    the first layer (its input needs no gradient) a backward of the weight gradient only, the
+    same again; Linear 512->10: forward 2*512*10 = 10,240, backward input and weight gradients
+    2 x 10,240. Convolutions: 55,296 of 86,016 FLOPs."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(512, 10))
+    f = train_step_flops(model, torch.rand(1, 3, 8, 8))
+    assert (f.conv, f.total) == (55_296, 86_016)
+    assert f.conv_share > 0.5  # a conv net: the TF32 peak for fp32 on CUDA
+    assert train_step_flops(nn.Linear(4, 3), torch.rand(2, 4)).conv_share == 0.0

@@ -62,10 +62,18 @@ def _extra_formulas() -> dict[Any, Callable[..., int]]:
 class StepFlops:
     forward: int  # FLOPs of the forward pass (model + loss)
     backward: int  # FLOPs of loss.backward()
+    conv: int = 0  # of both, the FLOPs in convolutions (forward and backward)
 
     @property
     def total(self) -> int:
         return self.forward + self.backward
+
+    @property
+    def conv_share(self) -> float:
+        """Share of the step's FLOPs in convolutions: above one half, the model is a conv net
+        (its fp32 peak on CUDA is TF32's, where cuDNN uses it; a ViT's patch convolution is a
+        sliver of its FLOPs, its matmuls run in fp32)."""
+        return self.conv / self.total if self.total else 0.0
 
 
 def _as_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -140,7 +148,11 @@ def train_step_flops(
         with fc.FlopCounterMode(display=False, custom_mapping=extra) as bwd:
             loss.backward()
         del out, loss
-    return StepFlops(forward=int(fwd.get_total_flops()), backward=int(bwd.get_total_flops()))
+    conv = sum(n for counter in (fwd, bwd)
+               for op, n in counter.get_flop_counts().get("Global", {}).items()
+               if "convolution" in str(op))
+    return StepFlops(forward=int(fwd.get_total_flops()), backward=int(bwd.get_total_flops()),
+                     conv=int(conv))
 
 
 def count_train_step_flops(

@@ -23,7 +23,7 @@ from harness.core import dist
 from harness.core.config import RunConfig
 from harness.core.data import Dataset, ImageData, input_spec, load_dataset
 from harness.core.determinism import determinism
-from harness.core.flops import achieved_flops_per_s, count_train_step_flops, mfu
+from harness.core.flops import StepFlops, achieved_flops_per_s, mfu, train_step_flops
 from harness.core.loop import (
     Clock,
     Measured,
@@ -52,7 +52,7 @@ from harness.probes.memory import (
 from harness.probes.peak import peak_flops_per_s
 from harness.probes.telemetry import NvmlSampler, device_memory_used
 from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
-from models import IMAGE_CLASSIFICATION, SourceUnavailable, create_model, get_model_info
+from models import SourceUnavailable, create_model, get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
 # Batch-index rows drawn per config before timing; steps cycle through them (core.loop). A fixed
@@ -103,7 +103,7 @@ class Runner:
         self._peak_before_profile: int | None = None
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
-        self._flops: dict[tuple, int | None] = {}  # FLOPs per step depend on shapes only
+        self._flops: dict[tuple, StepFlops | None] = {}  # per step: they depend on shapes only
 
     def dataset(self, cfg: RunConfig) -> Dataset | LoaderData:
         device = dist.local_device(cfg.device)
@@ -192,14 +192,15 @@ class Runner:
                                     self._hwm_before_model or 0)
         return rec
 
-    def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset,
-                    idx: torch.Tensor, plan: PrecisionPlan) -> int | None:
+    def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset | LoaderData,
+                    idx: torch.Tensor, plan: PrecisionPlan) -> StepFlops | None:
         """FLOPs of one training step (forward + backward, per rank), counted once per shape."""
-        key = (cfg.model, cfg.dataset, cfg.batch_size, cfg.channels_last, cfg.device)
+        key = (cfg.model, cfg.dataset, cfg.batch_size, cfg.channels_last, cfg.device,
+               cfg.image_size, cfg.num_classes, cfg.seq_len)
         if key not in self._flops:
             try:
                 x, y = data.batch(idx)
-                self._flops[key] = count_train_step_flops(
+                self._flops[key] = train_step_flops(
                     model, x, y, loss_fn=loss_fn, autocast_dtype=plan.autocast_dtype)
             except Exception:  # counting is best effort; the benchmark itself must not fail
                 self._flops[key] = None
@@ -265,8 +266,10 @@ class Runner:
             "compile_backend": backend,
             **measured_fields(m, curve, tta),
             **method_fields(m),
-            **efficiency_fields(cfg, flops, median_iqr(m.step_times_s)[0],
-                                conv=data.task == IMAGE_CLASSIFICATION, peaks=self.peaks),
+            **efficiency_fields(cfg, flops.total if flops else None,
+                                median_iqr(m.step_times_s)[0],
+                                conv=flops.conv_share > 0.5 if flops else False,
+                                peaks=self.peaks),
             **energy_fields(clock, len(m.step_times_s)),
             **input_fields(data, m),
         }

@@ -19,9 +19,12 @@ def prepare_peaks(configs: Iterable[RunConfig], *, quiet: bool = False) -> Peaks
     cache under another thread count. Ranks of a multi-process launch measure nothing: they
     would measure each other's load."""
     peaks: Peaks = {}
+    # Whether a config is a conv net (TF32 peak for fp32 on CUDA) is known from its FLOPs only
+    # once it runs (a ViT is an image model without being one): image models get both peaks.
     needed = dict.fromkeys(
-        (c.device, peak_dtype(c, conv=get_model_info(c.model).task == IMAGE_CLASSIFICATION))
-        for c in configs)
+        (c.device, peak_dtype(c, conv=conv)) for c in configs
+        for conv in ((True, False) if get_model_info(c.model).task == IMAGE_CLASSIFICATION
+                     else (False,)))
     for device, dtype in needed:
         value, source = peak_flops_per_s(device, dtype, measure=False)
         if value is None and not dist.active():
