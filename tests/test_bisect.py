@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.ab_evidence import GIT_ID
 from benchmarks.bisect_evidence import build_history
-from harness.execution.bisect import BAD, GOOD, SKIP, step_exit
+from harness.execution.bisect import BAD, GOOD, SKIP, Outcome, Step, step_exit
 
 TINY = ["--models", "convnet", "--batch-sizes", "4", "--precisions", "fp32", "--optimizers",
         "sgd", "--steps", "3", "--warmup", "1", "--repeats", "3", "--eval-samples", "32",
@@ -44,12 +44,17 @@ def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
 def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
     repo, shas = history
     out = tmp_path / "steps"
-    cmd, env = bisect_cmd(repo, shas[0], shas[-1], "--rounds", "8", "--extra-time", "0",
+    # 6 rounds: throughput halves, so every round's ratio shows it (p = 2/64 at 6 rounds)
+    cmd, env = bisect_cmd(repo, shas[0], shas[-1], "--rounds", "6", "--extra-time", "0",
                           "--out-dir", str(out), *TINY)
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"first bad commit: {shas[2]} change 2" in proc.stdout
     assert "throughput -" in proc.stdout  # the measured change, with its p
+    # confirmed by fresh A/Bs: commit 2 bad again, its parent (commit 1) good again
+    assert f"confirmed: measured again against {shas[0]}: {shas[2][:10]} bad, " \
+           f"{shas[1][:10]} good" in proc.stdout
+    assert (out / "confirm-1" / shas[2][:12] / "verdict.json").exists()
     # BAD first, then git's binary search over commits 1 and 2: 2 or 3 steps in all
     steps = sorted(d.name for d in out.iterdir() if (d / "verdict.json").exists())
     assert shas[-1][:12] in steps and shas[2][:12] in steps and 2 <= len(steps) <= 3
@@ -88,6 +93,20 @@ def test_steps_look_for_what_bad_regressed_in():
     assert step_exit({"rows": [noisy_memory]}, targets) == GOOD
     assert step_exit({"rows": [unsure_speed]}, targets) == SKIP
     assert step_exit({"rows": []}, targets) == SKIP  # the config did not run there
+
+
+def test_an_answer_stands_only_if_fresh_measurements_agree():
+    def outcome(*exits):  # confirmation steps: the first bad commit "f", its parent "p"
+        steps = [Step(sha, code, None) for sha, code in zip("fp", exits, strict=False)]
+        return Outcome("f", [], 1.0, "", steps)
+
+    assert outcome(BAD, GOOD).confirmed is True
+    assert outcome(BAD).confirmed is True  # the parent was GOOD itself: nothing more to ask
+    assert outcome(GOOD).confirmed is False  # not slower when measured again
+    assert outcome(BAD, BAD).confirmed is False  # the parent is slow too: found too late
+    assert outcome(SKIP).confirmed is False  # inconclusive is not a confirmation
+    assert Outcome("f", [], 1.0, "").confirmed is None  # not asked
+    assert Outcome(None, [], 1.0, "", [Step("b", GOOD, None)]).confirmed is None
 
 
 def test_step_exit_follows_the_verdicts():

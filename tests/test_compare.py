@@ -378,3 +378,49 @@ def test_when_no_regression_is_confirmed_the_gate_exits_3_or_0_if_allowed():
     untouched = _result(("convnet", "regression"))
     assert apply_confirmations(untouched, []) is untouched and "confirmed" not in \
         untouched["rows"][0]
+
+
+# ------------------------------------------------------------------ compare --confirm (real runs)
+
+TINY = ["--models", "convnet", "--devices", "cpu", "--batch-sizes", "16", "--precisions", "fp32",
+        "--optimizers", "sgd", "--warmup", "2", "--steps", "5", "--repeats", "5",
+        "--eval-samples", "64", "--train-samples", "256", "--no-report"]
+
+
+@pytest.mark.slow
+def test_compare_confirm_re_measures_here_and_keeps_only_what_reproduces(workdir, monkeypatch,
+                                                                         capsys):
+    """A candidate recorded with every timed step slowed by half is a regression; re-measured
+    in this tree without the slowdown it is not confirmed (exit 3, or 0 when inconclusive is
+    allowed); re-measured with the slowdown still in the environment it is (exit 1)."""
+    assert main(["run", *TINY, "--out", "base.jsonl"]) == 0
+    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "0.5")  # throughput x 2/3
+    assert main(["run", *TINY, "--out", "cand.jsonl"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "base.jsonl", "cand.jsonl"]) == 1
+
+    code = main(["compare", "base.jsonl", "cand.jsonl", "--confirm", "1", "--confirm-dir",
+                 "again", "--format", "json"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == 1, verdict  # the slowdown is still set: the fresh worker is slow again
+    (row,) = verdict["rows"]
+    assert row["verdict"] == "regression" and row["confirmed"] is True
+    replays = [json.loads(line) for line in (workdir / "again" / "confirm-1.jsonl").open()]
+    assert len(replays) == 1 and replays[0]["replay_of"] is not None
+
+    monkeypatch.delenv("TRAINMARK_INJECT_SLOWDOWN")
+    assert main(["compare", "base.jsonl", "cand.jsonl", "--confirm", "1", "--confirm-dir",
+                 "again2"]) == 3
+    assert "not confirmed" in capsys.readouterr().out
+    assert main(["compare", "base.jsonl", "cand.jsonl", "--confirm", "1", "--confirm-dir",
+                 "again3", "--allow-inconclusive"]) == 0
+
+
+def test_compare_confirm_refuses_a_candidate_from_another_machine(files, capsys, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    b, c = files([record()], [record(factor=0.5)])
+    code, _, err = run(capsys, b, c, "--confirm", "1")
+    assert code == 2
+    assert "comes from another one" in err and "Test CPU" in err
+    assert not (tmp_path / "results").exists()  # nothing measured, nothing written

@@ -1,8 +1,9 @@
 """``trainmark bisect GOOD BAD [suite flags]``: the first commit in GOOD..BAD whose training is
 slower than GOOD's, by ``git bisect run`` with a same-job A/B per step (``execution.bisect``).
 
-Exit status: 0 a first bad commit was found, 2 usage, 3 BAD is not a regression against GOOD
-(nothing to bisect), 130 interrupted.
+Exit status: 0 a first bad commit was found (and confirmed: it regresses again in a fresh A/B,
+its parent does not), 2 usage, 3 BAD is not a regression against GOOD (nothing to bisect) or the
+commit found was not confirmed, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extra-time", type=float, default=DEFAULT_EXTRA_TIME_S, metavar="SECONDS",
                    help="per step: more rounds for inconclusive configs for up to this long "
                         f"(default {DEFAULT_EXTRA_TIME_S:g})")
+    p.add_argument("--confirm", type=int, default=1, metavar="N",
+                   help="measure the first bad commit and its parent against GOOD again, N "
+                        "times: the answer stands only if they agree every time (default 1; "
+                        "0: report git's answer unconfirmed)")
     p.add_argument("--out-dir", help="every step's records and verdict "
                    "(default results/bisect-<id>)")
     add_verdict_options(p)
@@ -61,6 +66,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_positive("--rounds", args.rounds)
     check_positive("--threads", args.threads, allow_zero=True)
+    check_positive("--confirm", args.confirm, allow_zero=True)
     if not (0 <= args.extra_time < float("inf")):
         raise UserError(f"--extra-time must be a number of seconds >= 0, got {args.extra_time}")
     sweep, _ = prepared_sweep(args)
@@ -81,7 +87,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
           f"({bad[:10]}); {args.rounds} A/B rounds per step; results in {out_dir}",
           file=sys.stderr)
     try:
-        outcome = bisect(plan, bad)
+        outcome = bisect(plan, bad, confirm_times=args.confirm)
     except KeyboardInterrupt:
         print(f"bisect: interrupted; worktrees removed, steps so far in {out_dir}",
               file=sys.stderr)
@@ -101,6 +107,16 @@ def cmd_bisect(args: argparse.Namespace) -> int:
             p = "" if tp.get("p_value") is None else f" (p={tp['p_value']:.2g})"
             print(f"  {row['label']}:{change}{p}: {row['why']}")
     print(f"{measured} commits measured in {outcome.seconds:.0f} s; steps in {out_dir}")
+    if outcome.confirmed is None:
+        return EXIT_FOUND
+    word = {0: "good", 1: "bad"}
+    agreed = ", ".join(f"{s.sha[:10]} {word.get(s.exit, 'inconclusive')}"
+                       for s in outcome.confirmations)
+    if not outcome.confirmed:
+        print(f"NOT CONFIRMED: measured again against {args.good}: {agreed}; the search may "
+              f"have followed a noisy step (rerun with more --rounds)")
+        return EXIT_NOT_A_REGRESSION
+    print(f"confirmed: measured again against {args.good}: {agreed}")
     return EXIT_FOUND
 
 

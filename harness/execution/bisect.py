@@ -10,6 +10,11 @@ paired verdict, extra rounds for inconclusive configs) and answers git with its 
 0 good, 1 bad (one of the regressions BAD showed, same config and metric), 125 skip (one of
 those is inconclusive, or the commit could not run the suite). Every step's records and
 ``verdict.json`` stay in the output folder.
+
+A bisect's answer is confirmed before it is reported (``confirm``): the first bad commit is
+measured again against GOOD in a fresh A/B, and must regress again, and so is its parent
+(unless that is GOOD), which must not. One noisy step can mislead ``git bisect``; it cannot
+mislead two independent measurements in the same direction as easily.
 """
 
 from __future__ import annotations
@@ -153,10 +158,41 @@ class Outcome:
     steps: list[Step]
     seconds: float
     log: str  # ``git bisect log``
+    confirmations: list[Step] = dataclasses.field(default_factory=list)  # ``confirm``'s steps
+
+    @property
+    def confirmed(self) -> bool | None:
+        """None when nothing was confirmed (not asked, or nothing found); else whether every
+        re-measurement agreed: the first bad commit bad again, its parent good again."""
+        if self.first_bad is None or not self.confirmations:
+            return None
+        return all((s.exit == BAD) == (s.sha == self.first_bad) and s.exit != SKIP
+                   for s in self.confirmations)
 
 
-def bisect(plan: Plan, bad_sha: str) -> Outcome:
-    """Find the first commit in GOOD..BAD that regresses against GOOD."""
+def confirm(plan: Plan, first_bad: str, times: int) -> list[Step]:
+    """Measure ``first_bad`` and its parent (unless that is GOOD) against GOOD again, in fresh
+    A/Bs (``confirm-K/`` folders), up to ``times`` times; stops at the first disagreement."""
+    top = Path(plan.top)
+    parent = git(top, "rev-parse", f"{first_bad}^")
+    shas = [first_bad] + ([parent] if parent != plan.good_sha else [])
+    steps: list[Step] = []
+    for k in range(1, times + 1):
+        again = dataclasses.replace(plan, out_dir=str(Path(plan.out_dir) / f"confirm-{k}"))
+        for sha in shas:
+            print(f"bisect: confirming: {sha[:12]} against GOOD again ({k}/{times})",
+                  file=sys.stderr, flush=True)
+            with worktree(top, sha) as wt:
+                step = measure(again, sha, wt / plan.source_rel)
+            steps.append(step)
+            if (step.exit == BAD) != (sha == first_bad) or step.exit == SKIP:
+                return steps
+    return steps
+
+
+def bisect(plan: Plan, bad_sha: str, confirm_times: int = 1) -> Outcome:
+    """Find the first commit in GOOD..BAD that regresses against GOOD, and confirm it
+    ``confirm_times`` times (``confirm``; 0: not at all)."""
     started = time.perf_counter()
     top = Path(plan.top)
     out = Path(plan.out_dir)
@@ -190,7 +226,8 @@ def bisect(plan: Plan, bad_sha: str) -> Outcome:
     if found is None:
         raise UserError("git bisect did not name a first bad commit (too many skipped "
                         f"commits?): {(proc.stdout or '').strip().splitlines()[-1:]}")
-    return Outcome(found.group(1), steps, time.perf_counter() - started, log)
+    again = confirm(plan, found.group(1), confirm_times) if confirm_times else []
+    return Outcome(found.group(1), steps, time.perf_counter() - started, log, again)
 
 
 def _stored_step(folder: Path, targets: list[dict[str, Any]] | None) -> Step:

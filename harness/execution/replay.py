@@ -44,19 +44,26 @@ def replay(path: str, record_id: str | None, data_dir: str, out: Path | None,
     """Run each selected record's config again: ``(old record, new record, config)`` triples;
     the new records are also appended to ``out`` when given."""
     chosen = replayable(path, record_id)
-    records, configs = [r for r, _ in chosen], [c for _, c in chosen]
+    return remeasure([r for r, _ in chosen], data_dir, out, isolation, timeout_s)
+
+
+def remeasure(records: list[dict], data_dir: str, out: Path | None,
+              isolation: str = "process",
+              timeout_s: float = DEFAULT_TIMEOUT_S) -> list[tuple[dict, dict, RunConfig]]:
+    """Measure each record's config again with this tree's code, in order (a fresh worker each
+    by default): ``(old record, new record, config)`` triples, the new records also appended to
+    ``out`` when given (each names the record it replays in ``replay_of``)."""
+    configs = [config_from_record(r) for r in records]
     prepare_process(any(c.deterministic for c in configs))
     measure = config_runner(isolation, configs, run_id=new_run_id(), data_dir=data_dir,
                             download=False, timeout_s=timeout_s)
     writer = ResultsWriter(out) if out else None
-    pairs = []
+    triples = []
     for old, cfg in zip(records, configs, strict=True):
         print(f"replaying {cfg.label()} ...", file=sys.stderr, flush=True)
         new = measure(cfg)
         new["replay_of"] = old.get("record_id")
         if writer:
             writer.write(new)
-        pairs.append((old, new, cfg))
-    return pairs
-
-
+        triples.append((old, new, cfg))
+    return triples
