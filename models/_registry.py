@@ -45,6 +45,16 @@ class ModelInfo:
     # Language models whose vocabulary the model fixes (GPT-2: 50,257 BPE tokens); None = the
     # dataset's vocabulary (the character-level transformer).
     vocab_size: int | None = None
+    # The batch size ``default_lr`` is meant for, where the learning rate scales linearly with
+    # the batch (Goyal et al. 2017's rule: lr x batch / lr_batch); None: the rates are used at
+    # any batch size as they are (the small CIFAR-sized models).
+    lr_batch: int | None = None
+
+    def lr_for(self, optimizer: str, batch_size: int) -> float:
+        """The default learning rate of ``optimizer`` at ``batch_size`` (linear scaling from
+        ``lr_batch`` when declared; a batch size of 0, not yet known, takes the rate as is)."""
+        lr = float(self.default_lr[optimizer])
+        return lr * batch_size / self.lr_batch if self.lr_batch and batch_size else lr
 
     @property
     def unit(self) -> str:
@@ -89,6 +99,7 @@ def register_model(
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     vocab_size: int | None = None,
+    lr_batch: int | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``fn`` under ``fn.__name__`` with its task, defaults and input.
 
@@ -126,6 +137,7 @@ def register_model(
             input_shape=tuple(input_shape),
             num_classes=num_classes,
             vocab_size=vocab_size,
+            lr_batch=lr_batch,
         )
         return fn
 

@@ -23,16 +23,19 @@ VIT_PATCH = 16
 
 # Goyal et al. 2017 ("ImageNet in 1 hour"): SGD momentum 0.9 at lr 0.1 per 256 images, the
 # reference ResNet-50 recipe; Adam 1e-3 is Kingma & Ba's default; Adagrad 1e-2 PyTorch's.
+# All at batch 256 and scaled linearly with the batch (their rule): 0.003 at batch 8.
 _RESNET50_LR = {"sgd": 0.1, "adam": 1e-3, "adagrad": 1e-2}
 # ViTs want smaller steps: Adam 5e-4 is DeiT's rate at batch 512 (Touvron et al. 2021:
 # 5e-4 x batch / 512); SGD momentum 0.9 at 0.03 is the top of the ViT paper's fine-tuning
-# sweep (Dosovitskiy et al. 2021, appendix B.1.1); Adagrad 1e-2 PyTorch's default.
+# sweep (Dosovitskiy et al. 2021, appendix B.1.1, batch 512); Adagrad 1e-2 PyTorch's default.
+# All at batch 512, scaled linearly with the batch as DeiT does.
 _VIT_LR = {"sgd": 0.03, "adam": 5e-4, "adagrad": 1e-2}
 
 
 @register_model(
     task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet50",
     default_lr=_RESNET50_LR, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
+    lr_batch=256,
 )
 def resnet50(
     num_classes: int = IMAGENET_CLASSES, in_channels: int = 3, image_size: int = 224
@@ -49,6 +52,7 @@ def resnet50(
 @register_model(
     task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="vit",
     default_lr=_VIT_LR, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
+    lr_batch=512,
 )
 def vit_b_16(
     num_classes: int = IMAGENET_CLASSES, in_channels: int = 3, image_size: int = 224

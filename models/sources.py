@@ -27,8 +27,10 @@ from models._registry import IMAGE_CLASSIFICATION, ModelInfo
 SOURCES = ("torchvision", "timm")
 IMAGENET_CLASSES = 1000
 # Generic defaults for a model nobody tuned here: SGD 0.1 is Goyal et al.'s ImageNet rate at
-# batch 256, Adam 1e-3 Kingma & Ba's default, Adagrad 1e-2 PyTorch's default.
+# batch 256, Adam 1e-3 Kingma & Ba's default, Adagrad 1e-2 PyTorch's default; all at batch
+# 256, scaled linearly with the batch size (ModelInfo.lr_batch).
 SOURCE_LR = {"sgd": 0.1, "adam": 1e-3, "adagrad": 1e-2}
+SOURCE_LR_BATCH = 256
 TIMM_MISSING = "timm models need the optional 'timm' extra: pip install 'trainmark[timm]'"
 
 # torchvision builders that take the image size (the others pool adaptively and run at any
@@ -108,6 +110,7 @@ def source_model_info(name: str) -> ModelInfo:
         default_dataset="synthetic",
         family=source,
         default_lr=dict(SOURCE_LR),
+        lr_batch=SOURCE_LR_BATCH,
         description=f"{source}'s {arch}, random init",
         input_shape=(3, size, size),
         num_classes=IMAGENET_CLASSES,

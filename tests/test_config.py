@@ -213,3 +213,20 @@ def test_a_replay_runs_the_step_counts_the_record_ran():
     assert again.repeats == 3 and again.model == "convnet"
     older = {k: v for k, v in record.items() if not k.endswith("_run")}  # before these fields
     assert config_from_record(older) == cfg
+
+
+def test_default_learning_rates_scale_linearly_with_the_batch_where_declared():
+    """Goyal et al.'s rule: ResNet-50's SGD rate is 0.1 per 256 images, so 0.1 x 8 / 256 =
+    0.003125 at batch 8; ViT-B/16's Adam rate (DeiT) is 5e-4 per 512, so 1.25e-4 at 128. The
+    CIFAR-sized models keep their rates at any batch, and an --lr given is never scaled."""
+    def lrs(**over):
+        cfgs = expand(merge_settings({}, {"devices": ["cpu"], "precisions": ["fp32"], **over}))
+        return {(c.model, c.batch_size, c.optimizer): c.lr for c in cfgs}
+
+    got = lrs(models=["resnet50", "vit_b_16", "convnet"], batch_sizes=[8, 128],
+              optimizers=["sgd", "adam"])
+    assert got[("resnet50", 8, "sgd")] == pytest.approx(0.003125)
+    assert got[("resnet50", 128, "sgd")] == pytest.approx(0.05)
+    assert got[("vit_b_16", 128, "adam")] == pytest.approx(1.25e-4)
+    assert got[("convnet", 8, "sgd")] == got[("convnet", 128, "sgd")] == 0.05
+    assert set(lrs(models=["resnet50"], batch_sizes=[8], lr=0.2).values()) == {0.2}

@@ -330,7 +330,8 @@ def expand(settings: dict[str, Any]) -> list[RunConfig]:
             axis["batch_size"], axis["max_batch"] = axis["batch_size"]
             configs.append(_meaningful(RunConfig(
                 model=model, dataset=dataset, device=device, seed=run_seed, **axis, **scalars,
-                lr=lr if lr is not None else float(info.default_lr[axis["optimizer"]])),
+                lr=lr if lr is not None else info.lr_for(axis["optimizer"],
+                                                         axis["batch_size"])),
                 info.task))
     # De-duplicate (e.g. 'amp' and 'amp-bf16' on CPU resolve to the same config, workers of a
     # resident config mean nothing), keep order.
