@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--step-at", type=int, default=12)
     p.add_argument("--slowdown", type=float, default=0.087)
     p.add_argument("--out", default=str(REPO / "results" / "examples" / "history-evidence.txt"))
+    p.add_argument("--keep", metavar="DIR",
+                   help="keep the series' records (and history reports) in DIR to inspect")
     args = p.parse_args()
     lines: list[str] = []
 
@@ -83,9 +85,10 @@ def main() -> None:
     say(f"# stepped series: TRAINMARK_INJECT_SLOWDOWN={args.slowdown:g} from commit "
         f"{args.step_at} on (throughput x {1 / (1 + args.slowdown):.3f}); flat series: never")
     with tempfile.TemporaryDirectory(prefix="trainmark-history-") as tmp:
-        stepped, flat = Path(tmp) / "stepped", Path(tmp) / "flat"
-        stepped.mkdir()
-        flat.mkdir()
+        keep = Path(args.keep) if args.keep else Path(tmp)
+        stepped, flat = keep / "stepped", keep / "flat"
+        stepped.mkdir(parents=True)
+        flat.mkdir(parents=True)
         for i in range(args.commits):  # interleaved, so load drifts hit both series alike
             record_commit(stepped, i, args.slowdown if i >= args.step_at else 0.0)
             record_commit(flat, i, 0.0)
