@@ -84,7 +84,9 @@ def main() -> None:
              f"# command: trainmark bisect GOOD BAD {' '.join(SWEEP + args.bisect_args)}",
              f"exit {proc.returncode} in {seconds:.0f} s; found "
              f"{'the right commit' if right else found} ({args.bad_at})", "",
-             proc.stdout.strip(), "", "# stderr (progress)", proc.stderr.strip()[-3000:]]
+             proc.stdout.strip(), "", "# bisect's own progress lines",
+             *[ln for ln in proc.stderr.splitlines() if ln.startswith("bisect:")], "",
+             "# stderr (last 3000 characters)", proc.stderr.strip()[-3000:]]
     print("\n".join(lines))
     Path(args.out).write_text("\n".join(lines) + "\n")
 

@@ -81,7 +81,7 @@ def measure(rounds: int = 6, steps: int = 20, batch_size: int = 128, repeats: in
     info = get_model_info(model)
     cfg = RunConfig(model=model, dataset=info.default_dataset, device="cpu",
                     batch_size=batch_size, precision="fp32", optimizer="sgd",
-                    lr=info.default_lr["sgd"], warmup_steps=warmup, timed_steps=steps,
+                    lr=info.lr_for("sgd", batch_size), warmup_steps=warmup, timed_steps=steps,
                     repeats=repeats, eval_samples=8 if info.unit == "tokens/s" else 64,
                     train_samples=256)
     runner = Runner(run_id="overhead")

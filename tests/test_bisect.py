@@ -44,8 +44,7 @@ def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
 def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
     repo, shas = history
     out = tmp_path / "steps"
-    # 6 rounds: throughput halves, so every round's ratio shows it (p = 2/64 at 6 rounds)
-    cmd, env = bisect_cmd(repo, shas[0], shas[-1], "--rounds", "6", "--extra-time", "0",
+    cmd, env = bisect_cmd(repo, shas[0], shas[-1], "--rounds", "8", "--extra-time", "0",
                           "--out-dir", str(out), *TINY)
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -5,6 +5,7 @@ a GPU, one test checks the formatting against NVML itself."""
 
 from __future__ import annotations
 
+import mmap
 import sys
 import threading
 import time
@@ -328,7 +329,12 @@ def test_peak_rss_is_a_high_water_mark_that_sees_touched_memory():
     if not reset_peak_rss():
         pytest.skip("this kernel cannot reset the RSS high-water mark")
     before = current_rss_bytes()
-    buf = b"\x01" * size  # written, so every page is resident
+    # Fresh anonymous pages, written, so every page is resident. (Not a bytes object: malloc
+    # may hand back memory that earlier tests freed but the process still holds, which adds
+    # nothing to the RSS.)
+    buf = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        buf[offset] = 1
     assert peak_rss_bytes() >= before + 0.9 * size
-    del buf
+    buf.close()
     assert peak_rss_bytes() >= before + 0.9 * size  # a high-water mark: freeing does not lower it

@@ -100,7 +100,7 @@ def _confirm(args: argparse.Namespace, base, cand, result: dict, settings) -> li
         print(f"compare: confirming {len(todo)} regression(s), batch {k}/{args.confirm}: "
               f"{len(again)} fresh measurement(s)", file=sys.stderr, flush=True)
         out = folder / f"confirm-{k}.jsonl"
-        remeasure(again, args.data_dir, out)
+        remeasure(again, args.data_dir, out, as_run=False)
         return compare_frames(base, load_side([str(out)], "re-measured candidate"), settings)
 
     return confirm_batches(flagged, args.confirm, batch)

@@ -126,17 +126,19 @@ def record_key(record: dict[str, Any]) -> tuple:
     return tuple(record.get(f, CONFIG_DEFAULTS.get(f)) for f in CONFIG_FIELDS)
 
 
-def config_from_record(record: dict[str, Any]) -> RunConfig:
+def config_from_record(record: dict[str, Any], as_run: bool = True) -> RunConfig:
     """Rebuild the ``RunConfig`` a record measured (for rerun / verify), with the step counts it
     actually ran: a fixed warm-up of ``warmup_steps_run`` steps and regions of
     ``timed_steps_run`` steps (min time 0). The adaptive warm-up and the min-time calibration
     follow the clock, so deciding them again could train a different number of steps, and a
-    deterministic record's losses could not be reproduced."""
+    deterministic record's losses could not be reproduced. ``as_run`` False gives the config as
+    it was asked instead (the same identity as the record: ``compare --confirm`` matches the
+    re-measurement with the baseline's records)."""
     missing = [f for f in ("model", "dataset") if not record.get(f)]
     if missing:
         raise UserError(f"record {record.get('record_id')!r} lacks {', '.join(missing)}")
     values = {f: record[f] for f in CONFIG_FIELDS if record.get(f) is not None}
     ran = record.get("warmup_steps_run"), record.get("timed_steps_run")
-    if None not in ran and record.get("target_accuracy") is None:
+    if as_run and None not in ran and record.get("target_accuracy") is None:
         values.update(warmup_steps=int(ran[0]), timed_steps=int(ran[1]), min_time_s=0.0)
     return RunConfig(**values)

@@ -48,12 +48,13 @@ def replay(path: str, record_id: str | None, data_dir: str, out: Path | None,
 
 
 def remeasure(records: list[dict], data_dir: str, out: Path | None,
-              isolation: str = "process",
-              timeout_s: float = DEFAULT_TIMEOUT_S) -> list[tuple[dict, dict, RunConfig]]:
+              isolation: str = "process", timeout_s: float = DEFAULT_TIMEOUT_S,
+              as_run: bool = True) -> list[tuple[dict, dict, RunConfig]]:
     """Measure each record's config again with this tree's code, in order (a fresh worker each
     by default): ``(old record, new record, config)`` triples, the new records also appended to
-    ``out`` when given (each names the record it replays in ``replay_of``)."""
-    configs = [config_from_record(r) for r in records]
+    ``out`` when given (each names the record it replays in ``replay_of``). ``as_run``: the
+    exact steps the record ran (a replay), else the config as asked (a re-measurement)."""
+    configs = [config_from_record(r, as_run=as_run) for r in records]
     prepare_process(any(c.deterministic for c in configs))
     measure = config_runner(isolation, configs, run_id=new_run_id(), data_dir=data_dir,
                             download=False, timeout_s=timeout_s)
