@@ -69,6 +69,9 @@ def test_quick_suite_is_36_configs_with_transformer_overrides():
         ({"memory_budget": 0}, "memory budget must be a number of GiB > 0, got 0"),
         ({"models": ["transformer"], "inputs": ["loader"]},
          "input 'loader' is for image models; transformer is a language model"),
+        ({"datasets": ["cifar10"], "image_size": 64},
+         "cifar10 images are 32x32: --image-size 64 needs --input loader"),
+        ({"datasets": ["cifar10"], "num_classes": 4}, "--num-classes sets the synthetic data's"),
     ],
 )
 def test_bad_input_is_a_user_error_naming_value_and_choices(over, message):

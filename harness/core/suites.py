@@ -31,7 +31,7 @@ from harness.core.config import (
     TRANSFORMS,
     RunConfig,
 )
-from harness.core.data import dataset_task
+from harness.core.data import NATIVE_IMAGE_SIZE, dataset_task
 from harness.core.devices import resolve_device
 from harness.core.optim import OPTIMIZERS
 from harness.core.precision import PRECISIONS, resolve_alias
@@ -348,6 +348,14 @@ def _meaningful(cfg: RunConfig, task: str) -> RunConfig:
             raise UserError(f"input {cfg.input!r} is for image models; {cfg.model} is a "
                             f"language model (its tokens are always resident)")
         cfg = dataclasses.replace(cfg, image_size=None, num_classes=None)
+    native = NATIVE_IMAGE_SIZE.get(cfg.dataset)
+    if cfg.input == "resident" and native and cfg.image_size not in (None, native):
+        raise UserError(f"{cfg.dataset} images are {native}x{native}: --image-size "
+                        f"{cfg.image_size} needs --input loader (its transforms resize), or "
+                        f"synthetic or imagefolder data")
+    if cfg.num_classes is not None and cfg.dataset != "synthetic":
+        raise UserError(f"--num-classes sets the synthetic data's classes; {cfg.dataset} has "
+                        f"its own")
     if cfg.input == "resident":
         cfg = dataclasses.replace(cfg, workers=0, transforms="standard")
     if cfg.max_batch is not None and cfg.device == "cpu" and cfg.memory_budget_gib is None:
