@@ -196,3 +196,16 @@ def test_loader_input_is_refused_for_language_models(tmp_path, monkeypatch, caps
     assert main(["run", "--models", "transformer", "--input", "loader", "--devices", "cpu"]) == 2
     assert "input 'loader' is for image models" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_loader_mode_reads_training_files_once(cifar_dir, tmp_path):
+    """With ``held_out_only`` (what --input loader asks for) CIFAR-10 and image folders come
+    without a decoded training split: the DataLoader reads those files itself."""
+    full = load_dataset("cifar10", CPU, data_dir=str(cifar_dir), eval_samples=16)
+    held = load_dataset("cifar10", CPU, data_dir=str(cifar_dir), eval_samples=16,
+                        held_out_only=True)
+    assert held.train_x.shape[0] == 0 and torch.equal(held.eval_x, full.eval_x)
+    _write_folder(tmp_path / "imgs", per_class=10)  # 1 of 10 per class held out
+    folder = load_dataset(f"imagefolder:{tmp_path / 'imgs'}", CPU, held_out_only=True,
+                          spec=InputSpec(image_size=8))
+    assert folder.train_x.shape[0] == 0 and folder.eval_x.shape[0] == 3

@@ -234,12 +234,15 @@ def image_pool(wanted: int, eval_samples: int, size: int) -> tuple[int, int, tor
 
 
 def _imagefolder_data(name: str, device: torch.device, size: int, *, data_seed: int,
-                      train_samples: int | None, eval_samples: int) -> ImageData:
+                      train_samples: int | None, eval_samples: int,
+                      held_out_only: bool = False) -> ImageData:
     """``imagefolder:PATH`` decoded at ``size`` pixels, as uint8 within the budget: a seeded
-    subset of the training images when the folder holds more than fit."""
+    subset of the training images when the folder holds more than fit (none when
+    ``held_out_only``)."""
     splits = folder_splits(name.partition(":")[2], seed=data_seed)
-    wanted = min(len(splits.train), train_samples or len(splits.train))
+    wanted = 0 if held_out_only else min(len(splits.train), train_samples or len(splits.train))
     n_train, n_eval, _ = image_pool(wanted, min(eval_samples, len(splits.held_out)), size)
+    n_train = min(n_train, wanted)  # image_pool keeps at least one sample; none was asked
     rng = random.Random(data_seed)
     train = rng.sample(splits.train, n_train) if n_train < len(splits.train) else splits.train
     tx, ty = decode(train, size)
@@ -308,9 +311,12 @@ def load_dataset(
     train_samples: int | None = None,
     eval_samples: int = 1024,
     spec: InputSpec | None = None,
+    held_out_only: bool = False,
 ) -> Dataset:
     """Load ``name`` onto ``device`` at ``spec``'s shape (default: 32-pixel images in 10
-    classes, 128-token contexts); ``train_samples`` caps the training split (images only)."""
+    classes, 128-token contexts); ``train_samples`` caps the training split (images only).
+    ``held_out_only``: CIFAR-10 and image folders without their (empty) training split, for
+    ``--input loader``, which reads the training files itself."""
     dataset_task(name)
     spec = spec or InputSpec()
     if name == "synthetic":
@@ -325,10 +331,14 @@ def load_dataset(
                          num_classes=spec.num_classes)
     elif name.startswith("imagefolder:"):
         return _imagefolder_data(name, device, spec.image_size, data_seed=data_seed,
-                                 train_samples=train_samples, eval_samples=eval_samples)
+                                 train_samples=train_samples, eval_samples=eval_samples,
+                                 held_out_only=held_out_only)
     elif name == "cifar10":
-        tx, ty = cifar10_to_tensors(_load_cifar10(data_dir, download, train=True))
         ex, ey = cifar10_to_tensors(_load_cifar10(data_dir, download, train=False))
+        if held_out_only:
+            tx, ty = ex[:0], ey[:0]
+        else:
+            tx, ty = cifar10_to_tensors(_load_cifar10(data_dir, download, train=True))
         if train_samples:
             tx, ty = tx[:train_samples], ty[:train_samples]
         ex, ey = ex[:eval_samples], ey[:eval_samples]

@@ -119,11 +119,14 @@ class Runner:
             self._data = None  # free the previous dataset before loading the next
             gc.collect()
             loader = cfg.input == "loader"
-            # The loader decodes on the host; only its held-out split goes to the device.
+            # The loader decodes on the host; only its held-out split goes to the device. It
+            # reads CIFAR-10's and an image folder's training files itself (synthetic data it
+            # takes from the generated pool), so those are not decoded here too.
             data = load_dataset(
                 cfg.dataset, torch.device("cpu" if loader else device),
                 data_dir=self.data_dir, download=self.download, data_seed=cfg.data_seed,
                 train_samples=cfg.train_samples, eval_samples=cfg.eval_samples, spec=spec,
+                held_out_only=loader and cfg.dataset != "synthetic",
             )
             if loader:
                 assert isinstance(data, ImageData)  # core.suites refuses loader for text
