@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-from harness.errors import UserError
-
 # Above this many matches a pattern's listing skips parameter counts: each is a model built
 # (on the meta device, but timm's 1,000+ models still take minutes).
 COUNT_LIMIT = 25
@@ -58,22 +56,11 @@ def model_rows(names: list[str], counts: bool = True) -> list[str]:
     return rows
 
 
-def matching_models(pattern: str) -> list[str]:
-    """The model names ``pattern`` matches; ``UserError`` (one line) when it matches none or
-    names a source that is not installed."""
-    from models import SourceUnavailable, expand_model_names
-
-    try:
-        return expand_model_names([pattern])
-    except SourceUnavailable as exc:
-        raise UserError(str(exc)) from None
-    except KeyError as exc:
-        raise UserError(str(exc.args[0]) if exc.args else repr(pattern)) from None
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     if args.pattern is not None:
-        names = matching_models(args.pattern)
+        from harness.core.suites import model_names
+
+        names = model_names([args.pattern])
         print(f"models matching {args.pattern!r} ({len(names)}):")
         for row in model_rows(names, counts=len(names) <= COUNT_LIMIT):
             print(row)

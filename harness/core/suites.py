@@ -287,16 +287,18 @@ def _lr(s: dict[str, Any]) -> float | None:
     return None if lr is None else float(lr)
 
 
-def _check_models(settings: dict[str, Any]) -> list[str]:
-    """The sweep's model names, wildcards (``resnet*``, ``torchvision:resnet*``) expanded;
-    ``UserError`` naming an unknown name or pattern, or a missing optional extra (timm)."""
-    patterns = [str(m) for m in _as_list(settings["models"])]
+def model_names(patterns: list[str]) -> list[str]:
+    """Model names for command-line items, wildcards (``resnet*``, ``torchvision:resnet*``)
+    expanded; ``UserError`` naming an unknown name or pattern, or a missing optional extra."""
     try:
-        models = expand_model_names(patterns)
-    except KeyError as exc:
-        raise UserError(str(exc.args[0])) from None
-    except SourceUnavailable as exc:
-        raise UserError(str(exc)) from None
+        return expand_model_names(patterns)
+    except (KeyError, SourceUnavailable) as exc:
+        raise UserError(str(exc.args[0]) if exc.args else repr(patterns)) from None
+
+
+def _check_models(settings: dict[str, Any]) -> list[str]:
+    """The sweep's model names (``model_names``), and its ``[model.NAME]`` tables checked."""
+    models = model_names([str(m) for m in _as_list(settings["models"])])
     for name in settings.get("model_overrides", {}):
         try:
             get_model_info(name)
