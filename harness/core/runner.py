@@ -48,6 +48,7 @@ from harness.probes.memory import (
     release_memory,
     reset_peak_memory,
     reset_peak_rss,
+    trim_host_heap,
 )
 from harness.probes.peak import peak_flops_per_s
 from harness.probes.telemetry import NvmlSampler, device_memory_used
@@ -215,6 +216,7 @@ class Runner:
         data = self.dataset(cfg)
         # Host memory: what the process held once the data was in (the runtime, the data), and
         # from here a fresh high-water mark for what building and training the model adds.
+        trim_host_heap()  # what loading the data freed is not the data
         rss_before_model, self._hwm_before_model = current_rss_bytes(), peak_rss_bytes()
         fresh_mark = reset_peak_rss()
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)

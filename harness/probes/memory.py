@@ -27,6 +27,18 @@ def peak_memory(device: torch.device) -> tuple[int | None, int | None]:
     return None, None
 
 
+def trim_host_heap() -> bool:
+    """Return the C heap's free memory to the OS (glibc ``malloc_trim``), so that the RSS read
+    next counts what the process holds, not blocks it freed but malloc kept (e.g. the
+    temporaries of generating a dataset in chunks). False where there is no glibc."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def release_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
