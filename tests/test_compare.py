@@ -12,6 +12,7 @@ from harness.cli import main
 from harness.cli.verdict_options import parse_percent
 from harness.errors import UserError
 from harness.store.frame import load_results
+from harness.store.jsonl import read_records
 
 MIB = 1024 * 1024
 SAMPLES = [1000.0, 1010.0, 990.0, 1005.0, 995.0]
@@ -389,24 +390,29 @@ TINY = ["--models", "convnet", "--devices", "cpu", "--batch-sizes", "16", "--pre
         "--eval-samples", "64", "--train-samples", "256", "--no-report"]
 
 
-COMPARE20 = ["compare", "base.jsonl", "cand.jsonl", "--threshold", "20%"]
+# 60%: the knob below cuts throughput to a sixth (-83%), while a change of load on a shared
+# 2-core machine between two processes has been seen to move one process by about 1.6x (CI once
+# measured a base run at 2,038 samples/s that runs at 3,200 here, hiding a 1.5x slowdown).
+COMPARE = ["compare", "base.jsonl", "cand.jsonl", "--threshold", "60%"]
 
 
 @pytest.mark.slow
 def test_compare_confirm_re_measures_here_and_keeps_only_what_reproduces(workdir, monkeypatch,
                                                                          capsys):
-    """A candidate recorded with every timed step slowed by half (throughput x 2/3) is a
+    """A candidate recorded with every timed step slowed fivefold (throughput x 1/6) is a
     regression; re-measured in this tree without the slowdown it is not confirmed (exit 3, or 0
     when inconclusive is allowed); re-measured with the slowdown still in the environment it is
-    (exit 1). The threshold is 20%: far below the 33% drop, far above the few percent by which
-    two processes of the same code can differ on this machine."""
+    (exit 1). The threshold is 60%: far below the 83% drop, far above what a change of load
+    between two processes of the same code does on a shared machine."""
     assert main(["run", *TINY, "--out", "base.jsonl"]) == 0
-    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "0.5")  # throughput x 2/3
+    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "5")  # throughput x 1/6
     assert main(["run", *TINY, "--out", "cand.jsonl"]) == 0
-    assert main(COMPARE20) == 1
+    (cand,) = read_records("cand.jsonl")
+    assert cand["injected_slowdown"] == 5  # the knob reached the worker
+    assert main(COMPARE) == 1
     capsys.readouterr()
 
-    code = main([*COMPARE20, "--confirm", "1", "--confirm-dir",
+    code = main([*COMPARE, "--confirm", "1", "--confirm-dir",
                  "again", "--format", "json"])
     verdict = json.loads(capsys.readouterr().out)
     assert code == 1, verdict  # the slowdown is still set: the fresh worker is slow again
@@ -416,10 +422,10 @@ def test_compare_confirm_re_measures_here_and_keeps_only_what_reproduces(workdir
     assert len(replays) == 1 and replays[0]["replay_of"] is not None
 
     monkeypatch.delenv("TRAINMARK_INJECT_SLOWDOWN")
-    assert main([*COMPARE20, "--confirm", "1", "--confirm-dir",
+    assert main([*COMPARE, "--confirm", "1", "--confirm-dir",
                  "again2"]) == 3
     assert "not confirmed" in capsys.readouterr().out
-    assert main([*COMPARE20, "--confirm", "1", "--confirm-dir",
+    assert main([*COMPARE, "--confirm", "1", "--confirm-dir",
                  "again3", "--allow-inconclusive"]) == 0
 
 
