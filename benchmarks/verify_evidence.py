@@ -8,7 +8,9 @@ Each round runs, in a fresh temporary directory,
 
 and reads the per-config verdicts. The table counts false failures (what the user would see)
 and, separately, the first replays that looked like a regression before the confirmation rerun
-(``--confirm``) judged them, so the rerun's share in holding false alarms down is visible.
+(``--confirm``) judged them, so the rerun's share in holding false alarms down is visible. Each
+round lists the configs' changes as verify judged them (relative to the run-wide shift, when the
+replay had one) and that shift.
 
     python -m benchmarks.verify_evidence [--rounds 10] [--suite ci] [--repeats 5]
         [--out results/examples/verify-evidence.txt] [-- VERIFY_ARGS]
@@ -71,7 +73,7 @@ def main() -> None:
     say(f"# per round: trainmark run --suite {args.suite} --repeats {args.repeats}; then "
         f"trainmark verify {' '.join(args.verify_args)}".rstrip())
     say(f"# load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    failed_rounds = configs = false_failures = first_flagged = 0
+    failed_rounds = configs = false_failures = first_flagged = shifted = 0
     for i in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="trainmark-verify-") as tmp:
             res = one_round(Path(tmp), args.suite, args.repeats, args.verify_args)
@@ -81,8 +83,12 @@ def main() -> None:
         false_failures += len(bad)
         failed_rounds += res["exit"] == 1
         first_flagged += sum(c["throughput"] == "regression" for c in checks)
+        # Each config's change as judged (relative to the run-wide shift), then the shift.
         changes = " ".join(f"{100 * c['throughput_change']:+.1f}%"
                            if c["throughput_change"] is not None else "n/a" for c in checks)
+        shift = checks[0]["shift"] if checks else 0.0
+        shifted += abs(shift) > 0
+        changes += f"] shift [{100 * shift:+.1f}%" if shift else "] shift [none"
         notes = "; ".join(f"{c['label']}: {c['throughput']} -> rerun "
                           f"{','.join(c['confirmations']) or '-'}"
                           for c in checks if c["throughput"] == "regression")
@@ -92,7 +98,8 @@ def main() -> None:
     say()
     say(f"# summary: {failed_rounds} of {args.rounds} verify runs failed "
         f"({false_failures} of {configs} config checks); {first_flagged} first replays "
-        "looked like a regression before the confirmation rerun")
+        f"looked like a regression before the confirmation rerun; {shifted} rounds judged "
+        "relative to a run-wide shift")
     say(f"# finished {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")

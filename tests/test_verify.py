@@ -253,3 +253,52 @@ def test_a_quality_failure_is_not_rerun(fake_replay, capsys):
     fake_replay.append((old, {**new, "eval_accuracy": 0.1}, cfg))
     assert main(["verify", "r.jsonl"]) == 1
     assert fake_replay.calls == [None]  # it fails on quality whatever the rerun's speed
+
+
+# ------------------------------------------------------------------ the run-wide shift
+
+def scaled(factor: float) -> list[float]:
+    return [factor * x for x in RECORDED]
+
+
+def test_a_machine_that_slowed_every_config_together_is_reported_not_failed(fake_replay,
+                                                                            capsys):
+    # The evidence's round 10: every config 11-18% slower, each rerun too. The shared change
+    # is the geometric median of 0.88, 0.85, 0.83, 0.82: sqrt(0.85 x 0.83) = 0.83994, -16.0%;
+    # relative to it the configs move +4.8%, +1.2%, -1.2%, -2.4%: within 10%. (0.83 x 102 = 84.7)
+    fake_replay += [pair(f"c{i}", RECORDED, scaled(f)) for i, f in
+                    enumerate((0.88, 0.85, 0.83, 0.82))]
+    assert main(["verify", "r.jsonl", "--format", "json"]) == 0
+    checks = json.loads(capsys.readouterr().out)
+    assert [c["shift"] for c in checks] == [pytest.approx((0.85 * 0.83) ** 0.5 - 1)] * 4
+    assert [round(c["throughput_change"], 3) for c in checks] == [0.048, 0.012, -0.012, -0.024]
+    assert fake_replay.calls == [None]  # nothing looked like a regression: no rerun
+    assert main(["verify", "r.jsonl"]) == 0
+    out = capsys.readouterr().out
+    assert "SHIFT: every config moved together by -16.0%" in out
+    assert "throughput 85 (n=5) vs recorded 102 (n=5), -1.2% relative to the run's -16.0%" in out
+
+
+def test_one_config_slower_than_the_rest_of_a_shifted_run_still_fails(fake_replay, capsys):
+    # Shift: sqrt(0.94 x 0.95) - 1 = -5.5% (within the threshold: no SHIFT mark); the 0.70
+    # config is 0.70 / 0.94499 - 1 = -25.9% relative to it, beyond 10%, p = 2/252.
+    fake_replay += [pair("slow", RECORDED, scaled(0.70))]
+    fake_replay += [pair(f"c{i}", RECORDED, scaled(f)) for i, f in enumerate((0.94, 0.95, 0.96))]
+    assert main(["verify", "r.jsonl"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL slow") and "-25.9% relative to the run's -5.5%" in out
+    assert "confirmed by 1 rerun" in out and "SHIFT" not in out
+
+
+@pytest.mark.parametrize("factors", [
+    (1.02, 0.85, 0.85, 0.84),  # one config did not slow down: the others did on their own
+    (0.85, 0.84),  # two configs cannot separate a shared change from their own
+])
+def test_no_shift_unless_at_least_three_configs_all_moved_the_same_way(fake_replay, capsys,
+                                                                       factors):
+    fake_replay += [pair(f"c{i}", RECORDED, scaled(f)) for i, f in enumerate(factors)]
+    assert main(["verify", "r.jsonl", "--format", "json"]) == 1
+    checks = json.loads(capsys.readouterr().out)
+    assert all(c["shift"] == 0.0 for c in checks)
+    assert [c["throughput"] for c in checks if c["throughput_change"] < -0.1] == (
+        ["regression"] * sum(f < 0.9 for f in factors))

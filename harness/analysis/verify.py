@@ -11,15 +11,29 @@ independent process is what tells a slower tree from that. ``inconclusive`` (too
 be significant, or a large change that is not significant) is reported but passes, because a
 few short repeats cannot tell a slower tree from a noisy machine. ``execution.replay`` produces
 the new records.
+
+A shared machine also drifts as a whole: between a record and its replay a minute later, every
+config of a sweep has been measured 11-18% slower (or 12-28% faster) together
+(``results/examples/verify-evidence.txt``). ``run_shift`` estimates that shared change when at
+least three configs moved the same way, and each config is judged relative to it: a config
+fails for what it does *differently* from the rest of the replay. The shift itself is reported,
+never judged: within one replay a change every config shares cannot be told from a change of
+the machine's speed (``trainmark ab`` interleaves two trees to tell them apart).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from harness.analysis import stats
 
 NOT_APPLICABLE = "n/a"  # a side has no throughput samples (e.g. both runs failed alike)
+# Fewer configs cannot tell a shared shift from one config's own change (with two, the median
+# is their mean: one slower config would move it halfway).
+MIN_CONFIGS_FOR_SHIFT = 3
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Check:
     # Verdicts of the reruns that tried to confirm a throughput regression, in order (empty
     # when none was asked for or needed); the regression stands only if every one agrees.
     confirmations: list[str] = field(default_factory=list)
+    shift: float = 0.0  # the replay's run-wide change this config was judged relative to
 
     @property
     def quality_ok(self) -> bool:
@@ -100,21 +115,49 @@ def throughput_samples(record: dict) -> list[float]:
     return samples or stats.clean_samples([record.get("throughput")])
 
 
+def run_shift(pairs: Iterable[tuple[dict, dict]]) -> float:
+    """The change of speed the whole replay shares, as a fraction (0.0 when there is none).
+
+    The median over configs of replayed median / recorded median (a geometric median: a 2x
+    and a 0.5x cancel), applied only when at least ``MIN_CONFIGS_FOR_SHIFT`` configs have
+    throughput on both sides and every one of them moved in the shift's direction: a machine
+    that got slower slows every config, so one config that did not move means the slower ones
+    are slower on their own and must be judged as they are."""
+    logs = []
+    for old, new in pairs:
+        recorded, replayed = throughput_samples(old), throughput_samples(new)
+        if recorded and replayed and statistics.median(recorded) > 0:
+            logs.append(math.log(statistics.median(replayed) / statistics.median(recorded)))
+    if len(logs) < MIN_CONFIGS_FOR_SHIFT:
+        return 0.0
+    middle = statistics.median(logs)
+    if not all(x * middle > 0 for x in logs):  # a config that stayed put, or moved the other way
+        return 0.0
+    return math.exp(middle) - 1.0
+
+
 def compare_throughput(old: dict, new: dict, threshold: float = 0.10,
-                       alpha: float = stats.DEFAULT_ALPHA) -> ThroughputCheck:
-    """Recorded vs replayed per-repeat throughput, judged like ``compare`` judges two results."""
+                       alpha: float = stats.DEFAULT_ALPHA, shift: float = 0.0,
+                       ) -> ThroughputCheck:
+    """Recorded vs replayed per-repeat throughput, judged like ``compare`` judges two results;
+    the replayed samples are first divided by ``1 + shift`` (``run_shift``)."""
     recorded, replayed = throughput_samples(old), throughput_samples(new)
     if not recorded or not replayed:
         return ThroughputCheck(NOT_APPLICABLE, None, None, "no throughput samples", "")
-    cmp = stats.compare_samples(recorded, replayed, threshold=threshold, alpha=alpha)
-    return ThroughputCheck(cmp.verdict, cmp.change, cmp.p_value, cmp.reason,
-                           _throughput_detail(cmp))
+    cmp = stats.compare_samples(recorded, [x / (1.0 + shift) for x in replayed],
+                                threshold=threshold, alpha=alpha)
+    detail = _throughput_detail(cmp, shift)
+    return ThroughputCheck(cmp.verdict, cmp.change, cmp.p_value, cmp.reason, detail)
 
 
-def _throughput_detail(cmp: stats.SampleComparison) -> str:
+def _throughput_detail(cmp: stats.SampleComparison, shift: float) -> str:
     # Medians with their sample counts (so "n=2" explains an inconclusive verdict at a glance),
     # the change, then compare's reason (it carries p when one was computed). The verdict itself
-    # is ``Check.throughput``: one phrase for the one-line output, without repeating it.
+    # is ``Check.throughput``: one phrase for the one-line output, without repeating it. With a
+    # shift, the median shown is the one measured and the change is the one judged.
+    measured = (cmp.candidate_median or 0) * (1.0 + shift)
     change = "" if cmp.change is None else f", {cmp.change:+.1%}"
-    return (f"throughput {cmp.candidate_median or 0:,.0f} (n={cmp.n_candidate}) vs recorded "
+    if shift and cmp.change is not None:
+        change += f" relative to the run's {shift:+.1%}"
+    return (f"throughput {measured:,.0f} (n={cmp.n_candidate}) vs recorded "
             f"{cmp.baseline_median or 0:,.0f} (n={cmp.n_baseline}){change}: {cmp.reason}")

@@ -111,10 +111,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     check_timeout(args)
     out = _check_out(Path(args.out)) if args.out else None
     replayable(args.results, args.record)
+    from harness.analysis.verify import run_shift
+
+    # All replays first: the run-wide shift each config is judged against needs every config.
+    pairs = replay(args.results, args.record, args.data_dir, out, args.isolation, args.timeout)
+    shift = run_shift((old, new) for old, new, _ in pairs)
     checks = []
-    for old, new, cfg in replay(args.results, args.record, args.data_dir, out, args.isolation,
-                                args.timeout):
-        check = _check(old, new, cfg, args, threshold, alpha)
+    for old, new, cfg in pairs:
+        check = _check(old, new, cfg, args, threshold, alpha, shift)
         _confirm(check, old, args, out, threshold, alpha)
         checks.append(check)
     if args.format == "json":
@@ -123,22 +127,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
                            "throughput_threshold": threshold, "alpha": alpha} for c in checks],
                          indent=2))
     else:
-        _print_text(checks)
+        _print_text(checks, shift, threshold)
     return 0 if all(c.reproduced for c in checks) else 1
 
 
 def _check(old: dict, new: dict, cfg: RunConfig, args: argparse.Namespace, threshold: float,
-           alpha: float) -> Check:
+           alpha: float, shift: float) -> Check:
     """One config's verdict: quality by ``analysis.verify``'s tolerances, throughput by the
-    statistics ``compare`` uses."""
+    statistics ``compare`` uses, relative to the replay's run-wide ``shift``."""
     from harness.analysis.verify import Check, compare_quality, compare_throughput
 
     quality, qdetail = compare_quality(old, new, args.loss_rtol, args.acc_tol)
-    tput = compare_throughput(old, new, threshold, alpha)
+    tput = compare_throughput(old, new, threshold, alpha, shift)
     return Check(str(old.get("record_id")), cfg.label(), cfg.deterministic,
                  str(new.get("status")), quality, tput.verdict,
                  "; ".join(d for d in (qdetail, tput.detail) if d),
-                 tput.change, tput.p_value, tput.reason)
+                 tput.change, tput.p_value, tput.reason, shift=shift)
 
 
 def _confirm(check: Check, old: dict, args: argparse.Namespace, out: Path | None,
@@ -155,16 +159,17 @@ def _confirm(check: Check, old: dict, args: argparse.Namespace, out: Path | None
               file=sys.stderr, flush=True)
         [(_, again, _)] = replay(args.results, check.record_id, args.data_dir, out,
                                  args.isolation, args.timeout)
-        verdict = compare_throughput(old, again, threshold, alpha)
+        verdict = compare_throughput(old, again, threshold, alpha, check.shift)
         check.confirmations.append(verdict.verdict)
         check.detail += f"; rerun {len(check.confirmations)}: {verdict.detail}"
         if verdict.verdict != REGRESSION:
             break
 
 
-def _print_text(checks: list[Check]) -> None:
+def _print_text(checks: list[Check], shift: float, threshold: float) -> None:
     """One line per config, then a count; inconclusive throughput passes but is counted aloud,
-    so a reader knows the speed was not actually confirmed."""
+    so a reader knows the speed was not actually confirmed, and a run-wide shift beyond the
+    threshold gets a line of its own, so a change every config shares is never silent."""
     from harness.analysis.stats import INCONCLUSIVE
 
     for c in checks:
@@ -180,3 +185,8 @@ def _print_text(checks: list[Check]) -> None:
     unsure = sum(c.throughput == INCONCLUSIVE for c in checks)
     note = f" ({unsure} with inconclusive throughput)" if unsure else ""
     print(f"\n{len(checks) - bad} of {len(checks)} configs reproduce{note}")
+    if shift:
+        mark = "SHIFT: " if abs(shift) > threshold else ""
+        print(f"{mark}every config moved together by {shift:+.1%} (the median); each was judged "
+              "relative to that. A change every config shares cannot be told from a change of "
+              "the machine's speed in one replay: `trainmark ab` interleaves two trees to tell.")
