@@ -7,8 +7,10 @@ checkout records its HEAD (``-dirty`` with local changes).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import platform
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -87,6 +89,22 @@ def device_name(device: torch.device, cpu: str | None) -> str | None:
 
 
 def _torchvision_version() -> str | None:
+    """``torchvision.__version__``, read from the package's generated ``version.py`` when it
+    can be: importing torchvision pulls in torch._dynamo (about 1.5 s on a quiet 2-core CPU),
+    which every fresh A/B worker would pay for a string when its models do not use torchvision.
+    The distribution metadata is no substitute: it drops the local tag (``0.29.1`` for
+    ``0.29.1+cu130``), and this field decides whether two results are comparable."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or ():
+        try:
+            text = (Path(folder) / "version.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, re.MULTILINE)
+        if found:
+            return found.group(1)
     try:
         import torchvision
 
