@@ -18,11 +18,13 @@ from harness.errors import UserError
 
 
 def _clean(value: object) -> object:
-    """JSON-safe value: non-finite floats become null (never NaN-as-string)."""
+    """JSON-safe value: non-finite floats become null (never NaN-as-string), at any depth."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
+    if isinstance(value, dict):  # e.g. per-operator tables: a NaN there must not lose the record
+        return {k: _clean(v) for k, v in value.items()}
     return value
 
 
@@ -35,7 +37,7 @@ class ResultsWriter:
         _cut_torn_tail(self.path)
 
     def write(self, record: dict[str, object]) -> None:
-        line = json.dumps({k: _clean(v) for k, v in record.items()}, allow_nan=False)
+        line = json.dumps(_clean(record), allow_nan=False)
         # One write() of one line, then flush + fsync: a crash leaves whole lines and at most
         # one torn last line behind.
         with open(self.path, "a", encoding="utf-8") as f:
@@ -52,8 +54,9 @@ def _cut_torn_tail(path: Path) -> None:
     if data.endswith(b"\n"):
         return
     keep = data.rfind(b"\n") + 1
+    # stacklevel 3: the warning names the code that opened the writer, not ResultsWriter itself
     warnings.warn(f"{path}: removing a torn last line ({len(data) - keep} bytes) before appending",
-                  stacklevel=2)
+                  stacklevel=3)
     with open(path, "r+b") as f:
         f.truncate(keep)
         f.flush()
