@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils import flop_counter as fc
 
 from harness.core.flops import (
     achieved_flops_per_s,
@@ -125,3 +126,107 @@ def test_conv_flops_are_counted_apart():
     assert (f.conv, f.total) == (55_296, 86_016)
     assert f.conv_share > 0.5  # a conv net: the TF32 peak for fp32 on CUDA
     assert train_step_flops(nn.Linear(4, 3), torch.rand(2, 4)).conv_share == 0.0
+
+
+class _TwoInputs(nn.Module):
+    """out = A a + B b: two inputs, passed to ``forward`` as two arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fa = nn.Linear(6, 4, bias=False)
+        self.fb = nn.Linear(5, 4, bias=False)
+
+    def forward(self, a, b):
+        return self.fa(a) + self.fb(b)
+
+
+@pytest.mark.parametrize("wrap", [list, tuple])
+def test_a_sequence_of_inputs_is_unpacked_into_forward(wrap):
+    """Batch 3: forward 2*3*6*4 + 2*3*5*4 = 144 + 120 = 264; both layers see data that needs
+    no gradient, so the backward is the two weight gradients only, 264 again."""
+    a, b = torch.rand(3, 6), torch.rand(3, 5)
+    f = train_step_flops(_TwoInputs(), wrap([a, b]))
+    assert (f.forward, f.backward, f.total) == (264, 264, 528)
+
+
+class _Gram(nn.Module):
+    """x x^T per sample: matrix products but no parameters at all."""
+
+    def forward(self, x):
+        return x @ x.transpose(-1, -2)
+
+
+def test_a_model_without_parameters_is_counted_on_its_inputs_device():
+    """x: (2, 3, 4), needing a gradient. Forward: one (3x4)(4x3) product per sample,
+    2*2*3*3*4 = 144. Backward: x appears on both sides, so two products of the same size,
+    g x (2*2*3*3*4) and x^T g (2*2*4*3*3): 288."""
+    x = torch.rand(2, 3, 4, requires_grad=True)
+    f = train_step_flops(_Gram(), x)
+    assert (f.forward, f.backward) == (144, 288)
+
+
+def test_elementwise_work_counts_zero():
+    """A per-feature scale is elementwise: nothing in the step has a FLOP formula."""
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(4))
+
+        def forward(self, x):
+            return x * self.w
+
+    f = train_step_flops(Scale(), torch.rand(2, 4))
+    assert (f.forward, f.backward, f.conv, f.conv_share) == (0, 0, 0, 0.0)
+
+
+def test_the_loss_function_is_used_and_counted():
+    """A loss with a product in it: out (4x6) @ P (6x5), P a constant. Linear 8->6 on batch 4:
+    2*4*8*6 = 384 forward, and as a first layer a weight gradient of 384 backward. Loss:
+    2*4*6*5 = 240 forward, and backward only the gradient of out (P needs none): 240.
+    Forward 624, backward 624. (A plain sum would have given 384 + 384.)"""
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 6, bias=False)
+    x, y = torch.rand(4, 8), torch.rand(4, 5)
+    P = torch.rand(6, 5)
+
+    f = train_step_flops(layer, x, loss_fn=lambda out: (out @ P).sum())  # no targets
+    assert (f.forward, f.backward) == (624, 624)
+    total = count_train_step_flops(layer, x, y, lambda out, t: ((out @ P) - t).pow(2).sum())
+    assert total == 1248
+
+
+def test_the_counting_pass_runs_under_autocast_only_when_asked():
+    """What the loss function sees is the benchmarked step's output dtype: float16 under an
+    fp16 autocast (not the CPU's default bfloat16), float32 without one."""
+    seen = []
+
+    def loss_fn(out):
+        seen.append(out.dtype)
+        return out.float().sum()
+
+    layer = nn.Linear(4, 3)
+    x = torch.rand(2, 4)
+    count_train_step_flops(layer, x, None, loss_fn, autocast_dtype=torch.float16)
+    count_train_step_flops(layer, x, None, loss_fn)
+    assert seen == [torch.float16, torch.float32]
+
+
+def test_a_builtin_formula_wins_over_ours(monkeypatch):
+    """If PyTorch gains a formula for the CPU flash-attention op, it is used, not ours. A
+    stand-in built-in that says 1,000 FLOPs per call shows which one counted the forward."""
+    class Attention(nn.Module):
+        def forward(self, q):
+            return F.scaled_dot_product_attention(q, q, q)
+
+    q = torch.rand(1, 2, 8, 16, requires_grad=True)
+    # Ours: QK^T and PV, each 2 * (1*2 heads) * 8 * 8 * 16 = 4,096.
+    assert train_step_flops(Attention(), q).forward == 2 * 4096
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    monkeypatch.setitem(fc.flop_registry, op, lambda *args, **kwargs: 1000)
+    assert train_step_flops(Attention(), q).forward == 1000
+
+
+def test_mfu_is_a_plain_ratio_and_needs_a_positive_peak():
+    assert mfu(0.25, 1.0) == 0.25  # units are the caller's: a peak of 1 is a peak like any
+    assert mfu(3.0e12, 0.0) is None
+    assert mfu(3.0e12, -1.0) is None

@@ -12,6 +12,7 @@ import torch
 from harness.core import loop, timing
 from harness.core.loop import Clock, Limits, run_timed
 from harness.core.timing import RegionTimer
+from harness.errors import Diverged
 from harness.probes.telemetry import NvmlSampler
 
 CPU = torch.device("cpu")
@@ -205,3 +206,187 @@ def test_real_sleeps_follow_the_rule():
     for seconds, throughput in zip(m.region_seconds, m.region_throughputs, strict=True):
         assert seconds >= m.region_steps * 0.0099
         assert throughput == pytest.approx(ITEMS * m.region_steps / seconds)
+
+
+# --- timing.py: the region timer on CUDA and MPS, faked at the torch.cuda / torch.mps layer ---
+
+
+class FakeCuda:
+    """``torch.cuda.Event`` and ``torch.cuda.synchronize`` as the region timer uses them. Each
+    ``record()`` stamps the next time (ms, the device's clock) from ``stamps_ms``; ``log`` keeps
+    the order of syncs, records and reads. Like the real ``elapsed_time``, reading an event pair
+    needs both recorded with ``enable_timing=True``."""
+
+    def __init__(self, stamps_ms: list[float]) -> None:
+        self.stamps, self.log = list(stamps_ms), []
+        fake = self
+
+        class Event:
+            def __init__(self, enable_timing: bool = False) -> None:
+                self.timing, self.ms = enable_timing, None
+
+            def record(self) -> None:
+                fake.log.append("record")
+                self.ms = fake.stamps.pop(0)
+
+            def elapsed_time(self, end) -> float:
+                fake.log.append("read")
+                if not (self.timing is True and end.timing is True):
+                    raise RuntimeError("events were not created with enable_timing=True")
+                if self.ms is None or end.ms is None:
+                    raise RuntimeError("event not recorded")
+                return end.ms - self.ms
+
+        self.Event = Event
+
+    def synchronize(self, device=None) -> None:
+        self.log.append("sync")
+
+
+def test_cuda_step_times_come_from_events_read_after_one_closing_sync(fake, monkeypatch):
+    # Device stamps 100, 112.5, 130, 134 ms: steps of 12.5, 17.5 and 4 ms. The host clock only
+    # sees 1 ms of enqueueing per step (the GPU runs ahead), so it must not give the step times;
+    # the region's total is the host clock's, between the two syncs: 5.5 - 5.0 = 0.5 s.
+    cuda = FakeCuda([100.0, 112.5, 130.0, 134.0])
+    monkeypatch.setattr(torch.cuda, "Event", cuda.Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", cuda.synchronize)
+    timer = RegionTimer(torch.device("cuda"))
+    fake.now = 5.0
+    timer.start()
+    for _ in range(3):
+        fake.now += 0.001
+        timer.step()
+    fake.now = 5.5
+    total, steps = timer.stop()
+    assert total == 0.5
+    assert steps == pytest.approx([0.0125, 0.0175, 0.004])
+    # Synchronized at the edges only; the events are read after the closing sync.
+    assert cuda.log == ["sync"] + ["record"] * 4 + ["sync"] + ["read"] * 3
+
+
+def test_mps_steps_each_get_the_regions_mean(fake, monkeypatch):
+    # On MPS a per-step stamp would time only the enqueueing: 4 steps in a 1 s region are
+    # 0.25 s each, however the host stamps fell; a region without steps has no step times.
+    syncs = []
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: syncs.append(fake.now))
+    timer = RegionTimer(torch.device("mps"))
+    fake.now = 2.0
+    timer.start()
+    for dt in (0.001, 0.002, 0.5, 0.001):
+        fake.now += dt
+        timer.step()
+    fake.now = 3.0
+    assert timer.stop() == (1.0, [0.25] * 4)
+    assert syncs == [2.0, 3.0]
+
+    timer.start()
+    fake.now = 3.5
+    assert timer.stop() == (0.5, [])
+
+
+def test_median_iqr():
+    assert timing.median_iqr([]) == (None, None)
+    assert timing.median_iqr([7.0]) == (7.0, 0.0)
+    # Quartiles by linear interpolation between order statistics (numpy's default): for
+    # 1, 2, 3, 4, Q1 sits at position 3 x 0.25 = 0.75 -> 1.75 and Q3 at 2.25 -> 3.25, so the
+    # IQR is 1.5 (the 'exclusive' method would say 3.75 - 1.25 = 2.5). Median 2.5.
+    assert timing.median_iqr([4.0, 1.0, 3.0, 2.0]) == pytest.approx((2.5, 1.5))
+
+
+# --- loop.py: warm-up boundaries, the public warm-up functions, time to accuracy ---
+
+
+def test_warmup_is_stable_when_the_change_equals_the_tolerance(fake):
+    # Binary-exact times: chunk medians 0.125 s then 0.15625 s, a change of 0.03125 s, which
+    # is exactly 25% of 0.125: "within" the tolerance of 0.25, so two chunks suffice.
+    step = Script(fake, by_chunk(1.0, [0.125], then=0.15625))
+    m = run(step, limits=Limits(tolerance=0.25))
+    assert (m.warmup.steps, m.warmup.stable) == (1 + 2 * 5, True)
+
+
+def test_the_seconds_cap_is_reached_when_equalled(fake):
+    # One chunk of 5 x 0.125 s = 0.625 s meets a cap of exactly 0.625 s.
+    m = run(Script(fake, alternating_exact), limits=Limits(max_s=0.625))
+    assert (m.warmup.steps, m.warmup.stable, m.warmup.seconds) == (1 + 5, False, 0.625)
+
+
+def alternating_exact(i: int) -> float:
+    """Never settles, in binary-exact times: chunks of 5 alternate 0.125 s and 0.25 s steps."""
+    return 1.0 if i == 0 else (0.125 if ((i - 1) // 5) % 2 == 0 else 0.25)
+
+
+@pytest.mark.parametrize("warm", ["adaptive", "fixed"])
+def test_warmup_functions_record_compile_time_only_when_asked(fake, warm):
+    out = loop.Measured()
+    step = Script(fake, by_chunk(7.5, [], then=0.010))
+    if warm == "adaptive":
+        loop.adaptive_warmup(step, pool(), RegionTimer(CPU), out, min_time_s=0.0)
+    else:
+        loop.fixed_warmup(step, pool(), RegionTimer(CPU), out, steps=3)
+    assert out.compile_time_s is None and out.steps_run > 0
+
+
+def test_steps_to_last():
+    assert loop.steps_to_last(0.2, 0.01) == 20  # not 21 for 20.000000000000004
+    assert loop.steps_to_last(0.25, 0.1) == 3  # 2.5 rounds up
+    assert loop.steps_to_last(0.2, None) == 0 and loop.steps_to_last(0.2, 0.0) == 0
+    assert loop.steps_to_last(0.0, 0.01) == 0
+
+
+class Evaluations:
+    """``evaluate`` for time to accuracy: returns the scripted (loss, accuracy) pairs in turn
+    and takes 5 s of fake time each, which must stay off the training clock."""
+
+    def __init__(self, fake: FakeTime, results) -> None:
+        self.fake, self.results, self.calls = fake, list(results), 0
+
+    def __call__(self):
+        self.fake.now += 5.0
+        self.calls += 1
+        return self.results.pop(0)
+
+
+def test_time_to_accuracy_stops_at_the_first_evaluation_that_meets_the_target(fake):
+    # Evaluations every 3 steps: accuracy 0.5, unknown, then exactly the target 0.9 after
+    # step 9. Training time is 9 steps x 0.125 s; the three 5 s evaluations are not in it.
+    step = Script(fake, lambda i: 0.125)
+    evaluate = Evaluations(fake, [(2.0, 0.5), (1.5, None), (1.0, 0.9), (0.5, 1.0)])
+    m = loop.run_to_target(step, pool(20), clock(), target=0.9, interval=3, evaluate=evaluate)
+    assert (m.reached_at, m.steps_run, evaluate.calls) == (9, 9, 3)
+    assert m.last_eval == (1.0, 0.9)
+    assert step.seen == list(range(9))
+    assert m.region_seconds == [0.375] * 3 and m.trained_s == 1.125
+    assert m.region_throughputs == [ITEMS * 3 / 0.375] * 3
+    assert m.step_times_s == [0.125] * 9
+
+
+def test_time_to_accuracy_runs_out_of_batches_with_a_short_last_interval(fake):
+    # 10 batches, evaluations every 4 steps: regions of 4, 4 and the 2 left; never reached.
+    step = Script(fake, lambda i: 0.125)
+    evaluate = Evaluations(fake, [(1.0, None), (0.9, 0.1), (0.8, 0.2)])
+    m = loop.run_to_target(step, pool(10), clock(), target=0.9, interval=4, evaluate=evaluate)
+    assert (m.reached_at, m.steps_run, evaluate.calls) == (None, 10, 3)
+    assert m.region_seconds == [0.5, 0.5, 0.25] and m.last_eval == (0.8, 0.2)
+    assert step.seen == list(range(10))
+
+
+def test_time_to_accuracy_stops_on_a_non_finite_loss_before_evaluating(fake):
+    def step(idx):
+        fake.now += 0.125
+        return torch.tensor(float("nan") if int(idx[0]) == 4 else 1.0)
+
+    evaluate = Evaluations(fake, [(1.0, 0.1)] * 4)
+    with pytest.raises(Diverged, match=r"^non-finite training loss at step 4$"):
+        loop.run_to_target(step, pool(12), clock(), target=0.9, interval=3, evaluate=evaluate)
+    assert evaluate.calls == 1  # after steps 0-2; steps 3-5 hold the NaN
+
+
+def test_a_non_finite_loss_on_another_rank_stops_this_one_too(monkeypatch):
+    # A two-rank MIN all-reduce of the 'all finite' flags in which the other rank votes 0.
+    def all_reduce(t, op=None):
+        t.fill_(min(int(t.item()), 0))
+
+    monkeypatch.setattr(loop.dist, "active", lambda: True)
+    monkeypatch.setattr(loop.dist.dist, "all_reduce", all_reduce)
+    with pytest.raises(Diverged, match=r"^non-finite training loss on another rank$"):
+        loop.check_finite([torch.tensor(1.0), torch.tensor(2.0)])
