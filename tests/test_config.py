@@ -1,9 +1,16 @@
+import re
+
 import pytest
 import torch
 
 from harness.cli import build_parser, main
 from harness.cli.sweep_options import configs_from_args, run_arguments
-from harness.core.config import DEFAULT_MIN_TIME_S, RunConfig, config_from_record
+from harness.core.config import (
+    DEFAULT_MIN_TIME_S,
+    MAX_BATCH_LIMIT,
+    RunConfig,
+    config_from_record,
+)
 from harness.core.suites import expand, load_suite, merge_settings, suite_path
 from harness.errors import UserError
 
@@ -233,3 +240,175 @@ def test_default_learning_rates_scale_linearly_with_the_batch_where_declared():
     assert got[("vit_b_16", 128, "adam")] == pytest.approx(1.25e-4)
     assert got[("convnet", 8, "sgd")] == got[("convnet", 128, "sgd")] == 0.05
     assert set(lrs(models=["resnet50"], batch_sizes=[8], lr=0.2).values()) == {0.2}
+
+
+# ------------------------------------------------- exact messages, edge values, normalisation
+
+
+def test_a_single_value_in_a_suite_is_a_one_item_list(tmp_path):
+    """Suites may write `batch_sizes = 16` instead of `[16]` (and a lone model name)."""
+    path = tmp_path / "s.toml"
+    path.write_text('models = "convnet"\ndevices = "cpu"\nbatch_sizes = 16\n'
+                    'precisions = "fp32"\noptimizers = "adam"\n')
+    (c,) = expand(merge_settings(load_suite(str(path)), {}))
+    assert (c.model, c.device, c.batch_size, c.precision, c.optimizer) == (
+        "convnet", "cpu", 16, "fp32", "adam")
+
+
+@pytest.mark.parametrize("over, message", [
+    # each message names the setting as the user knows it, and the value given
+    ({"nproc": [0]}, "nproc must be > 0, got 0"),
+    ({"compile": ["yes"]}, "compile must be true or false, got 'yes'"),
+    ({"channels_last": [1]}, "channels_last must be true or false, got 1"),
+    ({"deterministic": "yes"}, "deterministic must be true or false, got 'yes'"),
+    ({"eval_samples": 0}, "eval samples must be > 0, got 0"),
+    ({"train_samples": 0}, "train samples must be > 0, got 0"),
+    ({"data_seed": -1}, "data seed must be >= 0, got -1"),
+    ({"eval_interval": 0}, "eval interval must be > 0, got 0"),
+    ({"max_steps": 0}, "max steps must be > 0, got 0"),
+    ({"image_size": 0}, "image size must be > 0, got 0"),
+    ({"num_classes": 0}, "num classes must be > 0, got 0"),
+    ({"seq_len": 0}, "seq len must be > 0, got 0"),
+    ({"seed": -1}, "seed must be >= 0, got -1"),
+    ({"seeds": 0}, "seeds must be > 0, got 0"),
+    ({"lr": 0}, "lr must be a number > 0, got 0"),
+    ({"lr": -0.1}, "lr must be a number > 0, got -0.1"),
+    ({"lr": True}, "lr must be a number > 0, got True"),
+    ({"lr": "0.1"}, "lr must be a number > 0, got '0.1'"),
+    # time-to-accuracy targets are fractions in (0, 1]: 0 and 1.5 are outside
+    ({"target_accuracy": 0}, "target accuracy must be a fraction in (0, 1], got 0"),
+    ({"target_accuracy": 1.5}, "target accuracy must be a fraction in (0, 1], got 1.5"),
+    ({"target_accuracy": "0.9"}, "target accuracy must be a fraction in (0, 1], got '0.9'"),
+    ({"target_accuracy": True}, "target accuracy must be a fraction in (0, 1], got True"),
+    ({"memory_budget": "4"}, "memory budget must be a number of GiB > 0, got '4'"),
+    ({"memory_budget": True}, "memory budget must be a number of GiB > 0, got True"),
+    ({"memory_budget": float("inf")}, "memory budget must be a number of GiB > 0, got inf"),
+    ({"memory_budget": -1}, "memory budget must be a number of GiB > 0, got -1"),
+    ({"compile": [True], "warmup": 0},
+     "compile needs warmup 'auto' or >= 1 so that compilation stays off the clock"),
+    ({"batch_sizes": ["max"]}, "batch size max on the CPU needs --memory-budget GiB: no "
+                               "out-of-memory error happens there to stop the search"),
+])
+def test_bad_settings_give_exactly_one_readable_message(over, message):
+    with pytest.raises(UserError) as err:
+        expand(settings(**{"models": ["convnet"], "devices": ["cpu"], **over}))
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("target", [1, 0.9, 0.001])
+def test_target_accuracy_in_the_half_open_unit_interval_is_accepted(target):
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"], target_accuracy=target))
+    assert c.target_accuracy == target and isinstance(c.target_accuracy, float)
+
+
+def test_valid_optional_settings_reach_the_config():
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"], train_samples=100,
+                           num_classes=4, memory_budget=0.5, batch_sizes=[8]))
+    assert (c.train_samples, c.num_classes, c.memory_budget_gib) == (100, 4, 0.5)
+    assert isinstance(c.memory_budget_gib, float)
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"], memory_budget=2))
+    assert c.memory_budget_gib == 2.0 and isinstance(c.memory_budget_gib, float)
+
+
+@pytest.mark.parametrize("item, batch, limit", [
+    ("max", 0, MAX_BATCH_LIMIT),  # no limit given: the documented default ceiling
+    ("max:512", 0, 512),
+    (" max:1 ", 0, 1),  # a limit of 1 is > 0, so valid
+    (8, 8, None),
+])
+def test_batch_size_items(item, batch, limit):
+    """`max[:LIMIT]` asks the search for the largest batch: batch size 0 until it runs."""
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"], batch_sizes=[item],
+                           memory_budget=2))
+    assert (c.batch_size, c.max_batch) == (batch, limit)
+
+
+def test_settings_that_mean_nothing_for_a_config_take_their_defaults():
+    # an image model has no context length; a language model no image size or classes
+    (c,) = expand(settings(models=["convnet"], devices=["cpu"], seq_len=64))
+    assert c.seq_len is None
+    (t,) = expand(settings(models=["transformer"], devices=["cpu"], seq_len=64,
+                           image_size=64, num_classes=4))
+    assert (t.seq_len, t.image_size, t.num_classes) == (64, None, None)
+    # resident inputs have no loader: workers and transforms collapse to one config
+    (r,) = expand(settings(models=["convnet"], devices=["cpu"], workers=[0, 2],
+                           transforms="totensor"))
+    assert (r.input, r.workers, r.transforms) == ("resident", 0, "standard")
+    loader = expand(settings(models=["convnet"], devices=["cpu"], inputs=["loader"],
+                             workers=[0, 2], transforms="totensor"))
+    assert [(c.workers, c.transforms) for c in loader] == [(0, "totensor"), (2, "totensor")]
+    # --num-classes is for the synthetic data
+    (s,) = expand(settings(models=["convnet"], devices=["cpu"], datasets=["synthetic"],
+                           num_classes=4))
+    assert (s.dataset, s.num_classes) == ("synthetic", 4)
+
+
+def test_seeds_repeat_each_config_over_consecutive_seeds():
+    cfgs = expand(settings(models=["convnet"], devices=["cpu"], seed=5, seeds=3))
+    assert [c.seed for c in cfgs] == [5, 6, 7]  # range(5, 5 + 3)
+
+
+def test_configs_carry_their_device_and_its_amp(monkeypatch):
+    # a GPU machine, faked so the test means the same everywhere (no CUDA call is made)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    cfgs = expand(settings(models=["convnet"], devices=["cpu", "cuda"], precisions=["amp"]))
+    # amp is bf16 on the CPU, fp16 on CUDA (harness.core.precision)
+    assert [(c.device, c.precision) for c in cfgs] == [("cpu", "amp-bf16"),
+                                                        ("cuda:0", "amp-fp16")]
+
+
+def _valid_list(message):
+    """The comma-separated choices at the end of a message ('valid: a, b' or 'valid here: ...')."""
+    return re.split(r"valid(?: here)?: ", message)[-1].split(", ")
+
+
+def test_suite_file_errors_name_the_file_and_the_valid_keys(tmp_path):
+    def error(text):
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        with pytest.raises(UserError) as err:
+            load_suite(str(path))
+        return str(err.value), f"suite {path.resolve()}"
+
+    msg, where = error("modles = ['convnet']\n")
+    assert msg.startswith(f"{where}: unknown key 'modles'; valid: ")
+    valid = _valid_list(msg)
+    assert valid == sorted(valid)
+    assert {"models", "batch_sizes", "warmup", "description", "model"} <= set(valid)
+
+    msg, where = error("deterministic = 'false'\n")
+    assert msg == (f"{where}: deterministic must be true or false (a TOML boolean, unquoted), "
+                   f"got 'false'")
+
+    msg, where = error("model = 1\n")
+    assert msg == f"{where}: 'model' must be tables such as [model.convnet]"
+    msg, where = error("[model]\nconvnet = 1\n")
+    assert msg == f"{where}: [model.convnet] must be a table of keys"
+
+    # a per-model table may set every key except the sweep-wide axes
+    for text, head in [("[model.convnet]\nmodels = ['x']\n",
+                        "'models' applies to the whole sweep, not to one model; valid here: "),
+                       ("[model.convnet]\nfrobnicate = 1\n", "unknown key 'frobnicate'; valid: ")]:
+        msg, where = error(text)
+        assert msg.startswith(f"{where}: [model.convnet]: {head}")
+        valid = set(_valid_list(msg))
+        assert {"batch_sizes", "precisions", "warmup", "lr", "seeds"} <= valid
+        assert not valid & {"models", "devices", "datasets"}
+
+
+def test_a_missing_suite_lists_the_shipped_ones():
+    with pytest.raises(UserError) as err:
+        suite_path("nope")
+    valid = _valid_list(str(err.value))
+    assert valid == sorted(valid)
+    assert {"ci", "quick", "smoke", "standard"} <= set(valid)
+
+
+def test_an_unknown_override_key_is_a_programming_error():
+    """The CLI builds the overrides: a key no sweep knows is a KeyError, naming the valid ones."""
+    with pytest.raises(KeyError) as err:
+        merge_settings({}, {"modles": ["convnet"]})
+    msg = err.value.args[0]
+    assert msg.startswith("unknown sweep setting 'modles'; valid: ")
+    assert {"models", "devices", "batch_sizes", "warmup", "lr"} <= set(_valid_list(msg))
