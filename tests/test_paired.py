@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
+import numpy as np
 import pytest
+from scipy import stats as sps
 
 from harness.analysis import paired, stats
 
@@ -73,3 +76,109 @@ def test_rounds_missing_a_side_are_skipped_and_no_rounds_is_inconclusive():
     assert paired.round_log_ratios([([], [1.0]), ([1.0], [2.0]), (None, None)]) == [
         pytest.approx(math.log(2.0))]
     assert paired.compare_rounds([]).verdict == stats.INCONCLUSIVE
+
+
+# --- exact values, boundaries and messages -----------------------------------------------------
+
+FACTORS = [0.80, 0.93, 0.90, 0.84, 0.94, 0.87, 0.91, 0.85]  # every round slower, by 6-20%
+
+
+def uneven_rounds(levels, factors):
+    return [([x * lv for x in REPEATS], [x * lv * f for x in REPEATS])
+            for lv, f in zip(levels, factors, strict=True)]
+
+
+def scipy_median_ci(d, confidence=0.95):
+    """The documented recipe, computed here with scipy directly: percentile bootstrap of the
+    median log ratio, 2000 resamples, numpy generator seeded with 0, mapped back by exp."""
+    rng_arg = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
+    res = sps.bootstrap((np.array(d),), np.median, confidence_level=confidence,
+                        n_resamples=2000, method="percentile",
+                        **{rng_arg: np.random.default_rng(0)})
+    return math.exp(res.confidence_interval.low), math.exp(res.confidence_interval.high)
+
+
+def test_eight_uneven_rounds_report_the_seeded_bootstrap_interval():
+    r = paired.compare_rounds(uneven_rounds(LEVELS, FACTORS))
+    d = [math.log(f) for f in FACTORS]
+    low, high = scipy_median_ci(d)
+    assert r.ci_low == pytest.approx(low - 1.0, rel=1e-12)
+    assert r.ci_high == pytest.approx(high - 1.0, rel=1e-12)
+    # median of the sorted factors .80 .84 .85 .87 | .90 .91 .93 .94 is sqrt(.87 * .90) in logs
+    assert r.change == pytest.approx(math.sqrt(0.87 * 0.90) - 1)
+    assert r.p_value == pytest.approx(2 / 256)  # all eight signs negative
+    assert r.verdict == stats.REGRESSION
+    assert r.reason == "p=0.0078 < 0.01 and |change| > 5.0%"
+    # pooled medians by hand: 24 samples each; the levels sorted are .5 .5 .55 .6 | .9 1 1 1,
+    # so the 12th and 13th smallest baseline values are 1010 * .6 = 606 and 990 * .9 = 891
+    assert (r.n_baseline, r.n_candidate) == (24, 24)
+    assert r.baseline_median == pytest.approx((606 + 891) / 2)
+    c_all = sorted(x * lv * f for lv, f in zip(LEVELS, FACTORS, strict=True) for x in REPEATS)
+    assert r.candidate_median == pytest.approx((c_all[11] + c_all[12]) / 2)
+
+
+def test_confidence_level_is_passed_to_the_bootstrap():
+    r = paired.compare_rounds(uneven_rounds(LEVELS, FACTORS), confidence=0.8)
+    low, high = scipy_median_ci([math.log(f) for f in FACTORS], confidence=0.8)
+    assert (r.ci_low, r.ci_high) == (pytest.approx(low - 1.0, rel=1e-12),
+                                     pytest.approx(high - 1.0, rel=1e-12))
+
+
+def test_three_rounds_are_inconclusive_but_report_change_and_interval():
+    # the median of a 3-value resample is the smallest (largest) value with probability
+    # 3 * (1/3)**2 * (2/3) + (1/3)**3 = 7/27 > 2.5%, so the 95% interval spans min..max ratio
+    r = paired.compare_rounds(uneven_rounds(LEVELS[:3], [0.8, 0.9, 0.85]))
+    assert r.verdict == stats.INCONCLUSIVE and r.p_value is None and r.strata == 3
+    assert r.change == pytest.approx(0.85 - 1)
+    assert r.ci_low == pytest.approx(0.8 - 1) and r.ci_high == pytest.approx(0.9 - 1)
+    assert r.reason == ("too few rounds (3): the smallest possible p is 0.25, "
+                        "not below alpha 0.01")  # 2 / 2**3
+
+
+def test_two_distinct_ratios_still_give_an_interval():
+    # ratios 0.8, 0.8, 0.9: a resample median is 0.9 with probability 7/27, 0.8 otherwise
+    r = paired.compare_rounds(uneven_rounds(LEVELS[:3], [0.8, 0.9, 0.8]))
+    assert r.ci_low == pytest.approx(0.8 - 1) and r.ci_high == pytest.approx(0.9 - 1)
+
+
+def test_identical_ratios_give_no_interval_and_seven_rounds_keep_the_change():
+    r = paired.compare_rounds(rounds(LEVELS[:7], 1 / 1.1))
+    assert r.change == pytest.approx(1 / 1.1 - 1)
+    assert r.ci_low is None and r.ci_high is None  # nothing to resample
+
+
+def test_alpha_equal_to_the_smallest_p_is_still_too_few_rounds():
+    # 8 rounds reach exactly 2 / 2**8; p must be *below* alpha
+    r = paired.compare_rounds(rounds(LEVELS, 1 / 1.1), alpha=2 / 256)
+    assert r.verdict == stats.INCONCLUSIVE and r.p_value is None
+    assert r.reason.startswith("too few rounds (8)")
+
+
+def test_unchanged_rounds_say_so_with_p_one():
+    r = paired.compare_rounds(rounds(LEVELS, 1.0))
+    assert r.p_value == 1.0 and r.reason == "every round measured the same"
+    assert r.ci_low is None
+
+
+def test_no_rounds_reason_and_medians():
+    r = paired.compare_rounds([([], [1.0, 3.0]), ([2.0], None)])
+    assert r.verdict == stats.INCONCLUSIVE and r.reason == "no round with samples on both sides"
+    assert r.change is None and r.strata == 0 and r.p_value is None
+    assert (r.n_baseline, r.n_candidate) == (1, 2)
+    assert (r.baseline_median, r.candidate_median) == (2.0, 2.0)
+    empty = paired.compare_rounds([])
+    assert (empty.baseline_median, empty.candidate_median) == (None, None)
+
+
+def test_rounds_without_a_positive_median_are_skipped():
+    # a crashed side (throughput 0) or a missing candidate carries no ratio; values below 1
+    # (seconds) are ordinary
+    assert paired.round_log_ratios([([1.0], []), ([1.0], [0.0]), ([0.0], [1.0]),
+                                    ([0.0, 0.0, 5.0], [2.0]), ([0.5], [0.25])]) == [
+        pytest.approx(math.log(0.5))]
+
+
+def test_min_p_by_hand():
+    assert paired.min_p(0) == 1.0
+    assert paired.min_p(1) == 1.0  # 2 / 2
+    assert paired.min_p(8) == pytest.approx(0.0078125)
