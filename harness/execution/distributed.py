@@ -127,10 +127,4 @@ def worker_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    status = worker_main(sys.argv[1:])
-    # The record is written and the process group destroyed: leave without interpreter
-    # teardown: rank 0 was once seen to abort (SIGABRT) while exiting, after its record was
-    # complete (a 2-rank gloo test, 1 of 4 suite runs), and torchrun then failed the run.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    sys.exit(worker_main(sys.argv[1:]))
