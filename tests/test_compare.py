@@ -11,7 +11,7 @@ from harness.analysis.compare import Settings, compare_frames
 from harness.cli import main
 from harness.cli.verdict_options import parse_percent
 from harness.errors import UserError
-from harness.store.frame import load_results
+from harness.store.frame import load_results, records_to_frame
 from harness.store.jsonl import read_records
 
 MIB = 1024 * 1024
@@ -381,6 +381,38 @@ def test_when_no_regression_is_confirmed_the_gate_exits_3_or_0_if_allowed():
         untouched["rows"][0]
 
 
+def test_confirmations_default_to_failing_the_gate_on_an_unconfirmed_regression():
+    from harness.analysis.compare import apply_confirmations
+
+    out = apply_confirmations(_result(("convnet", "regression")),
+                              [{"config": {"model": "convnet"}, "verdicts": ["no change"]}])
+    assert out["summary"]["exit_status"] == 3  # inconclusive is not allowed unless asked for
+
+
+def test_confirmations_touch_only_re_measured_regressions_and_extend_the_why():
+    from harness.analysis.compare import apply_confirmations
+
+    result = _result(("transformer", "no change"), ("resnet20", "regression"),
+                     ("convnet", "regression"), ("mlp", "regression"))
+    confirmations = [
+        {"config": {"model": "transformer"}, "verdicts": ["regression"]},  # was no regression
+        {"config": {"model": "resnet20"}, "verdicts": []},  # nothing re-measured
+        {"config": {"model": "convnet"}, "verdicts": ["regression", "no change"]},
+        {"config": {"model": "mlp"}, "verdicts": ["regression"]}]
+    tr, res, conv, mlp = apply_confirmations(result, confirmations)["rows"]
+    assert tr == {"config": {"model": "transformer"}, "verdict": "no change", "why": "p=0.0078"}
+    assert res == {"config": {"model": "resnet20"}, "verdict": "regression", "why": "p=0.0078"}
+    assert (conv["verdict"], conv["confirmed"], conv["confirmations"]) == (
+        "inconclusive", False, ["regression", "no change"])
+    assert conv["why"] == ("p=0.0078; not confirmed when measured again in fresh rounds "
+                           "(regression, no change)")
+    assert (mlp["verdict"], mlp["confirmed"]) == ("regression", True)
+    assert mlp["why"] == "p=0.0078; confirmed by 1 fresh re-measurement(s)"
+    s = result["summary"]
+    assert (s["regression"], s["inconclusive"], s["no change"], s["improvement"],
+            s["confirmed"], s["exit_status"]) == (2, 1, 1, 0, 1, 1)
+
+
 # ------------------------------------------------------------------ compare --confirm (real runs)
 
 # 7 repeats: Mann-Whitney's smallest p is then 2/3432, so a whole-region noise outlier on one
@@ -437,3 +469,260 @@ def test_compare_confirm_refuses_a_candidate_from_another_machine(files, capsys,
     assert code == 2
     assert "comes from another one" in err and "test-cpu" in err
     assert not (tmp_path / "results").exists()  # nothing measured, nothing written
+
+
+# ------------------------------------------------------------------ compare_frames in process
+
+def _compare(base, cand, **settings):
+    return compare_frames(records_to_frame(base), records_to_frame(cand), Settings(**settings))
+
+
+def _row(base, cand, **settings):
+    (row,) = _compare(base, cand, **settings)["rows"]
+    return row
+
+
+def _foreign(name, factor=1.0):
+    """A pytest-benchmark record of a plain function (store.pytest_bench): no model, no memory,
+    no accuracy, only calls/s."""
+    return {"schema_version": 1, "benchmark": name, "status": "ok", "error": None,
+            "throughput": 1000.0 * factor, "throughput_unit": "calls/s",
+            "repeat_throughputs": [s * factor for s in SAMPLES], **PROVENANCE}
+
+
+def test_a_row_reports_every_figure_it_judged_and_why():
+    # memory 900 -> 1100 MiB: +200/900 = +22.2% (one exact value per side: no p-value);
+    # accuracy 0.9 -> 0.8: -0.1 = -10.0 points, beyond the 1-point tolerance
+    row = _row([record()], [record(eval_accuracy=0.8, peak_rss_bytes=1100 * MIB)])
+    assert row["unit"] == "samples/s" and row["records"] == [1, 1]
+    assert row["status"] == {"baseline": "ok", "candidate": "ok", "error": None}
+    assert row["memory"] == {"field": "peak_rss_bytes", "baseline": 900 * MIB,
+                             "candidate": 1100 * MIB, "change": pytest.approx(200 / 900),
+                             "p_value": None, "verdict": "regression"}
+    assert row["accuracy"] == {"baseline": 0.9, "candidate": 0.8,
+                               "change": pytest.approx(-0.1), "verdict": "regression"}
+    assert row["verdict"] == "regression" and row["failed"] == ["memory", "accuracy"]
+    assert row["why"] == ("memory +22.2% (regression); accuracy -10.0 pt (regression); "
+                          f"throughput: {row['throughput']['reason']}")
+
+
+def test_an_unchanged_row_explains_only_its_throughput():
+    row = _row([record()], [record()])
+    assert row["memory"]["change"] == 0 and row["memory"]["verdict"] == "no change"
+    assert row["verdict"] == "no change" and row["failed"] == []
+    assert row["why"] == f"throughput: {row['throughput']['reason']}"
+
+
+def test_the_result_is_json_ready_and_describes_both_sides():
+    # Int64 columns hand out NumPy scalars, which json.dumps refuses: the config must hold
+    # plain Python values
+    base = [record(source="base/a.jsonl"), record(source="base/b.jsonl", git_commit="def456")]
+    result = _compare(base, [record(source="cand.jsonl")])
+    assert json.loads(json.dumps(result, allow_nan=False))["rows"][0]["config"]["batch_size"] == 32
+    assert result["baseline"] == {
+        "records": 2, "sources": ["base/a.jsonl", "base/b.jsonl"],
+        "git_commit": ["abc123", "def456"], "device_name": ["Test CPU"],
+        "cpu_model": ["Test CPU"], "driver_version": [], "torch_version": ["2.14.1"],
+        "torchvision_version": [], "cuda_version": [], "cudnn_version": [],
+        "num_threads": ["1"]}
+    assert result["candidate"]["records"] == 1 and result["candidate"]["sources"] == ["cand.jsonl"]
+
+
+def test_status_changes_decide_alone_and_quote_the_error():
+    oom = "OutOfMemoryError: CUDA out of memory"
+    onnx = "UnsupportedOperatorError: aten::foo cannot be exported to ONNX"
+    base = [record(), record(optimizer="adam", status="error", error="boom"),
+            record(optimizer="rmsprop", status="error", error="boom"),
+            record(optimizer="lamb"), record(optimizer="adamw"), record(optimizer="adagrad")]
+    cand = [record(status="oom", error=oom, throughput=None, repeat_throughputs=None),
+            record(optimizer="adam"),
+            record(optimizer="rmsprop", status="oom", throughput=None, repeat_throughputs=None),
+            record(optimizer="lamb", status=None, throughput=None, repeat_throughputs=None),
+            record(optimizer="adamw", status="error", error=onnx, throughput=None,
+                   repeat_throughputs=None),
+            # one failed record among the config's records fails the config
+            record(optimizer="adagrad"),
+            record(optimizer="adagrad", status="error", error="boom2", throughput=None,
+                   repeat_throughputs=None)]
+    result = _compare(base, cand)
+    rows = {r["config"]["optimizer"]: r for r in result["rows"]}
+    sgd = rows["sgd"]
+    assert (sgd["verdict"], sgd["failed"], sgd["why"]) == ("regression", ["status"],
+                                                           f"ok -> oom: {oom}")
+    assert sgd["status"] == {"baseline": "ok", "candidate": "oom", "error": oom}
+    adam = rows["adam"]
+    assert (adam["verdict"], adam["failed"], adam["why"]) == ("improvement", [], "error -> ok")
+    assert adam["status"] == {"baseline": "error", "candidate": "ok", "error": "boom"}
+    rms = rows["rmsprop"]
+    assert (rms["verdict"], rms["failed"], rms["why"]) == (
+        "inconclusive", [], "not ok on both sides (error / oom)")
+    assert rms["status"]["error"] == "boom"  # the candidate has none: the baseline's is shown
+    # a record without a status is not ok; no error text leaves no dangling ": "
+    assert rows["lamb"]["why"] == "ok -> unknown" and rows["lamb"]["status"]["candidate"] == \
+        "unknown"
+    assert rows["adamw"]["why"] == f"ok -> error: {onnx}"  # quoted whole
+    adagrad = rows["adagrad"]
+    assert (adagrad["verdict"], adagrad["why"], adagrad["records"]) == (
+        "regression", "ok -> error: boom2", [1, 2])
+    summary = result["summary"]
+    assert (summary["regression"], summary["improvement"], summary["inconclusive"],
+            summary["no change"], summary["exit_status"]) == (4, 1, 1, 0, 1)
+
+
+def test_the_unit_is_the_candidates_else_the_baselines():
+    rows = {r["config"]["optimizer"]: r for r in _compare(
+        [record(), record(optimizer="adam")],
+        [record(throughput_unit="tokens/s"), record(optimizer="adam", throughput_unit=None)],
+    )["rows"]}
+    assert (rows["sgd"]["unit"], rows["adam"]["unit"]) == ("tokens/s", "samples/s")
+
+
+def test_accuracy_is_the_median_of_the_pooled_records():
+    # baseline 0.7, 0.8, 0.9, 0.95 (and one unmeasured): median (0.8 + 0.9) / 2 = 0.85;
+    # candidate 0.6, 0.8, 0.9: median 0.8; change -0.05, beyond the 1-point tolerance
+    base = [record(eval_accuracy=a) for a in (0.9, 0.8, None, 0.7, 0.95)]
+    cand = [record(eval_accuracy=a) for a in (0.6, 0.9, 0.8)]
+    acc = _row(base, cand)["accuracy"]
+    assert acc["baseline"] == pytest.approx(0.85) and acc["candidate"] == pytest.approx(0.8)
+    assert acc["change"] == pytest.approx(-0.05) and acc["verdict"] == "regression"
+
+
+def test_accuracy_measured_on_one_side_only_is_inconclusive_and_on_neither_no_change():
+    row = _row([record()], [record(eval_accuracy=None)])
+    assert row["accuracy"] == {"baseline": 0.9, "candidate": None, "change": None,
+                               "verdict": "inconclusive"}
+    assert row["verdict"] == "inconclusive"
+    row = _row([record(eval_accuracy=None)], [record(eval_accuracy=None)])
+    assert row["accuracy"]["verdict"] == "no change" and row["verdict"] == "no change"
+
+
+def test_memory_judges_the_first_figure_both_sides_have():
+    # the baseline alone has training RSS: the peak RSS both have (900 MiB each) is judged
+    row = _row([record(train_rss_bytes=100 * MIB)], [record()])
+    assert row["memory"]["field"] == "peak_rss_bytes" and row["memory"]["verdict"] == "no change"
+
+
+def test_memory_measured_on_one_side_only_is_inconclusive():
+    row = _row([record()], [record(peak_rss_bytes=None)])
+    assert row["memory"] == {"field": None, "baseline": None, "candidate": None, "change": None,
+                             "p_value": None, "verdict": "inconclusive"}
+    assert row["verdict"] == "inconclusive"
+    # a function benchmark measures no memory on either side: nothing to judge
+    row = _row([_foreign("test_matmul")], [_foreign("test_matmul")])
+    assert row["memory"]["verdict"] == "no change" and row["accuracy"]["verdict"] == "no change"
+
+
+def test_memory_that_varies_with_too_few_runs_to_test_is_inconclusive():
+    # baseline 100 and 102 MiB, candidate 150: two distinct values on one side, so the change
+    # must be significant, and 2 + 1 samples cannot be (smallest p 2/C(3, 1) = 0.67).
+    # Median 101 -> 150 MiB: +49/101 = +48.5%
+    row = _row([record(train_rss_bytes=100 * MIB), record(train_rss_bytes=102 * MIB)],
+               [record(train_rss_bytes=150 * MIB)])
+    mem = row["memory"]
+    assert (mem["field"], mem["baseline"], mem["candidate"]) == ("train_rss_bytes", 101 * MIB,
+                                                                 150 * MIB)
+    assert mem["p_value"] is None and mem["verdict"] == "inconclusive"
+    assert row["why"].startswith("memory +48.5% (inconclusive: varies between runs); throughput")
+
+
+def test_memory_significance_uses_the_settings_alpha():
+    # 4 + 4 separated samples: p = 2/C(8, 4) = 2/70 = 0.029, significant at alpha 0.05
+    # (though never at the default 0.01)
+    base = [record(train_rss_bytes=(100 + i) * MIB) for i in range(4)]
+    cand = [record(train_rss_bytes=(150 + i) * MIB) for i in range(4)]
+    mem = _row(base, cand, alpha=0.05)["memory"]
+    assert mem["p_value"] == pytest.approx(2 / math.comb(8, 4))
+    assert mem["verdict"] == "regression"
+    # a p-value equal to alpha is not significant (p < alpha is)
+    rss_b, rss_c = [100, 101, 102, 103, 110], [104, 150, 151, 152, 153]
+    p = sps.mannwhitneyu([m * MIB for m in rss_b], [m * MIB for m in rss_c],
+                         alternative="two-sided").pvalue
+    mem = _row([record(train_rss_bytes=m * MIB) for m in rss_b],
+               [record(train_rss_bytes=m * MIB) for m in rss_c], alpha=float(p))["memory"]
+    assert mem["p_value"] == pytest.approx(p) and mem["verdict"] == "inconclusive"
+
+
+def test_records_without_per_repeat_samples_contribute_their_throughput():
+    # one sample per record, from "throughput": 5 + 5 separated samples, -20%
+    base = [record(throughput=s, repeat_throughputs=None) for s in SAMPLES]
+    cand = [record(throughput=0.8 * s, repeat_throughputs=[]) for s in SAMPLES]
+    tp = _row(base, cand)["throughput"]
+    assert (tp["n_baseline"], tp["n_candidate"]) == (5, 5)
+    assert tp["baseline_median"] == 1000.0 and tp["candidate_median"] == pytest.approx(800.0)
+    assert tp["verdict"] == "regression"
+
+
+def test_rounds_are_paired_only_when_both_sides_share_them():
+    # a stored baseline without rounds against an A/B candidate: pooled, 5 vs 2 x 5 samples
+    row = _row([record()], [record(ab_round=0), record(ab_round=1)])
+    assert (row["throughput"]["strata"], row["throughput"]["test"]) == (1, "Mann-Whitney U")
+    assert (row["throughput"]["n_baseline"], row["throughput"]["n_candidate"]) == (5, 10)
+    # rounds of two different A/B runs that share no round number: pooled too
+    row = _row([record(ab_round=0), record(ab_round=1)], [record(ab_round=2), record(ab_round=3)])
+    assert row["throughput"]["strata"] == 1 and row["throughput"]["n_candidate"] == 10
+
+
+def test_paired_rounds_use_the_settings_threshold_and_alpha():
+    levels = [1.0, 0.5, 0.55, 1.0, 0.9, 0.5, 1.0, 0.6]
+    base = [record(factor=lv, ab_round=r) for r, lv in enumerate(levels)]
+    cand = [record(factor=lv / 1.1, ab_round=r) for r, lv in enumerate(levels)]
+    # -9.1% in every round (p = 2/2^8) is within a 20% threshold
+    tp = _row(base, cand, threshold=0.2)["throughput"]
+    assert tp["strata"] == 8 and tp["verdict"] == "no change"
+    # six rounds all slower: p = 2/2^6 = 0.031, significant at alpha 0.05 only
+    tp = _row(base[:6], cand[:6], alpha=0.05)["throughput"]
+    assert tp["p_value"] == pytest.approx(2 / 2 ** 6) and tp["verdict"] == "regression"
+
+
+def test_labels_show_only_the_axes_that_tell_configs_apart():
+    # lr differs between convnet and mlp but follows from the model: not shown. The unmatched
+    # configs differ from matched ones in seed (baseline) and data_seed (candidate): shown there.
+    base = [record(), record(model="mlp", lr=0.1), record(seed=1)]
+    cand = [record(), record(model="mlp", lr=0.1), record(model="mlp", lr=0.1, data_seed=3)]
+    result = _compare(base, cand)
+    assert [r["label"] for r in result["rows"]] == ["convnet synthetic cpu bs=32 fp32 sgd",
+                                                    "mlp synthetic cpu bs=32 fp32 sgd"]
+    assert result["only_in_baseline"] == ["convnet synthetic cpu bs=32 fp32 sgd data_seed=0 seed=1"]
+    assert result["only_in_candidate"] == ["mlp synthetic cpu bs=32 fp32 sgd data_seed=3 seed=0"]
+
+
+def test_a_function_benchmark_is_labelled_by_its_name():
+    base = [_foreign("test_matmul"), record(benchmark="test_train")]
+    cand = [_foreign("test_matmul"), record(benchmark="test_train")]
+    result = _compare(base, cand)
+    assert "benchmark" in result["matched_on"]
+    # a training record that also names a benchmark keeps its config label
+    assert sorted(r["label"] for r in result["rows"]) == ["convnet synthetic cpu bs=32 fp32 sgd",
+                                                          "test_matmul"]
+
+
+def test_an_axis_recorded_only_in_the_baseline_is_noted(monkeypatch):
+    result = _compare([record(benchmark="test_x")], [record()])
+    assert result["notes"] == ["'benchmark' is recorded only in the baseline ('test_x'); "
+                               "ignored for matching"]
+    assert result["summary"]["configs"] == 1 and "benchmark" not in result["matched_on"]
+    # a list-valued axis (JSON has no tuples) is hashable once read, and matches
+    monkeypatch.setattr("harness.analysis.compare.EXTRA_AXES", ("params",))
+    result = _compare([record(params=[16, "relu"])], [record(params=[16, "relu"])])
+    assert result["rows"][0]["config"]["params"] == (16, "relu")
+
+
+def test_refusals_say_why_in_full():
+    with pytest.raises(UserError) as exc:
+        _compare([record(injected_slowdown=0.1)], [record()])
+    assert str(exc.value) == ("the baseline holds 1 record(s) measured with the test-only "
+                              "slowdown knob (TRAINMARK_INJECT_SLOWDOWN=0.1); it cannot be a "
+                              "baseline")
+    with pytest.raises(UserError) as exc:
+        _compare([record(), record(optimizer="adam", torch_version="2.14.2")],
+                 [record(device_name="Other CPU", torch_version="2.15.0"),
+                  record(optimizer="adam", device_name="Other CPU", torch_version="2.15.1")])
+    assert str(exc.value) == (
+        "baseline and candidate come from different machines or software (device_name: "
+        "'Test CPU' vs 'Other CPU'; torch_version: '2.14.1/2.14.2' vs '2.15.0/2.15.1'); pass "
+        "--allow-different-machines to compare anyway")
+    with pytest.raises(UserError) as exc:
+        _compare([record(batch_size=32)], [record(batch_size=64)])
+    assert str(exc.value) == (
+        "no config matched: the baseline has 1 configs, the candidate 1, none with the same "
+        "model, dataset, device, batch_size, precision, optimizer, ...")
