@@ -41,6 +41,9 @@ def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
 
 
 @pytest.mark.slow
+# About 3 minutes on a quiet 2-core machine (two A/Bs of 8 rounds, then a confirmation); on a
+# loaded one it has passed 300 s, the suite's default per-test limit, which guards hangs.
+@pytest.mark.timeout(900)
 def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
     repo, shas = history
     out = tmp_path / "steps"

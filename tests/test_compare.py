@@ -418,7 +418,7 @@ def test_confirmations_touch_only_re_measured_regressions_and_extend_the_why():
 # 7 repeats: Mann-Whitney's smallest p is then 2/3432, so a whole-region noise outlier on one
 # side does not hide a real change at alpha 0.01 (at 5 repeats perfect separation is needed).
 TINY = ["--models", "convnet", "--devices", "cpu", "--batch-sizes", "16", "--precisions", "fp32",
-        "--optimizers", "sgd", "--warmup", "2", "--steps", "5", "--repeats", "7",
+        "--optimizers", "sgd", "--warmup", "2", "--steps", "20", "--repeats", "7",
         "--eval-samples", "64", "--train-samples", "256", "--no-report"]
 
 
@@ -530,7 +530,8 @@ def test_the_result_is_json_ready_and_describes_both_sides():
 
 def test_status_changes_decide_alone_and_quote_the_error():
     oom = "OutOfMemoryError: CUDA out of memory"
-    onnx = "UnsupportedOperatorError: aten::foo cannot be exported to ONNX"
+    # an error that ends in ": " must be quoted whole (a trailing ": " is not stripped from it)
+    onnx = "UnsupportedOperatorError: aten::foo cannot be exported to ONNX: "
     base = [record(), record(optimizer="adam", status="error", error="boom"),
             record(optimizer="rmsprop", status="error", error="boom"),
             record(optimizer="lamb"), record(optimizer="adamw"), record(optimizer="adagrad")]
@@ -592,6 +593,8 @@ def test_accuracy_measured_on_one_side_only_is_inconclusive_and_on_neither_no_ch
     assert row["accuracy"] == {"baseline": 0.9, "candidate": None, "change": None,
                                "verdict": "inconclusive"}
     assert row["verdict"] == "inconclusive"
+    # an inconclusive row says why, not only the throughput's "within 5%" (which reads as a pass)
+    assert row["why"].startswith("accuracy (inconclusive: measured on the baseline only); ")
     row = _row([record(eval_accuracy=None)], [record(eval_accuracy=None)])
     assert row["accuracy"]["verdict"] == "no change" and row["verdict"] == "no change"
 
@@ -607,6 +610,7 @@ def test_memory_measured_on_one_side_only_is_inconclusive():
     assert row["memory"] == {"field": None, "baseline": None, "candidate": None, "change": None,
                              "p_value": None, "verdict": "inconclusive"}
     assert row["verdict"] == "inconclusive"
+    assert row["why"].startswith("memory (inconclusive: measured on one side only); ")
     # a function benchmark measures no memory on either side: nothing to judge
     row = _row([_foreign("test_matmul")], [_foreign("test_matmul")])
     assert row["memory"]["verdict"] == "no change" and row["accuracy"]["verdict"] == "no change"

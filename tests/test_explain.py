@@ -47,6 +47,10 @@ def profiled(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("explain")
     mp = pytest.MonkeyPatch()
     try:
+        # One intra-op thread: on a loaded 2-core machine a thread of a parallel matmul that
+        # is descheduled keeps the other spinning at the barrier, and that matmul's self time
+        # then grew 400-fold (111 us -> 48 ms per step) in one suite run, outranking the sort.
+        mp.setenv("OMP_NUM_THREADS", "1")
         mp.delenv(SLOW_OP_ENV, raising=False)
         assert main(["run", *SWEEP, "--out", str(tmp / "base.jsonl"),
                      "--profile", str(tmp / "pb")]) == 0

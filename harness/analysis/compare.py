@@ -282,7 +282,7 @@ def judge_config(b: pd.DataFrame, c: pd.DataFrame, settings: Settings) -> dict[s
                                       "error": err_c or err_b}}
     if st_b == "ok" and st_c != "ok":
         return {**row, "verdict": stats.REGRESSION, "failed": ["status"],
-                "why": f"ok -> {st_c}: {err_c or ''}".rstrip(": ")}
+                "why": f"ok -> {st_c}" + (f": {err_c}" if err_c else "")}
     if st_b != "ok" and st_c == "ok":
         return {**row, "verdict": stats.IMPROVEMENT, "failed": [], "why": f"{st_b} -> ok"}
     if st_b != "ok":
@@ -380,8 +380,14 @@ def _why(row: dict[str, Any], tp: stats.SampleComparison, parts: dict[str, str])
     elif parts["memory"] == stats.INCONCLUSIVE and mem.get("change") is not None:
         p = "" if mem.get("p_value") is None else f", p={mem['p_value']:.2g}"
         bits.append(f"memory {mem['change']:+.1%} (inconclusive: varies between runs{p})")
+    elif parts["memory"] == stats.INCONCLUSIVE:  # an inconclusive row must say why
+        bits.append("memory (inconclusive: measured on one side only)")
+    acc = row["accuracy"]
     if parts["accuracy"] in (stats.REGRESSION, stats.IMPROVEMENT):
-        bits.append(f"accuracy {100 * row['accuracy']['change']:+.1f} pt ({parts['accuracy']})")
+        bits.append(f"accuracy {100 * acc['change']:+.1f} pt ({parts['accuracy']})")
+    elif parts["accuracy"] == stats.INCONCLUSIVE:
+        side = "baseline" if acc["baseline"] is not None else "candidate"
+        bits.append(f"accuracy (inconclusive: measured on the {side} only)")
     bits.append(f"throughput: {tp.reason}")
     return "; ".join(bits)
 
