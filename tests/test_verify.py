@@ -275,7 +275,7 @@ def test_a_machine_that_slowed_every_config_together_is_reported_not_failed(fake
     assert fake_replay.calls == [None]  # nothing looked like a regression: no rerun
     assert main(["verify", "r.jsonl"]) == 0
     out = capsys.readouterr().out
-    assert "SHIFT: every config moved together by -16.0%" in out
+    assert "SHIFT: every config slowed down together, by -16.0%" in out
     assert "throughput 85 (n=5) vs recorded 102 (n=5), -1.2% relative to the run's -16.0%" in out
 
 
@@ -302,3 +302,16 @@ def test_no_shift_unless_at_least_three_configs_all_moved_the_same_way(fake_repl
     assert all(c["shift"] == 0.0 for c in checks)
     assert [c["throughput"] for c in checks if c["throughput_change"] < -0.1] == (
         ["regression"] * sum(f < 0.9 for f in factors))
+
+
+def test_a_faster_run_is_not_held_against_a_config_that_gained_less(fake_replay, capsys):
+    # The evidence's round 9: the run +28%, one config +11%. Relative to the run's geometric
+    # median, sqrt(1.28 x 1.25) = 1.2649, the 1.11 config would be 1.11 / 1.2649 - 1 = -12.2%,
+    # a regression; but it is 11% faster than recorded, and that is what verify judges.
+    fake_replay += [pair(f"c{i}", RECORDED, scaled(f)) for i, f in
+                    enumerate((1.30, 1.28, 1.25, 1.11))]
+    assert main(["verify", "r.jsonl", "--format", "json"]) == 0
+    checks = json.loads(capsys.readouterr().out)
+    assert [c["shift"] for c in checks] == [0.0] * 4
+    assert checks[3]["throughput"] == "improvement"
+    assert checks[3]["throughput_change"] == pytest.approx(0.11)

@@ -187,6 +187,6 @@ def _print_text(checks: list[Check], shift: float, threshold: float) -> None:
     print(f"\n{len(checks) - bad} of {len(checks)} configs reproduce{note}")
     if shift:
         mark = "SHIFT: " if abs(shift) > threshold else ""
-        print(f"{mark}every config moved together by {shift:+.1%} (the median); each was judged "
-              "relative to that. A change every config shares cannot be told from a change of "
+        print(f"{mark}every config slowed down together, by {shift:+.1%} (the median); each "
+              "was judged relative to that. A slowdown every config shares cannot be told from "
               "the machine's speed in one replay: `trainmark ab` interleaves two trees to tell.")
