@@ -51,7 +51,7 @@ class Check:
     # Verdicts of the reruns that tried to confirm a throughput regression, in order (empty
     # when none was asked for or needed); the regression stands only if every one agrees.
     confirmations: list[str] = field(default_factory=list)
-    shift: float = 0.0  # the replay's run-wide change this config was judged relative to
+    shift: float = 0.0  # the replay's run-wide slowdown this config was judged relative to
 
     @property
     def quality_ok(self) -> bool:
