@@ -130,15 +130,3 @@ def test_sweep_killed_by_sigkill_then_resumed_records_each_config_once(workdir):
     assert len(keys) == 6 and len(set(keys)) == 6  # every config exactly once
     assert all(r["status"] == "ok" for r in records)
     assert len({r["run_id"] for r in records}) == 1  # the resumed run keeps its run_id
-
-
-@pytest.mark.parametrize("argv, threshold", [
-    (["ab", "HEAD"], 0.03), (["bisect", "HEAD~3", "HEAD"], 0.03),  # paired fresh rounds
-    (["compare", "a.jsonl", "b.jsonl"], 0.05), (["baseline", "check"], 0.05),  # two times
-])
-def test_the_paired_gates_default_to_a_3_percent_threshold(argv, threshold):
-    from harness.cli import build_parser
-    from harness.cli.verdict_options import parse_percent
-
-    args = build_parser([argv[0]]).parse_args(argv)
-    assert parse_percent(args.threshold, "--threshold") == pytest.approx(threshold)

@@ -30,25 +30,15 @@ def parse_percent(text: str, flag: str) -> float:
     return value / 100
 
 
-# The default throughput threshold: 5% where the two sides ran at different times (compare,
-# baseline check), 3% where they ran interleaved in fresh paired rounds (ab, bisect). The paired
-# design resolves 3% on a shared 2-core CPU: over 10 A/B runs of an unchanged tree, no config's
-# change left -2.6% .. +3.0%, while an injected 5% slowdown measured -4.1% .. -7.2% on a quiet
-# machine (results/examples/ab-evidence.txt). At 5% such a slowdown is a coin toss per config.
-THRESHOLD, PAIRED_THRESHOLD = "5%", "3%"
-
-
-def add_verdict_options(p: argparse.ArgumentParser, threshold: str = THRESHOLD) -> None:
-    p.add_argument("--threshold", default=threshold,
-                   help=f"smallest throughput change that counts (default "
-                        f"{threshold.replace('%', '%%')})")
+def add_verdict_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", default="5%",
+                   help="smallest throughput change that counts (default 5%%)")
     p.add_argument("--memory-threshold", default="5%",
                    help="smallest peak-memory growth that counts (default 5%%)")
     p.add_argument("--accuracy-tolerance", default="1.0",
                    help="accuracy drop in percentage points that counts (default 1.0)")
     p.add_argument("--alpha", default="0.01",
-                   help="significance level of the test (Mann-Whitney U between two results; "
-                        "Wilcoxon signed-rank over the paired rounds of an A/B) (default 0.01)")
+                   help="significance level of the Mann-Whitney U test (default 0.01)")
     p.add_argument("--format", choices=FORMATS, default="text",
                    help="what to print: text table, Markdown, or JSON")
     p.add_argument("--md-out", metavar="FILE", help="also write the Markdown verdict here")
