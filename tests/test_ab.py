@@ -407,9 +407,9 @@ def test_regressions_are_measured_again_and_only_reproduced_ones_stay(tmp_path, 
     found = ab_run.confirm_regressions(_abrun(tmp_path, verdicts.__getitem__, confirm=2),
                                        sides, tmp_path)
     assert found == [{"config": {"model": "convnet", "batch_size": 4},
-                      "verdicts": ["regression", "regression"]},
+                      "verdicts": ["regression", "regression"], "throughput": []},
                      {"config": {"model": "resnet20", "batch_size": 4},
-                      "verdicts": ["no change"]}]
+                      "verdicts": ["no change"], "throughput": []}]
     # batch 1: both configs, 8 fresh rounds each side; batch 2: convnet (index 0) only
     assert len(runs) == 8 * 2 * 2 + 8 * 2
     assert {i for _, _, i in runs[32:]} == {0}

@@ -40,9 +40,10 @@ def round_log_ratios(rounds: Iterable[tuple[Iterable[object], Iterable[object]]]
     return out
 
 
-def min_p(n: int) -> float:
-    """The smallest two-sided p of the exact signed-rank test with ``n`` non-zero differences."""
-    return 1.0 if n <= 0 else min(1.0, 2.0 / 2 ** n)
+def min_p(n: int, one_sided: bool = False) -> float:
+    """The smallest p of the exact signed-rank test with ``n`` non-zero differences (two-sided
+    unless ``one_sided``: half of it)."""
+    return 1.0 if n <= 0 else min(1.0, (1.0 if one_sided else 2.0) / 2 ** n)
 
 
 def _ci(d: list[float], confidence: float) -> tuple[float, float] | None:
@@ -62,8 +63,13 @@ def compare_rounds(
     alpha: float = stats.DEFAULT_ALPHA,
     higher_is_better: bool = True,
     confidence: float = stats.DEFAULT_CONFIDENCE,
+    worse_only: bool = False,
 ) -> stats.SampleComparison:
-    """Verdict on A/B rounds: [(baseline samples, candidate samples), ...], one per round."""
+    """Verdict on A/B rounds: [(baseline samples, candidate samples), ...], one per round.
+
+    ``worse_only``: the test is one-sided, "is the candidate worse?", for confirming a
+    regression whose direction was known before these rounds were measured: 5 fresh rounds can
+    then reach p < 0.05 (1/32), and with 8 rounds one reversed round of small size is allowed."""
     rounds = [(stats.clean_samples(b), stats.clean_samples(c)) for b, c in rounds]
     b_all = [x for b, _ in rounds for x in b]
     c_all = [x for _, c in rounds for x in c]
@@ -75,18 +81,21 @@ def compare_rounds(
             baseline_median=float(np.median(b_all)) if b_all else None,
             candidate_median=float(np.median(c_all)) if c_all else None, change=change,
             ci_low=None if ci is None else ci[0] - 1.0, ci_high=None if ci is None else ci[1] - 1.0,
-            p_value=p, verdict=verdict, reason=reason, test=TEST_NAME, strata=len(d))
+            p_value=p, verdict=verdict, reason=reason, strata=len(d),
+            test=TEST_NAME + (" (one-sided: worse)" if worse_only else ""))
 
     if not d:
         return result(None, None, None, stats.INCONCLUSIVE, "no round with samples on both sides")
     change = math.exp(float(np.median(d))) - 1.0
     ci = _ci(d, confidence)
-    if min_p(len(d)) >= alpha:
+    if min_p(len(d), worse_only) >= alpha:
         return result(change, ci, None, stats.INCONCLUSIVE,
                       f"too few rounds ({len(d)}): the smallest possible p is "
-                      f"{min_p(len(d)):.3g}, not below alpha {alpha:g}")
+                      f"{min_p(len(d), worse_only):.3g}, not below alpha {alpha:g}")
     if all(x == 0.0 for x in d):
         return result(change, ci, 1.0, stats.NO_CHANGE, "every round measured the same")
     # Rounds with no difference carry no sign: dropped, as Wilcoxon's own method does.
-    p = float(sps.wilcoxon(d, alternative="two-sided", zero_method="wilcox").pvalue)
+    # One-sided: a lower ratio is worse for a higher-is-better metric.
+    alternative = ("less" if higher_is_better else "greater") if worse_only else "two-sided"
+    p = float(sps.wilcoxon(d, alternative=alternative, zero_method="wilcox").pvalue)
     return result(change, ci, p, *stats.decide(change, p, threshold, alpha, higher_is_better))

@@ -57,7 +57,7 @@ class SampleComparison:
     change: float | None  # candidate median / baseline median - 1 (-0.2 = 20% lower)
     ci_low: float | None  # bootstrap confidence interval of ``change``
     ci_high: float | None
-    p_value: float | None  # two-sided Mann-Whitney U; None when not computed
+    p_value: float | None  # two-sided (one-sided: see ``test``); None when not computed
     verdict: str
     reason: str  # one short phrase saying why
     test: str = "Mann-Whitney U"  # or analysis.paired's test for A/B rounds
@@ -82,22 +82,27 @@ def clean_samples(values: Iterable[object] | None) -> list[float]:
     return out
 
 
-def min_p_value(n1: int, n2: int) -> float:
-    """Smallest two-sided p-value a rank test can give with ``n1`` + ``n2`` samples."""
+def min_p_value(n1: int, n2: int, one_sided: bool = False) -> float:
+    """Smallest p-value a rank test can give with ``n1`` + ``n2`` samples (two-sided unless
+    ``one_sided``: half of it)."""
     if n1 < 1 or n2 < 1:
         return 1.0
-    return min(1.0, 2.0 / math.comb(n1 + n2, n1))
+    return min(1.0, (1.0 if one_sided else 2.0) / math.comb(n1 + n2, n1))
 
 
-def can_be_significant(n1: int, n2: int, alpha: float = DEFAULT_ALPHA) -> bool:
-    return min_p_value(n1, n2) < alpha
+def can_be_significant(n1: int, n2: int, alpha: float = DEFAULT_ALPHA,
+                       one_sided: bool = False) -> bool:
+    return min_p_value(n1, n2, one_sided) < alpha
 
 
-def mann_whitney_p(baseline: list[float], candidate: list[float]) -> float:
-    """Two-sided Mann-Whitney U p-value; 1.0 when every sample is equal (nothing to rank)."""
+def mann_whitney_p(baseline: list[float], candidate: list[float],
+                   alternative: str = "two-sided") -> float:
+    """Mann-Whitney U p-value (``alternative`` as scipy's: ``"greater"`` tests whether the
+    baseline is the larger); 1.0 when every sample is equal (nothing to rank)."""
     if len(set(baseline) | set(candidate)) == 1:
         return 1.0
-    return float(sps.mannwhitneyu(baseline, candidate, alternative="two-sided").pvalue)
+    return float(sps.mannwhitneyu(baseline, candidate, alternative=alternative).pvalue)
+
 
 
 def ratio_of_medians_ci(
@@ -130,8 +135,12 @@ def compare_samples(
     alpha: float = DEFAULT_ALPHA,
     higher_is_better: bool = True,
     confidence: float = DEFAULT_CONFIDENCE,
+    worse_only: bool = False,
 ) -> SampleComparison:
-    """Verdict on two samples of one metric. Never raises on short or empty input."""
+    """Verdict on two samples of one metric. Never raises on short or empty input.
+
+    ``worse_only``: the test is one-sided, "is the candidate worse?" (a confirmation of a
+    regression already seen, whose direction is known before it is measured)."""
     b, c = clean_samples(baseline), clean_samples(candidate)
     nb, nc = len(b), len(c)
     change = None
@@ -142,12 +151,18 @@ def compare_samples(
         return _result(b, c, None, None, None, INCONCLUSIVE,
                        "no samples" if not (b and c) else "baseline median <= 0")
     ci = ratio_of_medians_ci(b, c, confidence)
-    if not can_be_significant(nb, nc, alpha):
+    test = "Mann-Whitney U" + (" (one-sided: worse)" if worse_only else "")
+    if not can_be_significant(nb, nc, alpha, worse_only):
         return _result(b, c, change, ci, None, INCONCLUSIVE,
                        f"too few samples ({nb} + {nc}): the smallest possible p is "
-                       f"{min_p_value(nb, nc):.3g}, not below alpha {alpha:g}")
-    p = mann_whitney_p(b, c)
-    return _result(b, c, change, ci, p, *decide(change, p, threshold, alpha, higher_is_better))
+                       f"{min_p_value(nb, nc, worse_only):.3g}, not below alpha {alpha:g}",
+                       test=test)
+    # scipy's "greater" asks whether the first sample (the baseline) is the larger one: a
+    # candidate worse at a higher-is-better metric.
+    alternative = ("greater" if higher_is_better else "less") if worse_only else "two-sided"
+    p = mann_whitney_p(b, c, alternative)
+    return _result(b, c, change, ci, p, *decide(change, p, threshold, alpha, higher_is_better),
+                   test=test)
 
 
 def _result(b: list[float], c: list[float], change: float | None,

@@ -122,7 +122,8 @@ def prepared_sweep(args: argparse.Namespace):
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import apply_confirmations, compare_frames
+    from harness.analysis.compare import (apply_confirmations, compare_frames,
+                                          confirmation_settings)
     from harness.execution.ab import check_baseline_commits, interleave
     from harness.execution.ab_run import ABRun, judge_folder, run_ab
     from harness.execution.gitref import repo_toplevel, resolve_ref
@@ -161,6 +162,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
             top=top, source=SOURCE_ROOT, ref=args.ref, ref_sha=ref_sha, sweep=sweep,
             rounds=rounds, interleave=args.interleave, threads=args.threads, out_dir=out_dir,
             run_id=run_id, candidate_env=candidate_env, judge=judge_folder(settings),
+            confirm_judge=judge_folder(confirmation_settings(settings)),
             extra_budget_s=args.extra_time, confirm=args.confirm, profile=args.profile))
     except KeyboardInterrupt:
         print(f"ab: interrupted; the worktree was removed, partial results in {out_dir}",

@@ -136,7 +136,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import apply_confirmations, compare_frames
+    from harness.analysis.compare import (apply_confirmations, compare_frames,
+                                          confirmation_settings)
     from harness.execution.ab_run import configs_with, confirm_batches
     from harness.execution.baselines import (
         baseline_path,
@@ -170,8 +171,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise UserError(f"no baseline for this machine ({measured})")
     baseline = load_side([measured], "baseline")
 
-    def judge(paths: list[Path]) -> dict:
-        return compare_frames(baseline, load_side(paths, "runs"), settings)
+    def judge(paths: list[Path], how=settings) -> dict:
+        return compare_frames(baseline, load_side(paths, "runs"), how)
 
     result = judge(runs)
     # Inconclusive verdicts: more whole runs (a run cannot single configs out), within budget.
@@ -187,7 +188,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"baseline: confirming {len(todo)} regression(s), batch {k}/{args.confirm}",
               file=sys.stderr)
         folder = out_dir / f"confirm-{k}"
-        return judge(run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, folder))
+        return judge(run_rounds(SOURCE_ROOT, flags, args.rounds, args.threads, folder),
+                     confirmation_settings(settings))
 
     confirmed = confirm_batches(configs_with(result, "regression"), args.confirm, batch)
     return emit_verdict(apply_confirmations(result, confirmed, settings.allow_inconclusive),

@@ -74,7 +74,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _confirm(args: argparse.Namespace, base, cand, result: dict, settings) -> list[dict]:
     """Re-measure the regressed configs (``--confirm`` batches at most, see
     ``confirm_batches``), each batch judged against the baseline on its own records."""
-    from harness.analysis.compare import compare_frames
+    from harness.analysis.compare import compare_frames, confirmation_settings
     from harness.execution.ab import matches
     from harness.execution.ab_run import configs_with, confirm_batches
     from harness.execution.baselines import key_of_records, this_machine_key
@@ -101,6 +101,7 @@ def _confirm(args: argparse.Namespace, base, cand, result: dict, settings) -> li
               f"{len(again)} fresh measurement(s)", file=sys.stderr, flush=True)
         out = folder / f"confirm-{k}.jsonl"
         remeasure(again, args.data_dir, out, as_run=False)
-        return compare_frames(base, load_side([str(out)], "re-measured candidate"), settings)
+        return compare_frames(base, load_side([str(out)], "re-measured candidate"),
+                              confirmation_settings(settings))
 
     return confirm_batches(flagged, args.confirm, batch)

@@ -49,6 +49,9 @@ class ABRun:
     # The verdict (``analysis.compare.compare_frames``' result) on the records in a folder;
     # None: no follow-up rounds. Interleaving by configs only.
     judge: Callable[[Path], dict[str, Any]] | None = None
+    # The verdict on one confirmation batch's folder (``compare.confirmation_settings``);
+    # None: ``judge``'s.
+    confirm_judge: Callable[[Path], dict[str, Any]] | None = None
     extra_budget_s: float = 0.0  # seconds of extra rounds for inconclusive configs
     confirm: int = 0  # confirmation batches for regressed configs
     profile: bool = False  # a last round per side with `run --profile` into profile/
@@ -84,11 +87,13 @@ def confirm_batches(flagged: list[dict], batches: int,
                     measure: Callable[[int, list[dict]], dict[str, Any]]) -> list[dict]:
     """Re-measure the ``flagged`` configs (verdict rows' config fields) up to ``batches``
     times: ``measure(k, configs)`` measures batch k (1-based) of the configs still standing and
-    returns the verdict on that batch alone. A config leaves at its first batch that does not
-    flag it again. Returns ``[{"config": ..., "verdicts": [verdict of each batch]}]``."""
+    returns the verdict on that batch alone (judged with ``analysis.compare``'s
+    ``confirmation_settings``). A config leaves at its first batch that does not flag it again.
+    Returns ``[{"config": ..., "verdicts": [verdict of each batch], "throughput": [each batch's
+    throughput change, p and size]}]``."""
     if batches <= 0:
         return []  # nothing re-measured: the verdict stands as it is
-    found = [{"config": c, "verdicts": []} for c in flagged]
+    found = [{"config": c, "verdicts": [], "throughput": []} for c in flagged]
     todo = list(flagged)
     for k in range(1, batches + 1):
         if not todo:
@@ -98,6 +103,10 @@ def confirm_batches(flagged: list[dict], batches: int,
             if entry["config"] in todo:
                 row = next((r for r in rows if r["config"] == entry["config"]), None)
                 entry["verdicts"].append(row["verdict"] if row else "not measured")
+                tp = (row or {}).get("throughput")
+                if tp:
+                    entry["throughput"].append({k: tp[k] for k in (
+                        "change", "p_value", "strata", "n_candidate", "test")})
         todo = [e["config"] for e in found if e["verdicts"][-1:] == ["regression"]]
     return found
 
@@ -108,7 +117,7 @@ def confirm_regressions(ab: ABRun, sides: dict[str, Side], scratch: Path) -> lis
     ``confirmations.json`` and returned (see ``confirm_batches``)."""
     if ab.judge is None or ab.confirm <= 0:
         return []
-    judge = ab.judge
+    judge = ab.confirm_judge or ab.judge
 
     def measure(k: int, todo: list[dict]) -> dict[str, Any]:
         print(f"ab: confirming {len(todo)} regression(s), batch {k}/{ab.confirm}: "
@@ -119,7 +128,8 @@ def confirm_regressions(ab: ABRun, sides: dict[str, Side], scratch: Path) -> lis
                    f"{ab.run_id}-c{k}", only=todo)
         return judge(folder)
 
-    found = confirm_batches(configs_with(judge(ab.out_dir), "regression"), ab.confirm, measure)
+    found = confirm_batches(configs_with(ab.judge(ab.out_dir), "regression"), ab.confirm,
+                            measure)
     if found:
         (ab.out_dir / CONFIRMATIONS).write_text(json.dumps(found, indent=2, default=str),
                                                 "utf-8")
@@ -170,7 +180,8 @@ def profile_round(ab: ABRun, sides: dict[str, Side], scratch: Path) -> Path:
 
 
 def judge_folder(settings: Any) -> Callable[[Path], dict[str, Any]]:
-    """``ABRun.judge`` with ``analysis.compare``'s rules and ``settings``."""
+    """``ABRun.judge`` (or ``confirm_judge``) with ``analysis.compare``'s rules and
+    ``settings``."""
     def judge(folder: Path) -> dict[str, Any]:
         from harness.analysis.compare import compare_frames
         from harness.store.frame import load_side

@@ -76,7 +76,9 @@ def _footer_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"REGRESSION {row['label']}: {row['why']}")
     for row in result["rows"]:
         if row["verdict"] == stats.INCONCLUSIVE:
-            lines.append(f"INCONCLUSIVE {row['label']}: {row['why']}")
+            lines.append(f"INCONCLUSIVE {row['label']}: {row['why']}"
+                         + ("" if row.get("blocking", True) else
+                            " (a possible improvement: does not fail the gate)"))
     if result["summary"].get("exit_status") == 3:
         lines.append("exit 3: inconclusive verdicts remain; measure more repeats or rounds, or "
                      "pass --allow-inconclusive to accept them")
