@@ -412,3 +412,44 @@ def test_an_unknown_override_key_is_a_programming_error():
     msg = err.value.args[0]
     assert msg.startswith("unknown sweep setting 'modles'; valid: ")
     assert {"models", "devices", "batch_sizes", "warmup", "lr"} <= set(_valid_list(msg))
+
+
+def _suite_on(name, device):
+    """The suite's configs as its ``auto`` device would give them on ``device`` (a CUDA
+    machine is simulated by resolving device names only; nothing runs)."""
+    from unittest import mock
+
+    from harness.core import suites
+
+    with mock.patch.object(suites, "resolve_device",
+                           lambda d: device if d in ("auto", device) else d):
+        return expand(merge_settings(load_suite(name), {}))
+
+
+def test_the_gpu_suite_is_the_published_setups():
+    """Issue 11's gpu suite: resnet50, vit_b_16, gpt2; fp32, amp-bf16, amp-fp16; sgd and adam.
+    Its ResNet-50 rows are NVIDIA's and Lambda's setup: batch 256 per GPU on 3x224x224
+    images of 1000 classes, synthetic data; GPT-2 small trains on 1,024-token sequences."""
+    from models import get_model_info
+
+    cfgs = _suite_on("gpu", "cuda")
+    grid = {(c.model, c.precision, c.optimizer) for c in cfgs}
+    assert grid == {(m, p, o) for m in ("resnet50", "vit_b_16", "gpt2")
+                    for p in ("fp32", "amp-bf16", "amp-fp16") for o in ("sgd", "adam")}
+    assert len(cfgs) == 18 and {c.device for c in cfgs} == {"cuda"}
+    r50 = [c for c in cfgs if c.model == "resnet50"]
+    assert {(c.batch_size, c.dataset, c.input) for c in r50} == {(256, "synthetic", "resident")}
+    info = get_model_info("resnet50")
+    assert (info.input_shape, info.num_classes) == ((3, 224, 224), 1000)
+    assert all(c.image_size in (None, 224) and c.num_classes in (None, 1000) for c in r50)
+    assert get_model_info("gpt2").input_shape == (1024,)
+    assert all(c.seq_len in (None, 1024) for c in cfgs if c.model == "gpt2")
+
+
+def test_the_cpu_standard_suite_runs_the_same_models_small():
+    cfgs = _suite_on("cpu-standard", "cpu")
+    assert {c.model for c in cfgs} == {"resnet50", "vit_b_16", "gpt2"}
+    assert {c.device for c in cfgs} == {"cpu"}
+    # small batches at the models' real input sizes (no image_size / seq_len override)
+    assert max(c.batch_size for c in cfgs) <= 8
+    assert all(c.image_size is None and c.seq_len is None for c in cfgs)

@@ -209,3 +209,21 @@ def test_the_loader_mode_reads_training_files_once(cifar_dir, tmp_path):
     folder = load_dataset(f"imagefolder:{tmp_path / 'imgs'}", CPU, held_out_only=True,
                           spec=InputSpec(image_size=8))
     assert folder.train_x.shape[0] == 0 and folder.eval_x.shape[0] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (pinned host memory)")
+def test_on_cuda_loader_batches_come_pinned_and_land_on_the_gpu():
+    """Pinned host memory is what lets ``non_blocking=True`` copies overlap with compute; a
+    pageable batch would copy synchronously and the data-wait share would be misread."""
+    gpu = torch.device("cuda")
+    base = load_dataset("synthetic", CPU, train_samples=64, eval_samples=16)
+    data = loader_data(base, "synthetic", gpu, size=32, batch_size=8, workers=1,
+                       transforms="standard", seed=0, data_dir="data", data_seed=0,
+                       train_samples=None)
+    try:
+        raw_x, _ = next(iter(data.loader))
+        assert raw_x.is_pinned()
+        x, y = data.batch(torch.zeros(1))
+        assert x.is_cuda and y.is_cuda and x.shape == (8, 3, 32, 32)
+    finally:
+        data.close()

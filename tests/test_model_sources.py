@@ -227,3 +227,31 @@ def test_a_model_that_cannot_run_is_a_row_and_the_sweep_goes_on(tmp_path, monkey
     assert good["status"] == "ok" and good["input_shape"] == "3x32x32"
     assert good["model_classes"] == 4
     assert code == 0  # failed configs are rows: the sweep itself succeeded
+
+
+
+@pytest.mark.parametrize("name", ["resnet50", "vit_b_16", "torchvision:resnet18",
+                                  "timm:resnet18"])
+def test_models_are_randomly_initialised_and_never_fetch_weights(name, monkeypatch):
+    """A benchmark of training speed never loads pretrained weights: offline CI would fail, and
+    a cached download would quietly change what is trained. Two builds under different seeds
+    must differ (pretrained weights, downloaded or cached, would be identical), and no socket
+    may be opened while building."""
+    import socket
+
+    if name.startswith("timm:"):
+        pytest.importorskip("timm")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"building {name} opened a network connection: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = create_model(name, num_classes=10, image_size=32)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()
+                                  if p.dim() > 1]))
+    assert weights[0].shape == weights[1].shape
+    assert not torch.equal(weights[0], weights[1])
