@@ -10,7 +10,7 @@ per config, where the throughput step was found in the stepped series, and how m
 found anywhere in the flat one (every one is a false alarm).
 
     python -m benchmarks.history_evidence [--commits 20] [--step-at 12] [--slowdown 0.087]
-        [--out results/examples/history-evidence.txt]
+        [--out results/examples/history-evidence.txt] [--keep DIR | --reanalyse DIR]
 
 A slowdown s makes throughput 1 / (1 + s): 0.087 is an 8% drop. This is a benchmark, not a
 test: a run of its 12 configs takes about 20 s here, so the default takes about 15 minutes.
@@ -73,6 +73,8 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / "results" / "examples" / "history-evidence.txt"))
     p.add_argument("--keep", metavar="DIR",
                    help="keep the series' records (and history reports) in DIR to inspect")
+    p.add_argument("--reanalyse", metavar="DIR",
+                   help="record nothing: run history again on what --keep DIR kept")
     args = p.parse_args()
     lines: list[str] = []
 
@@ -85,28 +87,42 @@ def main() -> None:
     say(f"# stepped series: TRAINMARK_INJECT_SLOWDOWN={args.slowdown:g} from commit "
         f"{args.step_at} on (throughput x {1 / (1 + args.slowdown):.3f}); flat series: never")
     with tempfile.TemporaryDirectory(prefix="trainmark-history-") as tmp:
-        keep = Path(args.keep) if args.keep else Path(tmp)
+        keep = Path(args.reanalyse or args.keep or tmp)
         stepped, flat = keep / "stepped", keep / "flat"
-        stepped.mkdir(parents=True)
-        flat.mkdir(parents=True)
-        for i in range(args.commits):  # interleaved, so load drifts hit both series alike
-            record_commit(stepped, i, args.slowdown if i >= args.step_at else 0.0)
-            record_commit(flat, i, 0.0)
-            say(f"commit {i:2d} recorded (load {os.getloadavg()[0]:.1f})")
+        if args.reanalyse:
+            say(f"# re-analysed: the records kept in {keep.name}/ by an earlier run")
+        else:
+            stepped.mkdir(parents=True)
+            flat.mkdir(parents=True)
+            for i in range(args.commits):  # interleaved, so load drifts hit both series alike
+                record_commit(stepped, i, args.slowdown if i >= args.step_at else 0.0)
+                record_commit(flat, i, 0.0)
+                say(f"commit {i:2d} recorded (load {os.getloadavg()[0]:.1f})")
         found, false = history(stepped), history(flat)
     say()
     say("# stepped series: regression steps found (config, metric, first changed commit, "
-        "change, adjusted p)")
+        "the range it may be in, change, adjusted p)")
+    in_range, widths = 0, []
     for s in (s for s in found if s["verdict"] == "regression"):
         at = int(s["first_changed"][:2])
+        lo, hi = (int(c[:2]) for c in s["first_changed_range"])
         mark = "RIGHT COMMIT" if at == args.step_at else f"off by {at - args.step_at:+d}"
+        covered = lo <= args.step_at <= hi
+        if s["metric"] == "throughput":
+            in_range += covered
+            widths.append(hi - lo + 1)
         say(f"{s['config'].get('model')} {s['config'].get('optimizer')} "
             f"bs={s['config'].get('batch_size')} {s['metric']}: commit "
-            f"{at} ({mark}), {s['change']:+.1%}, p={s['p_adjusted']:.2g}")
+            f"{at} ({mark}), may be {lo}..{hi} ({'holds' if covered else 'MISSES'} "
+            f"commit {args.step_at}), {s['change']:+.1%}, p={s['p_adjusted']:.2g}")
     right = {json.dumps(s["config"], sort_keys=True) for s in found
              if s["verdict"] == "regression" and s["metric"] == "throughput"
              and int(s["first_changed"][:2]) == args.step_at}
     say(f"# throughput step found at the right commit in {len(right)} of 12 stepped series")
+    if widths:
+        say(f"# the reported range holds the right commit in {in_range} of {len(widths)} "
+            f"throughput steps; range sizes {sorted(widths)} commits (median "
+            f"{sorted(widths)[len(widths) // 2]})")
     others = [s for s in found if s["verdict"] != "regression" or s["metric"] != "throughput"]
     say(f"# stepped series, other steps (memory/accuracy, improvements): {len(others)}")
     say(f"# flat series: {len(false)} steps found in any metric (false alarms)")

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from harness.analysis.history import build_history, detect_steps, regressions
+from harness.analysis.history import build_history, detect_steps, location_range, regressions
 from harness.cli import main
 from harness.store.frame import records_to_frame
 
@@ -160,3 +160,48 @@ def test_results_without_commits_are_a_usage_error(tmp_path, capsys):
     (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert main(["history", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "h")]) == 2
     assert "no ok records with a git commit" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ where exactly: the range
+
+
+def test_a_noisy_boundary_point_widens_the_range_by_hand():
+    # Levels 100 (points 0-6) and 90 (points 7-13); point 6 measured 96, between them.
+    values = [100, 102, 98, 100, 101, 99, 96, 90, 92, 88, 90, 91, 89, 90]
+    [(k, *_)] = detect_steps(values, alpha=0.05)
+    assert k == 7  # split 7 costs 10 + 6 = 16 absolute deviation, split 6 costs 6 + 12 = 18
+    # Scale b = (10 + 6) / 14; moving the split to 6 costs 18 - 16 = 2 <= b ln 20 = 3.42: in.
+    # To 5: 2 + |99 - 90| - |99 - 100| = 10 > 3.42; to 8: |90 - 100| - |90 - 90| = 10: out.
+    assert location_range(values, 7, 0, 14) == (6, 7)
+
+
+def test_a_clean_step_has_a_single_commit_and_a_noiseless_one_too():
+    assert location_range(series(step_at=12), 12, 0, 20) == (12, 12)
+    flat_levels = [100.0] * 8 + [90.0] * 8
+    assert location_range(flat_levels, 8, 0, 16) == (8, 8)
+
+
+def test_the_range_is_reported_in_every_output(tmp_path, capsys):
+    # a 10% drop at commit 12 whose commit-12 point measured 6% fast, and noise of +-3%
+    values = [100 * (1 + 3 * w) for w in WIGGLE]
+    values = [v * (0.9 if i >= 12 else 1) for i, v in enumerate(values)]
+    values[12] = 96.0
+    recs = [{**PROVENANCE, "model": "convnet", "dataset": "synthetic", "batch_size": 32,
+             "precision": "fp32", "optimizer": "sgd", "status": "ok",
+             "git_commit": f"{i:02d}" + "c" * 38, "git_commit_time":
+             f"2026-11-01T{i:02d}:00:00+00:00", "timestamp": "2026-12-01T00:00:00+00:00",
+             "throughput": v, "throughput_unit": "samples/s", "eval_accuracy": 0.5}
+            for i, v in enumerate(values)]
+    [step] = [st for s in build_history(records_to_frame(recs)) for st in s.steps]
+    assert step.first_after[:2] == "13"  # the noisy point 12 fooled the best split ...
+    assert (step.earliest[:2], step.latest[:2], step.candidates) == ("12", "13", 2)  # not this
+    path = tmp_path / "h.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["history", str(path), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "may be any of 2 from 12cccccccccc to 13cccccccccc" in out
+    assert main(["history", str(path), "--out", str(tmp_path / "out"), "--format", "json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert [c[:2] for c in row["first_changed_range"]] == ["12", "13"]
+    assert "12cccccccccc .. 13cccccccccc (2 commits)" in (tmp_path / "out" / "history.md") \
+        .read_text()

@@ -20,10 +20,22 @@ and then both sides are searched again. With 20 points and ``min_segment`` 4 the
 adjusted p of a split 4 | 16 is 2 / C(20, 4) x 13 = 0.005 < 0.01, so a step needs at least four
 commits on each side before it can be told from noise: a step in the last three commits is not
 reported until more history arrives.
+
+**Where exactly** is as uncertain as the points next to the step are noisy: a commit just after
+a 10% step measured 6% fast on a busy machine reads as unchanged, and the best split lands one
+commit late (the evidence did so in 7 of 12 series). So each step also gives the *range* of
+commits that may be the first changed one: a likelihood support interval of the split under
+the L1 cost's own noise model (Laplace, scale ``b`` = the mean absolute deviation of every point
+from its stretch's median). Moving the split from the best position to another one costs
+``delta`` more absolute deviation; positions with ``delta / b <= log(SUPPORT)`` (``SUPPORT`` =
+20: the data favour the best position by less than 20 to 1) stay in the range. A clean step
+(noise far below its size) gives a single commit; a step as large as the noise gives several,
+and ``trainmark bisect`` over that range settles it.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +47,8 @@ from harness.core.config import CONFIG_FIELDS
 from harness.schema import machine_key
 
 DEFAULT_MIN_SEGMENT = 4
+# Likelihood ratio within which another split position stays in a step's commit range.
+SUPPORT = 20.0
 # metric name -> (candidate columns, first present wins; higher is better; unit)
 METRICS: dict[str, tuple[tuple[str, ...], bool, str]] = {
     "throughput": (("throughput",), True, "samples/s"),
@@ -66,6 +80,11 @@ class Step:
     p_value: float  # Mann-Whitney U of the split
     p_adjusted: float  # times the candidate splits of its segment, at most 1
     verdict: str  # stats.REGRESSION or stats.IMPROVEMENT
+    # The commits that may be the first changed one (``location_range``), earliest and latest;
+    # both ``first_after`` when the step's place is clear.
+    earliest: str = ""
+    latest: str = ""
+    candidates: int = 1  # how many commits the range holds
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,30 @@ def detect_steps(values: Sequence[float], *, threshold: float = stats.DEFAULT_TH
 
     search(0, len(values))
     return sorted(found)
+
+
+def location_range(values: Sequence[float], k: int, lo: int, hi: int) -> tuple[int, int]:
+    """The first and last index that may be the first point after a step found at ``k`` in
+    the flat stretches ``values[lo:k]`` and ``values[k:hi]`` (module docstring: a likelihood
+    support interval under Laplace noise). Each side keeps at least one point."""
+    before, after = statistics.median(values[lo:k]), statistics.median(values[k:hi])
+    residuals = [abs(v - before) for v in values[lo:k]] + [abs(v - after) for v in values[k:hi]]
+    scale = statistics.fmean(residuals)
+    if scale <= 0:
+        return k, k  # noiseless stretches: the step is exactly where it is
+
+    def cost(i: int) -> float:  # absolute deviation with the split at i, levels held fixed
+        return (sum(abs(v - before) for v in values[lo:i])
+                + sum(abs(v - after) for v in values[i:hi]))
+
+    limit = cost(k) + scale * math.log(SUPPORT)
+    first = k
+    while first - 1 > lo and cost(first - 1) <= limit:
+        first -= 1
+    last = k
+    while last + 1 < hi and cost(last + 1) <= limit:
+        last += 1
+    return first, last
 
 
 def _metric_column(frame: pd.DataFrame, metric: str) -> str | None:
@@ -193,8 +236,11 @@ def _steps(points: list[Point], higher_is_better: bool, threshold: float, alpha:
         after = statistics.median(values[k:bounds[j + 1]])
         change = after / before - 1
         better = change if higher_is_better else -change
+        first, last = location_range(values, k, bounds[j - 1], bounds[j + 1])
         steps.append(Step(k, points[k - 1].commit, points[k].commit, before, after, change, p,
-                          adjusted, stats.IMPROVEMENT if better > 0 else stats.REGRESSION))
+                          adjusted, stats.IMPROVEMENT if better > 0 else stats.REGRESSION,
+                          earliest=points[first].commit, latest=points[last].commit,
+                          candidates=last - first + 1))
     return steps
 
 

@@ -70,7 +70,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.format == "json":  # every step, improvements too, for tools
         print(json.dumps([{"config": s.config, "machine": s.machine, "metric": s.metric,
                            "verdict": st.verdict, "last_good": st.last_before,
-                           "first_changed": st.first_after, "before": st.before,
+                           "first_changed": st.first_after,
+                           "first_changed_range": [st.earliest, st.latest],
+                           "range_commits": st.candidates, "before": st.before,
                            "after": st.after, "change": st.change, "p_value": st.p_value,
                            "p_adjusted": st.p_adjusted}
                           for s in history for st in s.steps], indent=2, default=str))
@@ -78,8 +80,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         from harness.render.figures import series_label
 
         for s, st in regs:
+            where = ("" if st.candidates == 1 else
+                     f"; the first changed commit may be any of {st.candidates} from "
+                     f"{st.earliest[:12]} to {st.latest[:12]} (bisect them)")
             print(f"REGRESSION {series_label(s.config)} {s.metric} {st.change:+.1%} between "
-                  f"{st.last_before[:12]} and {st.first_after[:12]} (p={st.p_adjusted:.2g})")
+                  f"{st.last_before[:12]} and {st.first_after[:12]} (p={st.p_adjusted:.2g})"
+                  + where)
         print(f"{len(regs)} regression steps in {len(history)} series")
     print(f"history: {path} and {path.with_name('history.md')}", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__
-from harness.analysis.history import METRICS, Series, regressions
+from harness.analysis.history import METRICS, SUPPORT, Series, regressions
 from harness.errors import UserError
 from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, history_figure, series_label
@@ -33,12 +33,15 @@ def steps_table(pairs: Sequence[tuple[Series, object]]) -> pd.DataFrame:
     rows = [{
         "config": series_label(s.config), "machine": s.machine, "metric": s.metric,
         "last good": st.last_before[:12], "first changed": st.first_after[:12],
+        "may be": (st.first_after[:12] if st.candidates == 1
+                   else f"{st.earliest[:12]} .. {st.latest[:12]} ({st.candidates} commits)"),
         "before": _value(s, st.before), "after": _value(s, st.after), "unit": _unit(s),
         "change": f"{st.change:+.1%}", "p (adjusted)": f"{st.p_adjusted:.2g}",
         "verdict": st.verdict,
     } for s, st in pairs]
     return pd.DataFrame(rows, columns=["config", "machine", "metric", "last good",
-                                       "first changed", "before", "after", "unit", "change",
+                                       "first changed", "may be", "before", "after", "unit",
+                                       "change",
                                        "p (adjusted)", "verdict"])
 
 
@@ -59,12 +62,17 @@ def history_sections(history: Sequence[Series], charts: Sequence[Chart], thresho
               f"whose per-commit values differ by a two-sided Mann-Whitney U test with p below "
               f"{alpha:g} after multiplying by the number of splits tried (Bonferroni), and whose "
               f"medians differ by more than {threshold:.1%}; each side needs at least "
-              f"{min_segment} commits. Each commit is one point: the median of its records.")
+              f"{min_segment} commits. Each commit is one point: the median of its records. "
+              f"Noise near a step can move the best split by a commit or more, so 'may be' gives "
+              f"every commit the data do not rule out as the first changed one: split positions "
+              f"that the data disfavour by less than {SUPPORT:g} to 1 under Laplace noise (the "
+              f"L1 cost's model) with the series' mean absolute deviation as its scale.")
     return [
         Section("Regressions", "regressions", [
             f"{len(regs)} regression step{'s' * (len(regs) != 1)} in {len(history)} series, "
             "largest first. 'first changed' is the first commit measured after the step: the "
-            "change landed after 'last good' and no later than it."],
+            "change landed after 'last good' and no later than it, if that commit's point "
+            "is not itself noise; 'may be' is the range the noise allows (bisect it)."],
             [Table(steps_table(regs), empty="No regression step in any series.")]),
         Section("Method", "method", [method]),
         Section("Series", "series", [], [*charts, Table(series_table(history), "All series")]),
