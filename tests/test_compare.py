@@ -730,3 +730,17 @@ def test_refusals_say_why_in_full():
     assert str(exc.value) == (
         "no config matched: the baseline has 1 configs, the candidate 1, none with the same "
         "model, dataset, device, batch_size, precision, optimizer, ...")
+
+
+def test_improvements_of_memory_and_accuracy_are_named_in_the_why():
+    # memory 900 -> 600 MiB: -300/900 = -33.3%; accuracy 0.9 -> 0.95: +5.0 points
+    row = _row([record()], [record(eval_accuracy=0.95, peak_rss_bytes=600 * MIB)])
+    assert row["verdict"] == "improvement" and row["failed"] == []
+    assert row["why"] == ("memory -33.3% (improvement); accuracy +5.0 pt (improvement); "
+                          f"throughput: {row['throughput']['reason']}")
+
+
+def test_accuracy_measured_on_the_candidate_only_says_so():
+    row = _row([record(eval_accuracy=None)], [record()])
+    assert row["accuracy"]["verdict"] == "inconclusive"
+    assert row["why"].startswith("accuracy (inconclusive: measured on the candidate only); ")

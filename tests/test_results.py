@@ -282,3 +282,14 @@ def test_missing_value_in_an_object_column_is_none_whatever_the_other_values(tmp
     assert str(df["repeat_throughputs"].dtype) == "object"
     assert df.loc[0, "repeat_throughputs"] == 250.0
     assert df.loc[1, "repeat_throughputs"] is None
+
+
+def test_tuples_and_negative_infinity_are_cleaned_like_lists(tmp_path):
+    """A tuple (e.g. a config's shape) holding a non-finite value, and -inf at the top level,
+    become nulls too; finite values and non-float values pass through unchanged."""
+    path = tmp_path / "r.jsonl"
+    ResultsWriter(path).write(rec(0, shape=(3, float("nan"), 32), eval_loss=float("-inf"),
+                                  flag=True, count=7, name="x"))
+    (back,) = read_records(path)
+    assert back["shape"] == [3, None, 32] and back["eval_loss"] is None
+    assert (back["flag"], back["count"], back["name"]) == (True, 7, "x")
