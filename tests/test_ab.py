@@ -214,8 +214,12 @@ def test_sigterm_becomes_an_interrupt_so_cleanup_runs():
 def test_ab_removes_the_worktree_and_workers_on_ctrl_c(repo, tmp_path):
     sig = signal.SIGINT
     cmd, env = ab_cmd(repo, "HEAD", "--rounds", "50", "--out-dir", str(tmp_path / "o"), *TINY)
+    # A Ctrl-C from a terminal: SIGINT handled by default in the child, even when this test
+    # process was started with SIGINT ignored (a background job of a non-interactive shell, as
+    # some CI runners start it): the child would inherit the ignore and never see the signal.
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while len(worktrees(repo)) < 2 and time.monotonic() < deadline:
