@@ -348,7 +348,7 @@ def _result(*rows):
 
 
 def test_a_confirmed_regression_stays_and_an_unconfirmed_one_is_inconclusive():
-    from harness.analysis.compare import apply_confirmations
+    from harness.analysis.confirmation import apply_confirmations
 
     result = _result(("convnet", "regression"), ("resnet20", "regression"),
                      ("transformer", "no change"))
@@ -367,7 +367,7 @@ def test_a_confirmed_regression_stays_and_an_unconfirmed_one_is_inconclusive():
 
 
 def test_when_no_regression_is_confirmed_the_gate_exits_3_or_0_if_allowed():
-    from harness.analysis.compare import apply_confirmations
+    from harness.analysis.confirmation import apply_confirmations
 
     def run(allow):
         return apply_confirmations(_result(("convnet", "regression")),
@@ -382,7 +382,7 @@ def test_when_no_regression_is_confirmed_the_gate_exits_3_or_0_if_allowed():
 
 
 def test_confirmations_default_to_failing_the_gate_on_an_unconfirmed_regression():
-    from harness.analysis.compare import apply_confirmations
+    from harness.analysis.confirmation import apply_confirmations
 
     out = apply_confirmations(_result(("convnet", "regression")),
                               [{"config": {"model": "convnet"}, "verdicts": ["no change"]}])
@@ -390,7 +390,7 @@ def test_confirmations_default_to_failing_the_gate_on_an_unconfirmed_regression(
 
 
 def test_confirmations_touch_only_re_measured_regressions_and_extend_the_why():
-    from harness.analysis.compare import apply_confirmations
+    from harness.analysis.confirmation import apply_confirmations
 
     result = _result(("transformer", "no change"), ("resnet20", "regression"),
                      ("convnet", "regression"), ("mlp", "regression"))

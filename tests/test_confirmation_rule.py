@@ -6,13 +6,8 @@ equally likely orderings), never taken from the code."""
 import pytest
 
 from harness.analysis import paired, stats
-from harness.analysis.compare import (
-    CONFIRM_ALPHA,
-    Settings,
-    apply_confirmations,
-    compare_frames,
-    confirmation_settings,
-)
+from harness.analysis.compare import Settings, compare_frames
+from harness.analysis.confirmation import CONFIRM_ALPHA, apply_confirmations, confirmation_settings
 from harness.render.verdicts import render_markdown, render_text
 from harness.store.frame import records_to_frame
 from tests.test_compare import record

@@ -55,45 +55,24 @@ class Settings:
     alpha: float = stats.DEFAULT_ALPHA  # significance level of the two-sided test
     allow_different_machines: bool = False
     allow_inconclusive: bool = False  # inconclusive verdicts exit 0 instead of 3
-    # The throughput test asks only "is the candidate slower?" (``confirmation_settings``).
+    # The throughput test asks only "is the candidate slower?" (``analysis.confirmation``).
     one_sided: bool = False
 
 
-# A confirmation re-measures a regression already seen, so its direction is known before it is
-# measured: one batch of fresh rounds reproduces it when it is slower by a one-sided test at 0.05
-# and by more than half the threshold. Two-sided at 0.01 *and* beyond the whole threshold again,
-# as before, missed 2 of 10 real 5% slowdowns: a true 5-6% drop measures below 5% in about half
-# of its fresh batches, and 8 fresh rounds had to fall on the same side every time. Half the
-# threshold still keeps a fluke out: an unchanged tree must first be flagged (p < 0.01, beyond the
-# threshold) and then measure a significant slowdown of half the threshold in fresh processes.
-CONFIRM_ALPHA = 0.05
-
-
-def confirmation_settings(settings: Settings) -> Settings:
-    """How one confirmation batch is judged on its own records: throughput one-sided at
-    ``CONFIRM_ALPHA`` (or the gate's alpha, if larger) beyond half the threshold; memory and
-    accuracy as the gate judges them."""
-    return dataclasses.replace(settings, threshold=settings.threshold / 2, one_sided=True,
-                               alpha=max(settings.alpha, CONFIRM_ALPHA))
-
-
-def exit_status(rows: Iterable[dict[str, Any]], allow_inconclusive: bool) -> int:
+def exit_status(rows: list[dict[str, Any]], allow_inconclusive: bool) -> int:
     """1 on any regression; else 3 on any inconclusive verdict that blocks (``_blocks``) unless
     allowed; else 0."""
-    rows = list(rows)
     if any(r["verdict"] == stats.REGRESSION for r in rows):
         return EXIT_REGRESSION
-    if not allow_inconclusive and any(r["verdict"] == stats.INCONCLUSIVE
-                                      and r.get("blocking", True) for r in rows):
-        return EXIT_INCONCLUSIVE
-    return EXIT_OK
+    blocked = any(r["verdict"] == stats.INCONCLUSIVE and r.get("blocking", True) for r in rows)
+    return EXIT_INCONCLUSIVE if blocked and not allow_inconclusive else EXIT_OK
 
 
-def _summary(rows: list[dict[str, Any]], allow_inconclusive: bool) -> dict[str, int]:
+def summarize(rows: list[dict[str, Any]], allow_inconclusive: bool) -> dict[str, int]:
+    """The summary's verdict counts, how many inconclusive ones block, and the exit status."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in stats.VERDICTS}
-    return {**counts, "blocking": sum(r["verdict"] == stats.INCONCLUSIVE
-                                      and r.get("blocking", True) for r in rows),
-            "exit_status": exit_status(rows, allow_inconclusive)}
+    blocking = sum(r["verdict"] == stats.INCONCLUSIVE and r.get("blocking", True) for r in rows)
+    return {**counts, "blocking": blocking, "exit_status": exit_status(rows, allow_inconclusive)}
 
 
 # ------------------------------------------------------------------------------ matching
@@ -378,7 +357,7 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
     only_b = [_label(dict(zip(axes, k, strict=True)), shown) for k in gb if k not in gc]
     only_c = [_label(dict(zip(axes, k, strict=True)), shown) for k in gc if k not in gb]
     return {
-        "summary": {"configs": len(rows), **_summary(rows, settings.allow_inconclusive)},
+        "summary": {"configs": len(rows), **summarize(rows, settings.allow_inconclusive)},
         "settings": dataclasses.asdict(settings),
         "matched_on": axes,
         "machine_differences": {k: {"baseline": b, "candidate": c}
@@ -390,37 +369,6 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
         "only_in_candidate": only_c,
         "notes": notes,
     }
-
-
-def apply_confirmations(result: dict[str, Any], confirmations: list[dict[str, Any]],
-                        allow_inconclusive: bool = False) -> dict[str, Any]:
-    """Fold confirmation batches (``execution.ab_run.confirm_batches``: per regressed config,
-    the verdict of each fresh re-measurement, judged with ``confirmation_settings``) into
-    ``result``. A regression that every batch flagged again stays one, marked ``confirmed``;
-    one that a batch did not flag becomes ``inconclusive`` (seen once, not reproduced: neither a
-    pass nor a failure). The summary counts and the exit status follow."""
-    if not confirmations:
-        return result
-    for row in result["rows"]:
-        entry = next((c for c in confirmations if c["config"] == row["config"]), None)
-        if entry is None or not entry["verdicts"] or row["verdict"] != stats.REGRESSION:
-            continue  # not re-measured: the verdict stands
-        verdicts = list(entry["verdicts"])
-        row["confirmations"] = verdicts
-        row["confirmed"] = all(v == stats.REGRESSION for v in verdicts)
-        measured = ", ".join(f"{t['change']:+.1%}" + (f" p={t['p_value']:.2g}"
-                                                      if t.get("p_value") is not None else "")
-                             for t in entry.get("throughput", []) if t.get("change") is not None)
-        size = f": {measured}" if measured else ""
-        if row["confirmed"]:
-            row["why"] += f"; confirmed by {len(verdicts)} fresh re-measurement(s){size}"
-        else:
-            row["verdict"], row["blocking"] = stats.INCONCLUSIVE, True
-            row["why"] += ("; not confirmed when measured again in fresh rounds ("
-                           + ", ".join(verdicts) + f"){size}")
-    result["summary"].update(_summary(result["rows"], allow_inconclusive),
-                             confirmed=sum(bool(r.get("confirmed")) for r in result["rows"]))
-    return result
 
 
 def _why(row: dict[str, Any], tp: stats.SampleComparison, parts: dict[str, str]) -> str:

@@ -122,7 +122,8 @@ def prepared_sweep(args: argparse.Namespace):
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import apply_confirmations, compare_frames, confirmation_settings
+    from harness.analysis.compare import compare_frames
+    from harness.analysis.confirmation import apply_confirmations, confirmation_settings
     from harness.execution.ab import check_baseline_commits, interleave
     from harness.execution.ab_run import ABRun, judge_folder, run_ab
     from harness.execution.gitref import repo_toplevel, resolve_ref

@@ -136,7 +136,8 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import apply_confirmations, compare_frames, confirmation_settings
+    from harness.analysis.compare import compare_frames
+    from harness.analysis.confirmation import apply_confirmations, confirmation_settings
     from harness.execution.ab_run import configs_with, confirm_batches
     from harness.execution.baselines import (
         baseline_path,

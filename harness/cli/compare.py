@@ -47,7 +47,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import apply_confirmations, compare_frames
+    from harness.analysis.compare import compare_frames
+    from harness.analysis.confirmation import apply_confirmations
     from harness.store.frame import load_side
 
     settings = settings_from_args(args)  # bad options fail before any file is read
@@ -74,7 +75,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _confirm(args: argparse.Namespace, base, cand, result: dict, settings) -> list[dict]:
     """Re-measure the regressed configs (``--confirm`` batches at most, see
     ``confirm_batches``), each batch judged against the baseline on its own records."""
-    from harness.analysis.compare import compare_frames, confirmation_settings
+    from harness.analysis.compare import compare_frames
+    from harness.analysis.confirmation import confirmation_settings
     from harness.execution.ab import matches
     from harness.execution.ab_run import configs_with, confirm_batches
     from harness.execution.baselines import key_of_records, this_machine_key

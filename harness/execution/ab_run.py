@@ -8,7 +8,7 @@ that keep a verdict honest (``execution.ab`` holds the sides, workers and interl
 3. **Confirmation of regressions** (``confirm`` times): the regressed configs are measured
    again for ``rounds`` fresh rounds into ``confirm-K/``, judged on those records alone. A
    regression stands only if every confirmation flags it too; ``confirmations.json`` says what
-   each found, and ``analysis.compare.apply_confirmations`` folds it into the verdict.
+   each found, and ``analysis.confirmation.apply_confirmations`` folds it into the verdict.
 4. With ``profile``, one more worker per side profiles every config (``profile/``), for
    ``trainmark explain``.
 """
@@ -49,7 +49,7 @@ class ABRun:
     # The verdict (``analysis.compare.compare_frames``' result) on the records in a folder;
     # None: no follow-up rounds. Interleaving by configs only.
     judge: Callable[[Path], dict[str, Any]] | None = None
-    # The verdict on one confirmation batch's folder (``compare.confirmation_settings``);
+    # The verdict on one confirmation batch's folder (``analysis.confirmation``);
     # None: ``judge``'s.
     confirm_judge: Callable[[Path], dict[str, Any]] | None = None
     extra_budget_s: float = 0.0  # seconds of extra rounds for inconclusive configs
@@ -87,7 +87,7 @@ def confirm_batches(flagged: list[dict], batches: int,
                     measure: Callable[[int, list[dict]], dict[str, Any]]) -> list[dict]:
     """Re-measure the ``flagged`` configs (verdict rows' config fields) up to ``batches``
     times: ``measure(k, configs)`` measures batch k (1-based) of the configs still standing and
-    returns the verdict on that batch alone (judged with ``analysis.compare``'s
+    returns the verdict on that batch alone (judged with ``analysis.confirmation``'s
     ``confirmation_settings``). A config leaves at its first batch that does not flag it again.
     Returns ``[{"config": ..., "verdicts": [verdict of each batch], "throughput": [each batch's
     throughput change, p and size]}]``."""
