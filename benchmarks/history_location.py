@@ -8,7 +8,8 @@ seeded. For every noise level: the share of series where a regression step is fo
 first changed commit is exact, and where ``location_range`` holds the true commit, with the
 range's mean size.
 
-    python -m benchmarks.history_location [--trials 400] [--step 0.08] [--noise 0.01,0.02,0.03,0.04]
+    python -m benchmarks.history_location [--trials 400] [--step 0.08]
+        [--noise 0.01,0.02,0.03,0.04]
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def main() -> None:
     args = p.parse_args()
     print(f"{args.trials} seeded series of {args.commits} commits, a {args.step:.0%} drop from "
           f"commit {args.step_at}")
-    print(f"{'noise':>8} {'sd':>4} {'found':>6} {'exact':>6} {'range holds':>12} {'range size':>11}")
+    print(f"{'noise':>8} {'sd':>4} {'found':>6} {'exact':>6} {'range holds':>12} "
+          f"{'range size':>11}")
     for dist in ("normal", "laplace"):
         for noise in (float(x) for x in args.noise.split(",")):
             r = simulate(noise, dist, step=args.step, commits=args.commits,

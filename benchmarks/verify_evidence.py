@@ -12,8 +12,13 @@ and, separately, the first replays that looked like a regression before the conf
 round lists the configs' changes as verify judged them (relative to the run-wide shift, when the
 replay had one) and that shift.
 
-    python -m benchmarks.verify_evidence [--rounds 10] [--suite ci] [--repeats 5]
+    python -m benchmarks.verify_evidence [--rounds 10] [--suite ci] [--repeats 5] [--threads N]
         [--out results/examples/verify-evidence.txt] [-- VERIFY_ARGS]
+
+``--threads 1`` records and replays with one intra-op thread, as ``trainmark ab`` measures by
+default: on a shared 2-core machine two OpenMP threads slow down erratically whenever anything
+else runs (a descheduled thread leaves the other spinning at a barrier), and the config with
+the largest parallel kernels (the ConvNet in fp32) then swings by +-30% between processes.
 
 With 5 repeats per side the Mann-Whitney test can reach p = 2/252 < 0.01, so a regression is
 possible at all (with 3 repeats it never is, and the evidence would prove nothing). This is a
@@ -35,20 +40,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def trainmark(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def trainmark(*args: str, cwd: Path, threads: int = 0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if threads:  # the workers read it (and the record keeps num_threads): record = replay
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, text=True,
-                          capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                          capture_output=True, env=env)
 
 
-def one_round(tmp: Path, suite: str, repeats: int, verify_args: list[str]) -> dict:
+def one_round(tmp: Path, suite: str, repeats: int, verify_args: list[str],
+              threads: int = 0) -> dict:
     """Record then verify; the checks, verify's exit status and both wall times."""
     started = time.perf_counter()
     rec = trainmark("run", "--suite", suite, "--repeats", str(repeats), "--out", "r.jsonl",
-                    "--no-report", "--quiet", cwd=tmp)
+                    "--no-report", "--quiet", cwd=tmp, threads=threads)
     if rec.returncode != 0:
         raise SystemExit(f"run failed (exit {rec.returncode}): {rec.stderr.strip()[-500:]}")
     recorded = time.perf_counter() - started
-    ver = trainmark("verify", "r.jsonl", "--format", "json", *verify_args, cwd=tmp)
+    ver = trainmark("verify", "r.jsonl", "--format", "json", *verify_args, cwd=tmp,
+                    threads=threads)
     if ver.returncode not in (0, 1):
         raise SystemExit(f"verify failed (exit {ver.returncode}): {ver.stderr.strip()[-500:]}")
     return {"exit": ver.returncode, "checks": json.loads(ver.stdout), "record_s": recorded,
@@ -60,6 +70,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--suite", default="ci")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0,
+                   help="intra-op threads of the record and the replay (OMP_NUM_THREADS; "
+                        "default 0: inherited, i.e. every core)")
     p.add_argument("--out", default=str(REPO / "results" / "examples" / "verify-evidence.txt"))
     p.add_argument("verify_args", nargs="*", help="more `trainmark verify` arguments (after --)")
     args = p.parse_args()
@@ -71,12 +84,13 @@ def main() -> None:
 
     say(f"# trainmark verify evidence, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
     say(f"# per round: trainmark run --suite {args.suite} --repeats {args.repeats}; then "
-        f"trainmark verify {' '.join(args.verify_args)}".rstrip())
+        f"trainmark verify {' '.join(args.verify_args)}".rstrip()
+        + (f"; both with OMP_NUM_THREADS={args.threads}" if args.threads else ""))
     say(f"# load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     failed_rounds = configs = false_failures = first_flagged = shifted = 0
     for i in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="trainmark-verify-") as tmp:
-            res = one_round(Path(tmp), args.suite, args.repeats, args.verify_args)
+            res = one_round(Path(tmp), args.suite, args.repeats, args.verify_args, args.threads)
         checks = res["checks"]
         configs += len(checks)
         bad = [c for c in checks if not c["reproduced"]]
