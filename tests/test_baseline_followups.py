@@ -93,9 +93,17 @@ def test_confirm_batches_stop_for_a_config_at_its_first_miss():
     def measure(k, todo):
         seen.append((k, [c["m"] for c in todo]))
         verdicts = {1: {"a": "regression", "b": "no change"}, 2: {"a": "regression"}}[k]
-        return {"rows": [{"config": {"m": m}, "verdict": v} for m, v in verdicts.items()]}
+        # batch 1 measured a's throughput (b's row has none, as a failed config's would not)
+        tp = {"change": -0.04, "p_value": 0.02, "strata": 8, "n_candidate": 24, "test": "t",
+              "ci_low": -0.06}
+        return {"rows": [{"config": {"m": m}, "verdict": v,
+                          **({"throughput": tp} if (k, m) == (1, "a") else {})}
+                         for m, v in verdicts.items()]}
 
     found = confirm_batches([{"m": "a"}, {"m": "b"}], 2, measure)
     assert seen == [(1, ["a", "b"]), (2, ["a"])]  # b left after missing batch 1
-    assert found == [{"config": {"m": "a"}, "verdicts": ["regression", "regression"]},
-                     {"config": {"m": "b"}, "verdicts": ["no change"]}]
+    # each batch's throughput figures are kept for the verdict's why (no interval: not needed)
+    kept = {"change": -0.04, "p_value": 0.02, "strata": 8, "n_candidate": 24, "test": "t"}
+    assert found == [{"config": {"m": "a"}, "verdicts": ["regression", "regression"],
+                      "throughput": [kept]},
+                     {"config": {"m": "b"}, "verdicts": ["no change"], "throughput": []}]
