@@ -312,19 +312,16 @@ def judge_config(b: pd.DataFrame, c: pd.DataFrame, settings: Settings) -> dict[s
 
 def _blocks(row: dict[str, Any], parts: dict[str, str], s: Settings) -> bool:
     """Whether an inconclusive verdict may hide a regression, and so fails the gate (exit 3).
-    It does not when every inconclusive metric is a possible *improvement*: throughput whose
-    confidence interval excludes a drop beyond the threshold, memory whose median shrank. An
-    unchanged tree measured +8.8% (not significant) on a noisy machine must not block a merge."""
+    It does not when every inconclusive metric is a possible *improvement*: throughput measured
+    better by more than the threshold, testable but not significant, whose confidence interval
+    excludes a drop beyond the threshold (too few samples to test always block); memory whose
+    median shrank. An unchanged tree measured +8.8% (p=0.02) must not block a merge."""
     tp, mem = row["throughput"], row["memory"]
-    for name, verdict in parts.items():
-        if verdict != stats.INCONCLUSIVE:
-            continue
-        if name == "throughput" and tp["ci_low"] is not None and tp["ci_low"] > -s.threshold:
-            continue
-        if name == "memory" and mem["change"] is not None and mem["change"] < 0:
-            continue
-        return True
-    return False
+    improved = {"throughput": tp["p_value"] is not None and tp["change"] > s.threshold
+                and tp["ci_low"] is not None and tp["ci_low"] > -s.threshold,
+                "memory": mem["change"] is not None and mem["change"] < 0}
+    return any(v == stats.INCONCLUSIVE and not improved.get(name, False)
+               for name, v in parts.items())
 
 
 def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
