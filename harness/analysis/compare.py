@@ -13,8 +13,8 @@ dict that ``render.verdicts`` prints as text, Markdown or JSON:
 - **accuracy**: held-out accuracy lower by more than ``--accuracy-tolerance`` points;
 - **status**: ``ok`` in the baseline but not in the candidate is a regression.
 
-``summary.exit_status`` is 0 (no regression), 1 (a regression) or 3 (an inconclusive verdict,
-unless allowed); results that cannot be compared
+``summary.exit_status`` is 0 (no regression), 1 (a regression) or 3 (an inconclusive verdict
+that may hide a regression, unless allowed: ``_blocks``); results that cannot be compared
 (nothing matched, or different hardware/software without ``allow_different_machines``) raise
 ``UserError`` (exit 2 from the CLI).
 """
