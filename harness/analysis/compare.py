@@ -59,20 +59,14 @@ class Settings:
     one_sided: bool = False
 
 
-def exit_status(rows: list[dict[str, Any]], allow_inconclusive: bool) -> int:
-    """1 on any regression; else 3 on any inconclusive verdict that blocks (``_blocks``) unless
-    allowed; else 0."""
-    if any(r["verdict"] == stats.REGRESSION for r in rows):
-        return EXIT_REGRESSION
-    blocked = any(r["verdict"] == stats.INCONCLUSIVE and r.get("blocking", True) for r in rows)
-    return EXIT_INCONCLUSIVE if blocked and not allow_inconclusive else EXIT_OK
-
-
 def summarize(rows: list[dict[str, Any]], allow_inconclusive: bool) -> dict[str, int]:
-    """The summary's verdict counts, how many inconclusive ones block, and the exit status."""
+    """The verdict counts, how many inconclusive ones block (``_blocks``), and the exit status:
+    1 on any regression; else 3 on a blocking inconclusive verdict unless allowed; else 0."""
     counts = {v: sum(r["verdict"] == v for r in rows) for v in stats.VERDICTS}
     blocking = sum(r["verdict"] == stats.INCONCLUSIVE and r.get("blocking", True) for r in rows)
-    return {**counts, "blocking": blocking, "exit_status": exit_status(rows, allow_inconclusive)}
+    code = (EXIT_REGRESSION if counts[stats.REGRESSION] else
+            EXIT_INCONCLUSIVE if blocking and not allow_inconclusive else EXIT_OK)
+    return {**counts, "blocking": blocking, "exit_status": code}
 
 
 # ------------------------------------------------------------------------------ matching
