@@ -157,6 +157,7 @@ COLUMNS: dict[str, str] = {
     "omp_num_threads_env": "string",
     # how it was measured
     "isolation": "string",  # process: a fresh worker per config; none: in the sweep's process
+    "host_heap": "string",  # the C heap's policy (probes.host_heap): steady, default, preloaded:LIB
     "injected_slowdown": "Float64",  # test-only knob; set means "not a real measurement"
 }
 STATUSES = ("ok", "oom", "diverged", "unavailable", "error", "timeout", "crashed")
@@ -173,7 +174,8 @@ MACHINE_LABEL_FIELDS = ("host", "device_name")
 # pytest-benchmark interop carries exactly these in ``machine_info``, and ``machine_key`` names
 # baseline files and peak-FLOP/s cache entries from the ones that are always known.
 MACHINE_FIELDS = ("device_name", "cpu_model", "driver_version", "torch_version",
-                  "torchvision_version", "cuda_version", "cudnn_version", "num_threads")
+                  "torchvision_version", "cuda_version", "cudnn_version", "num_threads",
+                  "host_heap")
 
 
 def _known(prov: Mapping[str, Any], name: str) -> Any:

@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             raise UserError(f"choose a command: {', '.join(COMMANDS)}")
         from harness.execution.interrupts import sigterm_as_interrupt
+        from harness.probes.host_heap import apply_host_heap
+
+        # Here, before the fork server, torchrun or an A/B worker starts: they inherit it.
+        apply_host_heap()
 
         # SIGTERM (CI cancelling a job) unwinds like Ctrl-C: every command's cleanup (killing
         # a worker, removing a worktree, reporting what was recorded) runs for both.

@@ -41,6 +41,7 @@ from harness.core.step import evaluate, loss_fn, make_train_step
 from harness.core.timing import RegionTimer, median_iqr
 from harness.errors import Diverged, Unavailable, one_line
 from harness.probes import provenance
+from harness.probes.host_heap import apply_host_heap
 from harness.probes.memory import (
     current_rss_bytes,
     peak_memory,
@@ -100,6 +101,9 @@ class Runner:
         self.peaks = dict(peaks or {})
         self.isolation = isolation
         self.profile_dir = profile_dir  # --profile: a folder per record, see core.profiling
+        # Before the first allocation of a config: a step must reuse its buffers, not fault them
+        # in again every step (probes.host_heap says why and what it measured).
+        self.host_heap = apply_host_heap()
         self._hwm_before_model: int | None = None
         self._peak_before_profile: int | None = None
         self._data_key: tuple | None = None
@@ -154,6 +158,7 @@ class Runner:
             "status": None,
             "error": None,
             "isolation": self.isolation,
+            "host_heap": self.host_heap,
             # Test-only slowdown knob: recorded when set, so such a record is never mistaken
             # for a real measurement (compare refuses it as a baseline).
             "injected_slowdown": injected_slowdown() or None,
