@@ -286,7 +286,7 @@ def test_records_from_an_older_version_match_by_field_defaults(tmp_path):
 
 def test_extra_axes_on_one_side(tmp_path, monkeypatch):
     # an axis a newer trainmark records but this version's RunConfig lacks
-    monkeypatch.setattr("harness.analysis.compare.EXTRA_AXES", ("fused",))
+    monkeypatch.setattr("harness.analysis.matching.EXTRA_AXES", ("fused",))
     base = load_results([write(tmp_path / "b.jsonl", [record()])])
     one = load_results([write(tmp_path / "c1.jsonl", [record(fused=False)])])
     result = compare_frames(base, one)
@@ -708,7 +708,7 @@ def test_an_axis_recorded_only_in_the_baseline_is_noted(monkeypatch):
                                "ignored for matching"]
     assert result["summary"]["configs"] == 1 and "benchmark" not in result["matched_on"]
     # a list-valued axis (JSON has no tuples) is hashable once read, and matches
-    monkeypatch.setattr("harness.analysis.compare.EXTRA_AXES", ("params",))
+    monkeypatch.setattr("harness.analysis.matching.EXTRA_AXES", ("params",))
     result = _compare([record(params=[16, "relu"])], [record(params=[16, "relu"])])
     assert result["rows"][0]["config"]["params"] == (16, "relu")
 
@@ -730,8 +730,17 @@ def test_refusals_say_why_in_full():
     with pytest.raises(UserError) as exc:
         _compare([record(batch_size=32)], [record(batch_size=64)])
     assert str(exc.value) == (
-        "no config matched: the baseline has 1 configs, the candidate 1, none with the same "
-        "model, dataset, device, batch_size, precision, optimizer, ...")
+        "no config matched: the baseline has 1 configs, the candidate 1; they share no "
+        "batch_size 32 vs 64")
+    # an old baseline with a fixed warm-up against a candidate that warmed up until settled
+    with pytest.raises(UserError) as exc:
+        _compare([record(warmup_steps=2, timed_steps=5)], [record(warmup_steps=None)])
+    assert str(exc.value).endswith("they share no warmup_steps 2 vs unset")
+    # every field shares a value, but no pair of configs agrees on all of them
+    with pytest.raises(UserError) as exc:
+        _compare([record(batch_size=32), record(optimizer="adam", batch_size=64)],
+                 [record(batch_size=64), record(optimizer="adam", batch_size=32)])
+    assert str(exc.value).endswith("the candidate 2; no config agrees on every field")
 
 
 def test_improvements_of_memory_and_accuracy_are_named_in_the_why():

@@ -1,8 +1,8 @@
 """Regression verdicts, baseline vs candidate, per config: speed, memory, accuracy, status.
 
 Pure functions on DataFrames of stored results (``store.frame.load_side``): ``compare_frames``
-matches records on their config fields and judges each matched config, returning a JSON-ready
-dict that ``render.verdicts`` prints as text, Markdown or JSON:
+matches records on their config fields (``analysis.matching``) and judges each matched config,
+returning a JSON-ready dict that ``render.verdicts`` prints as text, Markdown or JSON:
 
 - **throughput**: Mann-Whitney U on the per-repeat samples (pooled over all records of the config
   on each side, e.g. the rounds of an A/B run) plus a relative threshold (``analysis.stats``);
@@ -22,7 +22,6 @@ that may hide a regression, unless allowed: ``_blocks``); results that cannot be
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,17 +29,19 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis import paired, stats
-from harness.core.config import CONFIG_DEFAULTS, CONFIG_FIELDS
+from harness.analysis.matching import (
+    column_values,
+    describe_differences,
+    group_rows,
+    machine_differences,
+    match_axes,
+    plain,
+    unmatched_reason,
+)
 from harness.errors import UserError
 from harness.schema import MACHINE_FIELDS
 
 MIB = 1024 * 1024
-# The number of repeats is the sample size, not part of what was measured: a 10-repeat baseline
-# compares with a 5-repeat candidate.
-NOT_IDENTITY = frozenset({"repeats"})
-# Config axes that records from other trainmark versions (or pytest-benchmark files) may carry
-# although this version's RunConfig lacks them.
-EXTRA_AXES = ("compile", "channels_last", "nproc", "benchmark")
 # Exit statuses of compare, ab and baseline check. An inconclusive verdict (a change beyond the
 # threshold that is not significant, or too few samples to tell) has its own status: a 20% drop
 # measured on a noisy machine must not pass the gate as "no regression".
@@ -69,101 +70,18 @@ def summarize(rows: list[dict[str, Any]], allow_inconclusive: bool) -> dict[str,
     return {**counts, "blocking": blocking, "exit_status": code}
 
 
-# ------------------------------------------------------------------------------ matching
-
-
-def _py(value: Any) -> Any:
-    """A hashable plain-Python value; pandas/NumPy missing values become None."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):  # NumPy scalar
-        value = value.item()
-    if isinstance(value, list):
-        return tuple(value)
-    return value
-
-
-def _column(frame: pd.DataFrame, name: str) -> list[Any]:
-    if name not in frame.columns:
-        return [None] * len(frame)
-    return [_py(v) for v in frame[name]]
-
-
-def match_axes(base: pd.DataFrame, cand: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Fields to match records on, and notes about fields only one side has.
-
-    RunConfig fields a record lacks (written by an older trainmark) take the field's default.
-    An extra axis recorded on one side only is ignored when it has a single value there;
-    with several values it stays in the key, so those configs are reported unmatched.
-    """
-    axes = [f for f in CONFIG_FIELDS if f not in NOT_IDENTITY]
-    notes: list[str] = []
-    for name in EXTRA_AXES:
-        if name in CONFIG_FIELDS:
-            continue
-        in_b = any(v is not None for v in _column(base, name))
-        in_c = any(v is not None for v in _column(cand, name))
-        if in_b and in_c:
-            axes.append(name)
-        elif in_b or in_c:
-            side, frame = ("baseline", base) if in_b else ("candidate", cand)
-            values = {v for v in _column(frame, name) if v is not None}
-            if len(values) > 1:
-                axes.append(name)
-            else:
-                notes.append(f"{name!r} is recorded only in the {side} ({values.pop()!r}); "
-                             "ignored for matching")
-    return axes, notes
-
-
-def config_keys(frame: pd.DataFrame, axes: Sequence[str]) -> list[tuple]:
-    cols = []
-    for name in axes:
-        default = CONFIG_DEFAULTS.get(name)
-        cols.append([default if v is None else v for v in _column(frame, name)])
-    return list(zip(*cols, strict=True)) if cols else [()] * len(frame)
-
-
-def _groups(frame: pd.DataFrame, axes: Sequence[str]) -> dict[tuple, list[int]]:
-    groups: dict[tuple, list[int]] = {}
-    for i, key in enumerate(config_keys(frame, axes)):
-        groups.setdefault(key, []).append(i)
-    return groups
-
-
-# ------------------------------------------------------------------------------ machines
-
-
-def machine_differences(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[list, list]]:
-    """Machine fields (``schema.MACHINE_FIELDS``) whose known values differ between the sides
-    (unknown is not a difference: older files or pytest-benchmark files may lack a field)."""
-    diffs: dict[str, tuple[list, list]] = {}
-    for name in MACHINE_FIELDS:
-        vb = sorted({str(v) for v in _column(base, name) if v is not None})
-        vc = sorted({str(v) for v in _column(cand, name) if v is not None})
-        if vb and vc and vb != vc:
-            diffs[name] = (vb, vc)
-    return diffs
-
-
-def describe_differences(diffs: dict[str, tuple[list, list]]) -> str:
-    return "; ".join(f"{k}: {'/'.join(b)!r} vs {'/'.join(c)!r}" for k, (b, c) in diffs.items())
-
-
 # ------------------------------------------------------------------------------ analysis
 
 
 def _throughput_samples(rows: pd.DataFrame) -> list[float]:
     samples: list[float] = []
     for _, r in rows.iterrows():
-        if _py(r.get("status")) != "ok":
+        if plain(r.get("status")) != "ok":
             continue
         reps = r.get("repeat_throughputs")
         if isinstance(reps, (list, tuple)) and reps:
             samples.extend(stats.clean_samples(reps))
-        elif _py(r.get("throughput")) is not None:
+        elif plain(r.get("throughput")) is not None:
             samples.append(float(r["throughput"]))
     return samples
 
@@ -172,7 +90,7 @@ def _throughput(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> stats.SampleCo
     """Throughput test: paired over A/B rounds when every record carries ``ab_round``
     (``trainmark ab``: ``analysis.paired``), else Mann-Whitney U on all per-repeat samples of
     each side pooled."""
-    rounds_b, rounds_c = _column(b, "ab_round"), _column(c, "ab_round")
+    rounds_b, rounds_c = column_values(b, "ab_round"), column_values(c, "ab_round")
     common = sorted(set(rounds_b) & set(rounds_c) - {None})
     if common and None not in rounds_b and None not in rounds_c:
         rounds = [(_throughput_samples(b[[x == r for x in rounds_b]]),
@@ -184,7 +102,7 @@ def _throughput(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> stats.SampleCo
 
 
 def _median(values: Iterable[Any]) -> float | None:
-    vals = [float(v) for v in values if _py(v) is not None]
+    vals = [float(v) for v in values if plain(v) is not None]
     if not vals:
         return None
     vals.sort()
@@ -195,9 +113,9 @@ def _median(values: Iterable[Any]) -> float | None:
 def _status(rows: pd.DataFrame) -> tuple[str, str | None]:
     """``ok`` when every record of the config is ok, else the first other status and error."""
     for _, r in rows.iterrows():
-        status = _py(r.get("status")) or "unknown"
+        status = plain(r.get("status")) or "unknown"
         if status != "ok":
-            return status, _py(r.get("error"))
+            return status, plain(r.get("error"))
     return "ok", None
 
 
@@ -214,8 +132,8 @@ MEMORY_FLOOR = {"train_memory_allocated_bytes": MIB, "peak_memory_allocated_byte
 
 def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
     for field, floor in MEMORY_FLOOR.items():
-        vb = stats.clean_samples(_column(b, field))
-        vc = stats.clean_samples(_column(c, field))
+        vb = stats.clean_samples(column_values(b, field))
+        vc = stats.clean_samples(column_values(c, field))
         if vb and vc:
             mb, mc = _median(vb), _median(vc)
             change, verdict = stats.compare_values(
@@ -233,7 +151,7 @@ def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
                     verdict = stats.INCONCLUSIVE
             return {"field": field, "baseline": mb, "candidate": mc, "change": change,
                     "p_value": p, "verdict": verdict}
-    measured = any(_median(_column(side, f)) is not None for side in (b, c)
+    measured = any(_median(column_values(side, f)) is not None for side in (b, c)
                    for f in MEMORY_FLOOR)
     # Not measured on either side (e.g. a pytest-benchmark of a function): nothing to judge.
     return {"field": None, "baseline": None, "candidate": None, "change": None,
@@ -241,8 +159,8 @@ def _memory(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
 
 
 def _accuracy(b: pd.DataFrame, c: pd.DataFrame, s: Settings) -> dict[str, Any]:
-    ab = _median(_column(b, "eval_accuracy"))
-    ac = _median(_column(c, "eval_accuracy"))
+    ab = _median(column_values(b, "eval_accuracy"))
+    ac = _median(column_values(c, "eval_accuracy"))
     change, verdict = stats.compare_values(ab, ac, threshold=s.accuracy_tolerance,
                                            higher_is_better=True, absolute=True)
     if ab is None and ac is None:
@@ -279,8 +197,8 @@ def judge_config(b: pd.DataFrame, c: pd.DataFrame, settings: Settings) -> dict[s
     a status change decides alone; with both sides ok, throughput, memory and accuracy do."""
     st_b, err_b = _status(b)
     st_c, err_c = _status(c)
-    row: dict[str, Any] = {"unit": _py(c["throughput_unit"].iloc[0])
-                           or _py(b["throughput_unit"].iloc[0]),
+    row: dict[str, Any] = {"unit": plain(c["throughput_unit"].iloc[0])
+                           or plain(b["throughput_unit"].iloc[0]),
                            "records": [len(b), len(c)],
                            "status": {"baseline": st_b, "candidate": st_c,
                                       "error": err_c or err_b}}
@@ -321,7 +239,7 @@ def _blocks(row: dict[str, Any], parts: dict[str, str], s: Settings) -> bool:
 def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
                    settings: Settings = Settings()) -> dict[str, Any]:
     """The whole comparison as a JSON-ready dict (rows, summary, unmatched configs, notes)."""
-    knobbed = [v for v in _column(base, "injected_slowdown") if v]
+    knobbed = [v for v in column_values(base, "injected_slowdown") if v]
     if knobbed:
         raise UserError(f"the baseline holds {len(knobbed)} record(s) measured with the test-only "
                         f"slowdown knob (TRAINMARK_INJECT_SLOWDOWN={knobbed[0]:g}); it cannot "
@@ -332,11 +250,11 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
                         + describe_differences(diffs)
                         + "); pass --allow-different-machines to compare anyway")
     axes, notes = match_axes(base, cand)
-    gb, gc = _groups(base, axes), _groups(cand, axes)
+    gb, gc = group_rows(base, axes), group_rows(cand, axes)
     matched = [k for k in gb if k in gc]
     if not matched:
         raise UserError(f"no config matched: the baseline has {len(gb)} configs, the candidate "
-                        f"{len(gc)}, none with the same {', '.join(a for a in axes[:6])}, ...")
+                        f"{len(gc)}; " + unmatched_reason(axes, list(gb), list(gc)))
     varying = _distinguishing(axes, matched)
     rows = []
     for key in matched:
@@ -384,7 +302,7 @@ def _why(row: dict[str, Any], tp: stats.SampleComparison, parts: dict[str, str])
 
 def _side_info(frame: pd.DataFrame) -> dict[str, Any]:
     def values(name: str) -> list[Any]:
-        return sorted({str(v) for v in _column(frame, name) if v is not None})
+        return sorted({str(v) for v in column_values(frame, name) if v is not None})
 
     return {"records": len(frame), "sources": values("source"), "git_commit": values("git_commit"),
             **{k: values(k) for k in MACHINE_FIELDS}}

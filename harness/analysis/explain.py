@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.compare import match_axes
+from harness.analysis.matching import match_axes
 
 
 @dataclass(frozen=True)

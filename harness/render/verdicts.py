@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from harness.analysis import stats
-from harness.analysis.compare import describe_differences
+from harness.analysis.matching import describe_differences
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
