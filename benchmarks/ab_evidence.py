@@ -4,8 +4,8 @@ real slowdown, on this machine?
 The script snapshots the current working tree into a temporary git repository (one commit, so
 ``HEAD`` and the working tree are byte-identical code) and runs ``trainmark ab HEAD`` there
 ``--runs`` times per slowdown level. A level of 0.10 sets ``TRAINMARK_INJECT_SLOWDOWN=0.10`` for
-the candidate side only (the runner then sleeps 10% of each timed step: throughput / 1.10, a
-9.1% drop, or a little more: the sleep's wake-up latency and an extra device sync add to it).
+the candidate side only (the runner then busy-waits for 10% of each timed step: throughput /
+1.10, a 9.1% drop, or a little more: an extra device sync adds to it).
 Levels are interleaved run by run, so changing load on a shared machine spreads over all levels
 alike. Each run's verdict is read from its JSON output.
 

@@ -4,8 +4,8 @@ does it take?
 
 The history is a snapshot of this tree (commit 0, GOOD) followed by commits that each add a
 file; commit ``--bad-at`` changes the test-only slowdown knob's default in the code (the runner
-then sleeps ``--slowdown`` of every timed step, as a real slow change would), and every later
-commit keeps it. ``trainmark bisect`` runs from the history's own tree.
+then busy-waits for ``--slowdown`` of every timed step, as a real slow change would), and every
+later commit keeps it. ``trainmark bisect`` runs from the history's own tree.
 
     python -m benchmarks.bisect_evidence [--commits 16] [--bad-at 11] [--slowdown 0.2]
         [--out results/examples/bisect-evidence.txt] [-- BISECT_ARGS]

@@ -69,6 +69,7 @@ COLUMNS: dict[str, str] = {
     "step_time_ms_median": "Float64",
     "step_time_ms_iqr": "Float64",
     "repeat_throughputs": "object",
+    "host_page_faults_per_step": "Float64",  # minor faults in the timed regions per step
     "wall_time_s": "Float64",
     "compile_backend": "string",
     "compile_time_s": "Float64",

@@ -21,7 +21,7 @@ ITEMS = 8  # items per step
 
 class FakeTime:
     """Stands in for the ``time`` module in loop and timing: time moves only when a step (or the
-    slowdown knob's sleep) says so."""
+    slowdown knob's spin, faked as a sleep) says so."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -38,6 +38,7 @@ def fake(monkeypatch):
     clock = FakeTime()
     monkeypatch.setattr(loop, "time", clock)
     monkeypatch.setattr(timing, "time", clock)
+    monkeypatch.setattr(loop, "spin", clock.sleep)  # a real spin would wait on a frozen clock
     return clock
 
 
@@ -181,7 +182,16 @@ def test_batches_cycle_through_the_pool_by_step_number(fake):
     assert step.seen == [i % 7 for i in range(m.steps_run)]
 
 
-def test_injected_slowdown_sleeps_in_timed_steps_only(fake):
+def test_the_slowdown_spin_keeps_the_cpu_busy_for_its_time():
+    """Unlike a sleep, the knob's wait is work: the process's CPU time grows with it."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    loop.spin(0.05)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert wall >= 0.05
+    assert cpu >= 0.5 * 0.05  # a sleep would use ~0; half allows a busy machine's preemption
+
+
+def test_injected_slowdown_spins_in_timed_steps_only(fake):
     c = clock()
     c.slowdown = 0.5
     m = run_timed(Script(fake, lambda i: 0.010), pool(), c, warmup=None, repeats=2, steps=3,
@@ -206,6 +216,30 @@ def test_real_sleeps_follow_the_rule():
     for seconds, throughput in zip(m.region_seconds, m.region_throughputs, strict=True):
         assert seconds >= m.region_steps * 0.0099
         assert throughput == pytest.approx(ITEMS * m.region_steps / seconds)
+
+
+def test_page_faults_in_the_timed_regions_are_counted_per_step():
+    """A step that maps 4 MiB afresh and writes one byte per page faults in 4 MiB / 4 KiB =
+    1,024 pages; a step that only reuses a buffer faults in none (bar Python's own pages)."""
+    import mmap
+
+    def fresh(idx: torch.Tensor) -> torch.Tensor:
+        with mmap.mmap(-1, 4 << 20) as block:  # anonymous: zero pages, mapped on first touch
+            for offset in range(0, 4 << 20, mmap.PAGESIZE):
+                block[offset] = 1
+        return torch.zeros(())
+
+    buffer = bytearray(4 << 20)
+
+    def reused(idx: torch.Tensor) -> torch.Tensor:
+        buffer[::mmap.PAGESIZE] = b"\x01" * len(range(0, len(buffer), mmap.PAGESIZE))
+        return torch.zeros(())
+
+    pages = (4 << 20) // mmap.PAGESIZE
+    m = run_timed(fresh, pool(), clock(), warmup=1, repeats=2, steps=3, min_time_s=0.0)
+    assert pages <= m.page_faults / len(m.step_times_s) < 1.1 * pages
+    m = run_timed(reused, pool(), clock(), warmup=1, repeats=2, steps=3, min_time_s=0.0)
+    assert m.page_faults / len(m.step_times_s) < 0.02 * pages
 
 
 # --- timing.py: the region timer on CUDA and MPS, faked at the torch.cuda / torch.mps layer ---

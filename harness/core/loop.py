@@ -56,10 +56,14 @@ from harness.core.devices import synchronize
 from harness.core.step import StepFn
 from harness.core.timing import RegionTimer
 from harness.errors import Diverged
+from harness.probes.memory import minor_page_faults
 from harness.probes.telemetry import NvmlSampler
 
 # Test-only knob for checking that regression gates detect slowdowns: when set to a fraction f,
-# each timed step is followed by a sleep of f x its own duration (and, only then, a device sync).
+# each timed step is followed by f x its own duration of busy waiting (and, only then, a device
+# sync). Busy, not asleep: a sleep's real cost depends on how late an idle core wakes up, so an
+# 8% knob measured anywhere from -3% to -22% in one history run; a spin costs what it says and
+# keeps the core busy, like a real code change's extra work.
 SLOWDOWN_ENV = "TRAINMARK_INJECT_SLOWDOWN"
 ADAPTIVE, FIXED = "adaptive", "fixed"  # the record's warmup_rule
 
@@ -67,6 +71,13 @@ ADAPTIVE, FIXED = "adaptive", "fixed"  # the record's warmup_rule
 def injected_slowdown() -> float:
     text = os.environ.get(SLOWDOWN_ENV, "").strip()
     return float(text) if text else 0.0
+
+
+def spin(seconds: float) -> None:
+    """Keep this thread busy for ``seconds`` (the slowdown knob's extra work)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,7 @@ class Measured:
     warmup: Warmup | None = None  # run_timed only
     region_steps: int | None = None  # run_timed: steps per timed region, as calibrated
     min_time_s: float | None = None  # run_timed: the minimum region time applied
+    page_faults: int = 0  # the host's minor page faults inside the timed regions (this rank)
 
     @property
     def steps_run(self) -> int:
@@ -147,15 +159,17 @@ def timed_region(step: StepFn, batches: Batches, clock: Clock, out: Measured) ->
     throughput and seconds, and the per-step times to ``out``."""
     device = clock.timer.device
     clock.sampler.start()  # outside the region: a thread polls NVML while it runs
+    faults = minor_page_faults()  # a syscall at each edge, none per step
     clock.timer.start()
     for i in range(len(batches)):
         t_step = time.perf_counter() if clock.slowdown else 0.0
         out.losses.append(step(batches[i]))
         if clock.slowdown:
             synchronize(device)
-            time.sleep(clock.slowdown * (time.perf_counter() - t_step))
+            spin(clock.slowdown * (time.perf_counter() - t_step))
         clock.timer.step()
     seconds, per_step = clock.timer.stop()
+    out.page_faults += minor_page_faults() - faults
     clock.sampler.stop()
     seconds = dist.max_over_ranks(seconds)  # after the region: the slowest rank
     out.trained_s += seconds

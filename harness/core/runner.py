@@ -320,6 +320,8 @@ def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, ob
         "step_time_ms_median": med,
         "step_time_ms_iqr": iqr,
         "repeat_throughputs": m.region_throughputs,
+        # A diagnostic, not a verdict: ~0 when a step reuses its memory (probes.host_heap)
+        "host_page_faults_per_step": m.page_faults / max(1, len(m.step_times_s)),
         "train_loss": float(curve[-1]),
         "eval_loss": m.last_eval[0],
         "eval_accuracy": m.last_eval[1],
