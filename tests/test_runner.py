@@ -5,6 +5,7 @@ import time
 import pytest
 import torch
 
+from harness.core import loop as loop_mod
 from harness.core import runner as runner_mod
 from harness.core.config import RunConfig, config_from_record
 from harness.core.precision import resolve_precision
@@ -176,19 +177,19 @@ def test_no_host_sync_inside_the_timed_region(monkeypatch, run):
     assert rec["status"] == "ok", rec["error"]
 
 
-def test_injected_slowdown_knob_sleeps_in_proportion_to_each_timed_step(monkeypatch, run):
-    sleeps = []
-    monkeypatch.setattr(runner_mod.time, "sleep", sleeps.append)
+def test_injected_slowdown_knob_spins_in_proportion_to_each_timed_step(monkeypatch, run):
+    spins = []
+    monkeypatch.setattr(loop_mod, "spin", spins.append)
     run(tiny(timed_steps=4, repeats=3))
-    assert sleeps == []  # off unless the variable is set
+    assert spins == []  # off unless the variable is set
     # A clock that advances one second per reading: a step that the knob times from one reading
-    # to the next lasted exactly 1 s, so its sleep must be exactly f x 1 s (no wall-time bounds,
+    # to the next lasted exactly 1 s, so its spin must be exactly f x 1 s (no wall-time bounds,
     # which flake on a loaded machine).
     ticks = itertools.count()
     monkeypatch.setattr(runner_mod.time, "perf_counter", lambda: float(next(ticks)))
     monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "0.5")
     run(tiny(timed_steps=4, repeats=3, warmup_steps=2))
-    assert sleeps == [0.5] * (4 * 3)  # once per timed step, never in warm-up
+    assert spins == [0.5] * (4 * 3)  # once per timed step, never in warm-up
 
 
 def test_records_say_what_the_loop_ran(run):
