@@ -29,6 +29,17 @@ def test_run_blocks_alternate_and_are_bracketed():
     assert ab.interleave(3) == ["baseline", "candidate"] * 3 + ["baseline"]
 
 
+@pytest.mark.parametrize("argv, threshold", [
+    (["ab", "HEAD"], 0.03), (["bisect", "GOOD", "BAD"], 0.03),  # both trees in one job
+    (["compare", "a.jsonl", "b.jsonl"], 0.05), (["baseline", "check"], 0.05),  # vs. the past
+])
+def test_same_job_commands_default_to_a_smaller_threshold(argv, threshold):
+    from harness.cli.verdict_options import parse_percent
+
+    args = build_parser().parse_args(argv)
+    assert parse_percent(args.threshold, "--threshold") == threshold
+
+
 def test_sweep_is_validated_and_forwarded_as_protocol_request_and_run_flags():
     args = build_parser().parse_args(["ab", "HEAD", *TINY, "--threshold", "3%", "--rounds", "2",
                                       "--dataset", "synthetic"])

@@ -23,7 +23,12 @@ from harness.cli.sweep_options import (
     run_arguments,
     suite_of,
 )
-from harness.cli.verdict_options import add_verdict_options, emit_verdict, settings_from_args
+from harness.cli.verdict_options import (
+    SAME_JOB_THRESHOLD,
+    add_verdict_options,
+    emit_verdict,
+    settings_from_args,
+)
 from harness.errors import UserError
 
 DEFAULT_SUITE = "ci"
@@ -75,7 +80,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidate-env", action="append", metavar="NAME=VALUE",
                    help="TEST ONLY: extra environment for the candidate side, e.g. "
                         "TRAINMARK_INJECT_SLOWDOWN=0.1 to check the gate detects a slowdown")
-    add_verdict_options(p)
+    add_verdict_options(p, threshold=SAME_JOB_THRESHOLD)
     add_sweep_options(p, default_suite=DEFAULT_SUITE)
     add_run_compat_options(p)
     p.set_defaults(func=cmd_ab)

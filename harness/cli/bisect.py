@@ -23,7 +23,7 @@ from harness.cli.ab import (
 )
 from harness.cli.paths import writable_dir
 from harness.cli.sweep_options import add_sweep_options
-from harness.cli.verdict_options import add_verdict_options, settings_from_args
+from harness.cli.verdict_options import SAME_JOB_THRESHOLD, add_verdict_options, settings_from_args
 from harness.errors import UserError
 
 EXIT_FOUND, EXIT_NOT_A_REGRESSION = 0, 3
@@ -49,7 +49,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "0: report git's answer unconfirmed)")
     p.add_argument("--out-dir", help="every step's records and verdict "
                    "(default results/bisect-<id>)")
-    add_verdict_options(p)
+    add_verdict_options(p, threshold=SAME_JOB_THRESHOLD)
     add_sweep_options(p, default_suite=DEFAULT_SUITE)
     add_run_compat_options(p)
     p.set_defaults(func=cmd_bisect)
