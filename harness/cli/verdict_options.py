@@ -38,7 +38,8 @@ SAME_JOB_THRESHOLD = "3%"
 
 def add_verdict_options(p: argparse.ArgumentParser, threshold: str = "5%") -> None:
     p.add_argument("--threshold", default=threshold,
-                   help=f"smallest throughput change that counts (default {threshold}%)")
+                   help="smallest throughput change that counts (default "
+                        + threshold.replace("%", "%%") + ")")  # argparse formats help with %
     p.add_argument("--memory-threshold", default="5%",
                    help="smallest peak-memory growth that counts (default 5%%)")
     p.add_argument("--accuracy-tolerance", default="1.0",
