@@ -33,14 +33,19 @@ SWEEP = ["--models", "convnet", "--batch-sizes", "8", "--precisions", "fp32", "-
 KNOB_DEFAULT = 'os.environ.get(SLOWDOWN_ENV, "")'
 
 
-def git(repo: Path, *args: str) -> str:
+def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(["git", *GIT_ID, *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, env=env).stdout.strip()
 
 
-def build_history(repo: Path, commits: int, bad_at: int, slowdown: float) -> list[str]:
+def build_history(repo: Path, commits: int, bad_at: int, slowdown: float,
+                  only: str = "") -> list[str]:
+    """``commits`` commits after a snapshot of this tree; from ``bad_at`` on, the knob's
+    default is ``slowdown`` (``only``: e.g. ``@optimizer=adam``, for those configs alone).
+    Every commit gets its own committer date, an hour apart, as history orders by it."""
     snapshot_repo(repo, paths=("harness", "models", "benchmarks", "pyproject.toml"))
     shas = [git(repo, "rev-parse", "HEAD")]
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
     for i in range(1, commits + 1):
         if i == bad_at:
             loop = repo / "harness" / "core" / "loop.py"
@@ -48,11 +53,13 @@ def build_history(repo: Path, commits: int, bad_at: int, slowdown: float) -> lis
             if KNOB_DEFAULT not in text:
                 raise SystemExit(f"{loop}: the line to change is gone: {KNOB_DEFAULT}")
             loop.write_text(text.replace(KNOB_DEFAULT,
-                                         f'os.environ.get(SLOWDOWN_ENV, "{slowdown:g}")'))
+                                         f'os.environ.get(SLOWDOWN_ENV, "{slowdown:g}{only}")'))
         else:
             (repo / f"change-{i}.txt").write_text(f"change {i}\n")
+        when = (start + dt.timedelta(hours=i)).isoformat()
         git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", f"change {i}")
+        git(repo, "commit", "-q", "-m", f"change {i}",
+            env=dict(os.environ, GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when))
         shas.append(git(repo, "rev-parse", "HEAD"))
     return shas
 

@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ab": ("harness.cli.ab", "A/B: a git ref vs the working tree, interleaved on this machine"),
     "bisect": ("harness.cli.bisect",
                "first commit in GOOD..BAD slower than GOOD: git bisect run with an A/B per step"),
+    "backfill": ("harness.cli.backfill",
+                 "measure every commit of a range, rounds in shuffled order, for history"),
     "baseline": ("harness.cli.baseline", "record or check this machine's stored baseline"),
 }
 

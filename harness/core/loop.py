@@ -46,7 +46,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -55,7 +55,7 @@ from harness.core import dist
 from harness.core.devices import synchronize
 from harness.core.step import StepFn
 from harness.core.timing import RegionTimer
-from harness.errors import Diverged
+from harness.errors import Diverged, UserError
 from harness.probes.memory import minor_page_faults
 from harness.probes.telemetry import NvmlSampler
 
@@ -68,9 +68,26 @@ SLOWDOWN_ENV = "TRAINMARK_INJECT_SLOWDOWN"
 ADAPTIVE, FIXED = "adaptive", "fixed"  # the record's warmup_rule
 
 
-def injected_slowdown() -> float:
+def injected_slowdown(config: Mapping[str, object] | None = None) -> float:
+    """The knob's fraction for ``config``. ``F`` slows every config; ``F@FIELD=VALUE`` only
+    those whose config field has that value (e.g. ``0.087@optimizer=adam``), so one sweep holds
+    slowed and unchanged series side by side, measured at the same moments (history evidence).
+    Without ``config``, the fraction as set, whatever the filter."""
     text = os.environ.get(SLOWDOWN_ENV, "").strip()
-    return float(text) if text else 0.0
+    if not text:
+        return 0.0
+    fraction, _, where = text.partition("@")
+    field_name, eq, value = where.partition("=")
+    try:
+        slowdown = float(fraction)
+    except ValueError:
+        slowdown = -1.0
+    if not slowdown >= 0 or (where and not (eq and field_name and value)):
+        raise UserError(f"{SLOWDOWN_ENV}={text!r}: expected a fraction >= 0, optionally "
+                        "followed by @FIELD=VALUE (e.g. 0.087 or 0.087@optimizer=adam)")
+    if where and config is not None and str(config.get(field_name)) != value:
+        return 0.0
+    return slowdown
 
 
 def spin(seconds: float) -> None:

@@ -161,7 +161,7 @@ class Runner:
             "host_heap": self.host_heap,
             # Test-only slowdown knob: recorded when set, so such a record is never mistaken
             # for a real measurement (compare refuses it as a baseline).
-            "injected_slowdown": injected_slowdown() or None,
+            "injected_slowdown": injected_slowdown(dataclasses.asdict(cfg)) or None,
         }
         rec.update(provenance.collect(cfg.device))
         return rec
@@ -241,7 +241,8 @@ class Runner:
         indices = data.sample_indices(pool_steps, cfg.batch_size, gen)  # (steps, B) on device
         flops = self._step_flops(cfg, model, data, indices[0], plan)  # untimed, state restored
         clock = Clock(RegionTimer(device), NvmlSampler(device),
-                      cfg.batch_size * data.items_per_sample(), injected_slowdown())
+                      cfg.batch_size * data.items_per_sample(),
+                      injected_slowdown(dataclasses.asdict(cfg)))
         reset_peak_memory(device)
         if tta:
             m = run_to_target(step, indices, clock, target=cfg.target_accuracy,
