@@ -205,3 +205,32 @@ def test_the_range_is_reported_in_every_output(tmp_path, capsys):
     assert [c[:2] for c in row["first_changed_range"]] == ["12", "13"]
     assert "12cccccccccc .. 13cccccccccc (2 commits)" in (tmp_path / "out" / "history.md") \
         .read_text()
+
+
+def test_a_commits_point_is_the_median_of_its_runs_so_a_shift_in_one_round_is_left_out(
+        tmp_path, capsys):
+    """A backfill's three rounds: the machine ran 25% fast during round 1's runs of commits 3-6
+    and 20% slow during round 2's of commits 14-17. Alone, round 2 puts the step at commit 14,
+    where the slow stretch begins; with every round, each commit's median is its true value,
+    and only the real step (ConvNet throughput, -8% at commit 12) remains."""
+    def shifted(factor: float, commits: range) -> list[dict]:
+        return [{**r, "throughput": r["throughput"] * factor}
+                if int(r["git_commit"][:2]) in commits and r["model"] == "convnet" else r
+                for r in records()]
+
+    round1, round2 = shifted(1.25, range(3, 7)), shifted(0.8, range(14, 18))
+    alone = regressions(build_history(records_to_frame(round2), ["throughput"]))
+    assert [st.first_after[:2] for _, st in alone] == ["14"]  # the slow stretch moved the step
+    history = build_history(records_to_frame(records() + round1 + round2), ["throughput"])
+    (series,) = [s for s in history if s.config["model"] == "convnet"]
+    assert {p.records for p in series.points} == {3}
+    assert [(st.first_after[:2], round(st.change, 2)) for st in series.steps] == [("12", -0.08)]
+    results = tmp_path / "r.jsonl"
+    results.write_text("".join(json.dumps(r) + "\n" for r in records() + round1 + round2))
+    assert main(["history", str(results), "--out", str(tmp_path / "h"),
+                 "--metrics", "throughput"]) == 0
+    md = (tmp_path / "h" / "history.md").read_text()
+    assert "| runs per commit |" in md and "| convnet bs32 fp32 sgd cpu | " in md
+    row = next(ln for ln in md.splitlines() if ln.startswith("| convnet") and "| 20 |" in ln)
+    assert "| 20 | 3 |" in row  # 20 commits, 3 runs each
+    capsys.readouterr()

@@ -12,7 +12,7 @@ import torch
 from harness.core import loop, timing
 from harness.core.loop import Clock, Limits, run_timed
 from harness.core.timing import RegionTimer
-from harness.errors import Diverged
+from harness.errors import Diverged, UserError
 from harness.probes.telemetry import NvmlSampler
 
 CPU = torch.device("cpu")
@@ -198,6 +198,27 @@ def test_injected_slowdown_spins_in_timed_steps_only(fake):
                   min_time_s=0.0)
     assert m.warmup.medians_s == pytest.approx([0.010, 0.010])
     assert m.step_times_s == pytest.approx([0.015] * 6)
+
+
+@pytest.mark.parametrize(("knob", "config", "expected"), [
+    ("0.25", {"optimizer": "sgd"}, 0.25),  # no filter: every config
+    ("0.25@optimizer=adam", {"optimizer": "adam"}, 0.25),
+    ("0.25@optimizer=adam", {"optimizer": "sgd"}, 0.0),
+    ("0.25@batch_size=16", {"batch_size": 16}, 0.25),  # compared as text: ints match too
+    ("0.25@batch_size=16", {"batch_size": 8}, 0.0),
+    ("0.25@optimizer=adam", None, 0.25),  # no config: the knob as set (the record's flag)
+    ("", {"optimizer": "adam"}, 0.0),
+])
+def test_the_slowdown_knob_can_target_one_config_field(monkeypatch, knob, config, expected):
+    monkeypatch.setenv(loop.SLOWDOWN_ENV, knob)
+    assert loop.injected_slowdown(config) == expected
+
+
+@pytest.mark.parametrize("knob", ["fast", "-0.1", "0.1@optimizer", "0.1@=adam", "0.1@optimizer="])
+def test_a_malformed_slowdown_knob_is_a_one_line_usage_error(monkeypatch, knob):
+    monkeypatch.setenv(loop.SLOWDOWN_ENV, knob)
+    with pytest.raises(UserError, match=r"expected a fraction >= 0.*0\.087@optimizer=adam"):
+        loop.injected_slowdown({"optimizer": "adam"})
 
 
 def test_real_sleeps_follow_the_rule():

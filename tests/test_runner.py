@@ -192,6 +192,18 @@ def test_injected_slowdown_knob_spins_in_proportion_to_each_timed_step(monkeypat
     assert spins == [0.5] * (4 * 3)  # once per timed step, never in warm-up
 
 
+def test_a_knob_for_other_configs_leaves_this_one_unslowed_and_unflagged(monkeypatch, run):
+    """``F@FIELD=VALUE`` slows only matching configs; the others' records are real
+    measurements (not flagged, so compare accepts them as a baseline)."""
+    spins = []
+    monkeypatch.setattr(loop_mod, "spin", spins.append)
+    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "0.5@optimizer=adagrad")
+    rec = run(tiny(optimizer="sgd"))
+    assert spins == [] and rec["injected_slowdown"] is None
+    rec = run(tiny(optimizer="adagrad", timed_steps=2, repeats=1))
+    assert len(spins) == 2 and rec["injected_slowdown"] == 0.5
+
+
 def test_records_say_what_the_loop_ran(run):
     fixed = run(tiny())
     assert (fixed["warmup_steps"], fixed["warmup_rule"], fixed["warmup_steps_run"]) == (

@@ -31,6 +31,12 @@ from its stretch's median). Moving the split from the best position to another o
 20: the data favour the best position by less than 20 to 1) stay in the range. A clean step
 (noise far below its size) gives a single commit; a step as large as the noise gives several,
 and ``trainmark bisect`` over that range settles it.
+
+The noise model assumes that points are independent. One run per commit in commit order (what
+CI appends) breaks that on a shared machine, whose speed shifts for minutes at a time: a shift
+can lie between two commits and read as a step. ``trainmark backfill`` measures a range so that
+the assumption holds (``execution.backfill``): several runs per commit, in shuffled order; each
+point is then the median of its commit's runs.
 """
 
 from __future__ import annotations

@@ -82,7 +82,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         for s, st in regs:
             where = ("" if st.candidates == 1 else
                      f"; the first changed commit may be any of {st.candidates} from "
-                     f"{st.earliest[:12]} to {st.latest[:12]} (bisect them)")
+                     f"{st.earliest[:12]} to {st.latest[:12]} (bisect them, or measure them "
+                     "again with `trainmark backfill`)")
             print(f"REGRESSION {series_label(s.config)} {s.metric} {st.change:+.1%} between "
                   f"{st.last_before[:12]} and {st.first_after[:12]} (p={st.p_adjusted:.2g})"
                   + where)

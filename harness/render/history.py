@@ -45,13 +45,21 @@ def steps_table(pairs: Sequence[tuple[Series, object]]) -> pd.DataFrame:
                                        "p (adjusted)", "verdict"])
 
 
+def _runs(series: Series) -> str:
+    """Records per commit: 1 for CI's one run per commit, the rounds of a backfill."""
+    low, high = min(p.records for p in series.points), max(p.records for p in series.points)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def series_table(history: Sequence[Series]) -> pd.DataFrame:
     rows = [{"config": series_label(s.config), "machine": s.machine, "metric": s.metric,
-             "commits": len(s.points), "first": s.points[0].commit[:12],
-             "last": s.points[-1].commit[:12], "latest": _value(s, s.points[-1].value),
-             "unit": _unit(s), "steps": len(s.steps)} for s in history]
-    return pd.DataFrame(rows, columns=["config", "machine", "metric", "commits", "first",
-                                       "last", "latest", "unit", "steps"])
+             "commits": len(s.points), "runs per commit": _runs(s),
+             "first": s.points[0].commit[:12], "last": s.points[-1].commit[:12],
+             "latest": _value(s, s.points[-1].value), "unit": _unit(s),
+             "steps": len(s.steps)} for s in history]
+    return pd.DataFrame(rows, columns=["config", "machine", "metric", "commits",
+                                       "runs per commit", "first", "last", "latest", "unit",
+                                       "steps"])
 
 
 def history_sections(history: Sequence[Series], charts: Sequence[Chart], threshold: float,
@@ -62,7 +70,8 @@ def history_sections(history: Sequence[Series], charts: Sequence[Chart], thresho
               f"whose per-commit values differ by a two-sided Mann-Whitney U test with p below "
               f"{alpha:g} after multiplying by the number of splits tried (Bonferroni), and whose "
               f"medians differ by more than {threshold:.1%}; each side needs at least "
-              f"{min_segment} commits. Each commit is one point: the median of its records. "
+              f"{min_segment} commits. Each commit is one point: the median of its records "
+              f"(one per run: CI appends one per commit, `trainmark backfill` one per round). "
               f"Noise near a step can move the best split by a commit or more, so 'may be' gives "
               f"every commit the data do not rule out as the first changed one: split positions "
               f"that the data disfavour by less than {SUPPORT:g} to 1 under Laplace noise (the "
