@@ -182,3 +182,9 @@ def test_min_p_by_hand():
     assert paired.min_p(0) == 1.0
     assert paired.min_p(1) == 1.0  # 2 / 2
     assert paired.min_p(8) == pytest.approx(0.0078125)
+
+
+def test_a_tiny_and_a_huge_median_give_their_log_ratio_not_an_underflow():
+    # 1e-300 / 1e300 is 0 in floating point, whose log raises; the log ratio itself is
+    # ln(1e-600) = -600 ln 10, by hand.
+    assert paired.round_log_ratios([([1e300], [1e-300])]) == [pytest.approx(-600 * math.log(10))]

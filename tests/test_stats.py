@@ -274,3 +274,14 @@ def test_compare_values_boundaries():
     # no relative change from a zero baseline
     assert stats.compare_values(0.0, 5.0, threshold=0.05, higher_is_better=False) == (
         None, stats.INCONCLUSIVE)
+
+
+def test_resamples_of_a_baseline_with_zeros_give_no_numpy_warning():
+    """Baseline median 1 (three ones, two zeros): some resamples draw three zeros and their
+    ratio divides by 0. That is no interval's business to print."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = stats.ratio_of_medians_ci([0.0, 0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert got is None  # the upper percentile is inf: no finite interval

@@ -36,7 +36,8 @@ def round_log_ratios(rounds: Iterable[tuple[Iterable[object], Iterable[object]]]
     for b, c in rounds:
         b_clean, c_clean = stats.clean_samples(b), stats.clean_samples(c)
         if b_clean and c_clean and np.median(b_clean) > 0 and np.median(c_clean) > 0:
-            out.append(math.log(float(np.median(c_clean)) / float(np.median(b_clean))))
+            # A difference of logs: the quotient of a tiny and a huge median underflows to 0
+            out.append(math.log(float(np.median(c_clean))) - math.log(float(np.median(b_clean))))
     return out
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -116,11 +117,16 @@ def ratio_of_medians_ci(
     def ratio(b: np.ndarray, c: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.median(c, axis=axis) / np.median(b, axis=axis)
 
-    res = sps.bootstrap(
-        (np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)), ratio,
-        confidence_level=confidence, n_resamples=resamples, method="percentile",
-        vectorized=True, **{BOOTSTRAP_RNG_ARG: np.random.default_rng(seed)},
-    )
+    # A resample may draw mostly a baseline's zeros (a failed step's 0 throughput): its ratio
+    # is inf or nan, and numpy and scipy warn about it. The finiteness check below turns that
+    # into "no interval"; the warnings would only reach the user's terminal.
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = sps.bootstrap(
+            (np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)), ratio,
+            confidence_level=confidence, n_resamples=resamples, method="percentile",
+            vectorized=True, **{BOOTSTRAP_RNG_ARG: np.random.default_rng(seed)},
+        )
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
