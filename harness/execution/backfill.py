@@ -23,9 +23,10 @@ for: a trainmark installed elsewhere that shadows the worktree would otherwise m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
+import shutil
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -103,34 +104,33 @@ def backfill(plan: Plan, say: Callable[[str], None] = lambda s: print(s, file=sy
     todo = [(r, sha) for r in range(plan.rounds) for sha in round_order(plan.commits, r)]
     missing = [(r, sha) for r, sha in todo if not record_path(plan.out_dir, sha, r).exists()]
     outcome.existing = len(todo) - len(missing)
-    trees: dict[str, Path] = {}
     scratch = plan.out_dir / ".backfill-tmp"
-    with contextlib.ExitStack() as stack:
-        stack.callback(_remove_tree, scratch)
+    spent: list[float] = []
+    try:
         for n, (r, sha) in enumerate(missing, start=1):
             if sha in outcome.failed:
                 continue  # a commit that cannot run the suite fails the same way every round
-            if sha not in trees:
-                trees[sha] = stack.enter_context(worktree(plan.top, sha)) / plan.source_rel
-            side = Side("candidate", trees[sha], f"commit {sha[:12]}")
             partial = scratch / f"{sha[:12]}-round{r}.jsonl"
             partial.unlink(missing_ok=True)
-            try:
-                seconds = run_block(side, plan.run_flags, partial, plan.threads, scratch / "cwd")
-            except UserError as exc:
-                outcome.failed[sha] = str(exc)
-                say(f"  [{n}/{len(missing)}] round {r + 1}, {sha[:12]}: FAILED: {exc}")
-                continue
+            # One worktree at a time (a fraction of a second to make): a long range does not
+            # hold hundreds of checkouts at once.
+            with worktree(plan.top, sha) as tree:
+                side = Side("candidate", tree / plan.source_rel, f"commit {sha[:12]}")
+                try:
+                    seconds = run_block(side, plan.run_flags, partial, plan.threads,
+                                        scratch / "cwd")
+                except UserError as exc:
+                    outcome.failed[sha] = str(exc)
+                    say(f"  [{n}/{len(missing)}] round {r + 1}, {sha[:12]}: FAILED: {exc}")
+                    continue
             _check_commit(partial, sha)
             partial.replace(record_path(plan.out_dir, sha, r))  # whole or not at all
             outcome.measured += 1
+            spent.append(seconds)
+            left = statistics.median(spent) * (len(missing) - n) / 60
             say(f"  [{n}/{len(missing)}] round {r + 1}/{plan.rounds}, {sha[:12]}: "
-                f"{seconds:.0f} s")
+                f"{seconds:.0f} s (about {left:.0f} min left)")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     outcome.seconds = time.perf_counter() - started
     return outcome
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
