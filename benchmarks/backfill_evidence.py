@@ -14,7 +14,8 @@ point is the median of its rounds), and, to show what the rounds add, each round
         [--out results/examples/backfill-evidence.txt] [--keep DIR]
 
 With ``--keep DIR`` of an earlier run, the history is reused and only what its backfill lacks
-is measured (then everything is analysed again).
+is measured (then everything is analysed again). ``--chronological`` measures the control
+instead: one run per commit, in commit order, as CI appends them (about 15 minutes).
 
 A benchmark, not a test: the 18-config sweep takes about 45 s here, so 20 commits x 3 rounds
 take about 50 minutes.
@@ -84,6 +85,24 @@ def summarise(steps: list[dict], index: dict[str, int], step_at: int, configs: i
             f"{index[s['first_changed']]}")
 
 
+def chronological(repo: Path, shas: list[str], out: Path) -> None:
+    """The control: one run per commit in commit order, as CI appends them."""
+    out.mkdir(parents=True, exist_ok=True)
+    tree = out.parent / "chronological-tree"
+    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("TRAINMARK_INJECT_SLOWDOWN", None)
+    for sha in shas:
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), sha], cwd=repo,
+                       check=True, capture_output=True)
+        try:
+            subprocess.run([sys.executable, "-m", "harness", "run", *SWEEP, "--no-report",
+                            "--quiet", "--out", str(out / f"{sha[:12]}.jsonl")], cwd=out.parent,
+                           env=env, check=True, capture_output=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo,
+                           check=True, capture_output=True)
+
+
 def _label(s: dict) -> str:
     c = s["config"]
     return f"{c.get('model')} {c.get('optimizer')} bs={c.get('batch_size')}"
@@ -97,6 +116,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default=str(REPO / "results" / "examples" / "backfill-evidence.txt"))
     p.add_argument("--keep", metavar="DIR", help="keep the records and reports in DIR")
+    p.add_argument("--chronological", action="store_true",
+                   help="the control instead of the backfill: one run per commit, in commit "
+                        "order (what CI appends), then history over it")
     args = p.parse_args()
     lines: list[str] = []
 
@@ -120,6 +142,17 @@ def main() -> None:
                                  f"@optimizer={STEPPED}")
         index = {sha: i for i, sha in enumerate(shas)}
         started = time.perf_counter()
+        if args.chronological:
+            chronological(repo, shas, work / "records-chronological")
+            say(f"# one run per commit in commit order: {time.perf_counter() - started:.0f} s")
+            say()
+            say("## one run per commit, in commit order (the control: what CI appends)")
+            files = sorted((work / "records-chronological").glob("*.jsonl"))
+            configs = sum(1 for _ in files[0].open())
+            summarise(history(repo, files, work / "report-chronological"), index, args.step_at,
+                      configs, say)
+            Path(args.out).write_text("\n".join(lines) + "\n")
+            return
         proc = trainmark(repo, "backfill", shas[0], shas[-1], "--rounds", str(args.rounds),
                          "--out-dir", str(out), *SWEEP)
         say(f"# backfill: exit {proc.returncode} in {time.perf_counter() - started:.0f} s; "
