@@ -130,7 +130,8 @@ def main() -> None:
     say(f"# {args.commits} commits; commit {args.step_at} sets the knob's default to "
         f"{args.slowdown:g}@optimizer={STEPPED} (Adam configs: throughput x "
         f"{1 / (1 + args.slowdown):.3f}); the other configs never change")
-    say(f"# trainmark backfill FIRST LAST --rounds {args.rounds} {' '.join(SWEEP)}")
+    say(f"# trainmark run {' '.join(SWEEP)}: once per commit in commit order" if args.chronological
+        else f"# trainmark backfill FIRST LAST --rounds {args.rounds} {' '.join(SWEEP)}")
     with tempfile.TemporaryDirectory(prefix="trainmark-backfill-") as tmp:
         work = Path(args.keep or tmp)
         repo, out = work / "repo", work / "records"

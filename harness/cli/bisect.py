@@ -59,7 +59,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     import dataclasses
 
     from harness.execution.bisect import Plan, bisect
-    from harness.execution.gitref import git, repo_toplevel, resolve_ref
+    from harness.execution.gitref import git, is_ancestor, repo_toplevel, resolve_ref
     from harness.probes.provenance import SOURCE_ROOT
     from harness.schema import new_run_id
 
@@ -72,7 +72,7 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     sweep, _ = prepared_sweep(args)
     top = repo_toplevel(SOURCE_ROOT)
     good, bad = resolve_ref(top, args.good), resolve_ref(top, args.bad)
-    if good == bad or not _is_ancestor(top, good, bad):
+    if good == bad or not is_ancestor(top, good, bad):
         raise UserError(f"GOOD {args.good!r} ({good[:10]}) must be an ancestor of BAD "
                         f"{args.bad!r} ({bad[:10]}), not the same commit")
     commits = git(top, "rev-list", "--count", f"{good}..{bad}")
@@ -118,10 +118,3 @@ def cmd_bisect(args: argparse.Namespace) -> int:
         return EXIT_NOT_A_REGRESSION
     print(f"confirmed: measured again against {args.good}: {agreed}")
     return EXIT_FOUND
-
-
-def _is_ancestor(top: Path, good: str, bad: str) -> bool:
-    import subprocess
-
-    return subprocess.run(["git", "-C", str(top), "merge-base", "--is-ancestor", good, bad],
-                          capture_output=True).returncode == 0

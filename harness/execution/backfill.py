@@ -11,8 +11,8 @@ its own seeded random order (``round_order``), one ``trainmark run`` per commit 
 that commit's own tree (a temporary ``git worktree``; the user's checkout is never touched).
 A level shift then hits commits scattered over the range, a different set in every round, and
 the median of a commit's rounds (what ``analysis.history`` plots) leaves it out: noise, not a
-step. This is asv's advice for the same problem (``asv run --interleave-rounds``: sample
-background variation over time rather than over commits).
+step. asv interleaves its benchmark processes for the same reason (``asv run
+--interleave-processes``: to sample long-time background variation rather than be led by it).
 
 Each (commit, round) is one file, ``<sha12>-round<r>.jsonl``, written whole or not at all, so
 an interrupted backfill loses at most the run in progress, and running the same command again
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.execution.ab import Side, run_block
-from harness.execution.gitref import git, worktree
+from harness.execution.gitref import git, is_ancestor, worktree
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,11 @@ class Outcome:
 def commits_between(top: Path, first: str, last: str) -> list[str]:
     """``first`` and every commit after it up to ``last``, oldest first, along ``last``'s
     first-parent line (a merged branch is one step, as in CI's history of main)."""
-    if first != last and not _is_ancestor(top, first, last):
+    if first != last and not is_ancestor(top, first, last):
         raise UserError(f"{first[:10]} is not an ancestor of {last[:10]}: give the older commit "
                         "first")
     later = git(top, "rev-list", "--first-parent", "--reverse", f"{first}..{last}").split()
     return [first, *later]
-
-
-def _is_ancestor(top: Path, first: str, last: str) -> bool:
-    import subprocess
-
-    return subprocess.run(["git", "-C", str(top), "merge-base", "--is-ancestor", first, last],
-                          capture_output=True).returncode == 0
 
 
 def round_order(commits: list[str], round_index: int) -> list[str]:

@@ -43,6 +43,15 @@ def resolve_ref(top: Path, ref: str) -> str:
     return sha
 
 
+def is_ancestor(top: Path, older: str, newer: str) -> bool:
+    """Is ``older`` an ancestor of ``newer`` (or the same commit)?"""
+    try:
+        return subprocess.run(["git", "-C", str(top), "merge-base", "--is-ancestor", older,
+                               newer], capture_output=True, timeout=300).returncode == 0
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"git merge-base failed: {exc}") from None
+
+
 @contextlib.contextmanager
 def worktree(top: Path, sha: str) -> Iterator[Path]:
     """A detached worktree of ``sha`` in a temporary directory, removed on any exit."""
