@@ -48,11 +48,11 @@ def build_history(repo: Path, commits: int, bad_at: int, slowdown: float,
     start = dt.datetime.now(dt.UTC).replace(microsecond=0)
     for i in range(1, commits + 1):
         if i == bad_at:
-            loop = repo / "harness" / "core" / "loop.py"
-            text = loop.read_text()
+            knob = repo / "harness" / "core" / "knob.py"
+            text = knob.read_text()
             if KNOB_DEFAULT not in text:
-                raise SystemExit(f"{loop}: the line to change is gone: {KNOB_DEFAULT}")
-            loop.write_text(text.replace(KNOB_DEFAULT,
+                raise SystemExit(f"{knob}: the line to change is gone: {KNOB_DEFAULT}")
+            knob.write_text(text.replace(KNOB_DEFAULT,
                                          f'os.environ.get(SLOWDOWN_ENV, "{slowdown:g}{only}")'))
         else:
             (repo / f"change-{i}.txt").write_text(f"change {i}\n")

@@ -480,3 +480,15 @@ def test_case_ids_are_unique() -> None:
     ids = [c.id for c in CASES + WITH_BASELINE]
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
     assert all(re.fullmatch(r"[a-z0-9-]+", i) for i in ids)
+
+
+def test_a_malformed_slowdown_knob_is_refused_before_any_worker_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The test-only knob is read in every worker; a bad value must not become one crashed
+    record per config (exit 0) but one usage error, with nothing recorded."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRAINMARK_INJECT_SLOWDOWN", "fast")
+    case = Case("knob-malformed", ["run", "--suite", "smoke", "--out", "new/r.jsonl"],
+                ["TRAINMARK_INJECT_SLOWDOWN='fast'", "0.087@optimizer=adam"])
+    _check(case, tmp_path, capsys)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harness.core import loop, timing
+from harness.core.knob import SLOWDOWN_ENV, injected_slowdown
 from harness.core.loop import Clock, Limits, run_timed
 from harness.core.timing import RegionTimer
 from harness.errors import Diverged, UserError
@@ -210,15 +211,15 @@ def test_injected_slowdown_spins_in_timed_steps_only(fake):
     ("", {"optimizer": "adam"}, 0.0),
 ])
 def test_the_slowdown_knob_can_target_one_config_field(monkeypatch, knob, config, expected):
-    monkeypatch.setenv(loop.SLOWDOWN_ENV, knob)
-    assert loop.injected_slowdown(config) == expected
+    monkeypatch.setenv(SLOWDOWN_ENV, knob)
+    assert injected_slowdown(config) == expected
 
 
 @pytest.mark.parametrize("knob", ["fast", "-0.1", "0.1@optimizer", "0.1@=adam", "0.1@optimizer="])
 def test_a_malformed_slowdown_knob_is_a_one_line_usage_error(monkeypatch, knob):
-    monkeypatch.setenv(loop.SLOWDOWN_ENV, knob)
+    monkeypatch.setenv(SLOWDOWN_ENV, knob)
     with pytest.raises(UserError, match=r"expected a fraction >= 0.*0\.087@optimizer=adam"):
-        loop.injected_slowdown({"optimizer": "adam"})
+        injected_slowdown({"optimizer": "adam"})
 
 
 def test_real_sleeps_follow_the_rule():

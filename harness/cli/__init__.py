@@ -74,11 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(chosen).parse_args(argv)
         if getattr(args, "func", None) is None:
             raise UserError(f"choose a command: {', '.join(COMMANDS)}")
+        from harness.core.knob import injected_slowdown
         from harness.execution.interrupts import sigterm_as_interrupt
         from harness.probes.host_heap import apply_host_heap
 
         # Here, before the fork server, torchrun or an A/B worker starts: they inherit it.
         apply_host_heap()
+        injected_slowdown()  # a malformed test-only knob: one usage error, not a crash per config
 
         # SIGTERM (CI cancelling a job) unwinds like Ctrl-C: every command's cleanup (killing
         # a worker, removing a worktree, reporting what was recorded) runs for both.

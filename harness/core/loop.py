@@ -43,10 +43,9 @@ the step number, however many steps the rules choose.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -55,7 +54,7 @@ from harness.core import dist
 from harness.core.devices import synchronize
 from harness.core.step import StepFn
 from harness.core.timing import RegionTimer
-from harness.errors import Diverged, UserError
+from harness.errors import Diverged
 from harness.probes.memory import minor_page_faults
 from harness.probes.telemetry import NvmlSampler
 
@@ -63,31 +62,8 @@ from harness.probes.telemetry import NvmlSampler
 # each timed step is followed by f x its own duration of busy waiting (and, only then, a device
 # sync). Busy, not asleep: a sleep's real cost depends on how late an idle core wakes up, so an
 # 8% knob measured anywhere from -3% to -22% in one history run; a spin costs what it says and
-# keeps the core busy, like a real code change's extra work.
-SLOWDOWN_ENV = "TRAINMARK_INJECT_SLOWDOWN"
+# keeps the core busy, like a real code change's extra work. Its value is read by ``core.knob``.
 ADAPTIVE, FIXED = "adaptive", "fixed"  # the record's warmup_rule
-
-
-def injected_slowdown(config: Mapping[str, object] | None = None) -> float:
-    """The knob's fraction for ``config``. ``F`` slows every config; ``F@FIELD=VALUE`` only
-    those whose config field has that value (e.g. ``0.087@optimizer=adam``), so one sweep holds
-    slowed and unchanged series side by side, measured at the same moments (history evidence).
-    Without ``config``, the fraction as set, whatever the filter."""
-    text = os.environ.get(SLOWDOWN_ENV, "").strip()
-    if not text:
-        return 0.0
-    fraction, _, where = text.partition("@")
-    field_name, eq, value = where.partition("=")
-    try:
-        slowdown = float(fraction)
-    except ValueError:
-        slowdown = -1.0
-    if not slowdown >= 0 or (where and not (eq and field_name and value)):
-        raise UserError(f"{SLOWDOWN_ENV}={text!r}: expected a fraction >= 0, optionally "
-                        "followed by @FIELD=VALUE (e.g. 0.087 or 0.087@optimizer=adam)")
-    if where and config is not None and str(config.get(field_name)) != value:
-        return 0.0
-    return slowdown
 
 
 def spin(seconds: float) -> None:
@@ -151,7 +127,7 @@ class Clock:
     timer: RegionTimer
     sampler: NvmlSampler
     items_per_step: int  # samples (or tokens) per step on one rank
-    slowdown: float = 0.0  # test-only injected slowdown (see SLOWDOWN_ENV)
+    slowdown: float = 0.0  # test-only injected slowdown (core.knob)
 
 
 class Rows:

@@ -24,14 +24,8 @@ from harness.core.config import RunConfig
 from harness.core.data import Dataset, ImageData, input_spec, load_dataset
 from harness.core.determinism import determinism
 from harness.core.flops import StepFlops, achieved_flops_per_s, mfu, train_step_flops
-from harness.core.loop import (
-    Clock,
-    Measured,
-    check_finite,
-    injected_slowdown,
-    run_timed,
-    run_to_target,
-)
+from harness.core.knob import injected_slowdown
+from harness.core.loop import Clock, Measured, check_finite, run_timed, run_to_target
 from harness.core.losscurve import compact_curve, curve_digest
 from harness.core.optim import make_optimizer
 from harness.core.pipeline import LoaderData, loader_data
