@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 from benchmarks.bisect_evidence import build_history
+from harness.execution.ab import Side, run_block
+from harness.execution.gitref import worktree
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = ["--models", "convnet,resnet20,transformer", "--devices", "cpu", "--precisions", "fp32",
@@ -45,7 +47,6 @@ STEPPED = "adam"  # the optimizer whose configs get the step
 
 def trainmark(repo: Path, *argv: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(repo))
-    env.pop("TRAINMARK_INJECT_SLOWDOWN", None)
     return subprocess.run([sys.executable, "-m", "harness", *argv], cwd=repo, env=env,
                           capture_output=True, text=True)
 
@@ -86,21 +87,13 @@ def summarise(steps: list[dict], index: dict[str, int], step_at: int, configs: i
 
 
 def chronological(repo: Path, shas: list[str], out: Path) -> None:
-    """The control: one run per commit in commit order, as CI appends them."""
+    """The control: one run per commit in commit order, as CI appends them, measured the way
+    ``backfill`` measures (``execution.ab.run_block`` in the commit's worktree, one thread)."""
     out.mkdir(parents=True, exist_ok=True)
-    tree = out.parent / "chronological-tree"
-    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("TRAINMARK_INJECT_SLOWDOWN", None)
     for sha in shas:
-        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), sha], cwd=repo,
-                       check=True, capture_output=True)
-        try:
-            subprocess.run([sys.executable, "-m", "harness", "run", *SWEEP, "--no-report",
-                            "--quiet", "--out", str(out / f"{sha[:12]}.jsonl")], cwd=out.parent,
-                           env=env, check=True, capture_output=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo,
-                           check=True, capture_output=True)
+        with worktree(repo, sha) as tree:
+            run_block(Side("candidate", tree, f"commit {sha[:12]}"), SWEEP,
+                      out / f"{sha[:12]}.jsonl", threads=1, workdir=out.parent / "cwd")
 
 
 def _label(s: dict) -> str:
@@ -120,6 +113,7 @@ def main() -> None:
                    help="the control instead of the backfill: one run per commit, in commit "
                         "order (what CI appends), then history over it")
     args = p.parse_args()
+    os.environ.pop("TRAINMARK_INJECT_SLOWDOWN", None)  # the history's own commits set it
     lines: list[str] = []
 
     def say(text: str = "") -> None:
