@@ -33,6 +33,8 @@ COLUMNS: dict[str, str] = {
     "batch_size": "Int64",
     "precision": "string",
     "optimizer": "string",
+    "optimizer_fused": "boolean",  # torch's fused implementation (CUDA), else for-each
+    "step_syncs_host": "boolean",  # GradScaler read found-inf with .item() in every step
     "lr": "Float64",
     "seed": "Int64",
     "warmup_steps": "Int64",
@@ -47,6 +49,7 @@ COLUMNS: dict[str, str] = {
     "eval_interval": "Int64",
     "max_steps": "Int64",
     "nproc": "Int64",
+    "dist_backend": "string",  # the process group's backend(s) under a launcher, else null
     "compile": "boolean",
     "channels_last": "boolean",
     "image_size": "Int64",  # asked input shape; null = the model's own
@@ -80,6 +83,7 @@ COLUMNS: dict[str, str] = {
     "loader_samples_per_s": "Float64",  # the loader alone, no training
     # --batch-sizes max (execution/batch_search.py)
     "batch_size_probes": "object",  # [[batch size, fits], ...] in the order probed
+    "batch_size_fallbacks": "object",  # [[batch size, error], ...]: fit as probes, OOM measured
     # what the timed loop ran (core/loop.py); warmup_steps, timed_steps are what was asked
     "warmup_rule": "string",  # adaptive | fixed
     "warmup_steps_run": "Int64",  # warm-up steps run, the first (compiling) one included
@@ -93,6 +97,7 @@ COLUMNS: dict[str, str] = {
     "peak_flops_per_s": "Float64",
     "peak_flops_source": "string",
     "mfu": "Float64",
+    "flops_error": "string",  # why the step's FLOPs were not counted (no MFU), else null
     # energy (NVML, timed regions only)
     "energy_j": "Float64",
     "power_w_mean": "Float64",
@@ -124,6 +129,7 @@ COLUMNS: dict[str, str] = {
     "train_loss": "Float64",
     "eval_loss": "Float64",
     "eval_accuracy": "Float64",
+    "eval_batch_size": "Int64",  # samples per evaluation batch (bounded by the logits' size)
     "loss_curve": "object",
     "loss_curve_every": "Int64",
     "loss_curve_sha256": "string",
@@ -156,6 +162,17 @@ COLUMNS: dict[str, str] = {
     "float32_matmul_precision": "string",
     "cudnn_benchmark": "boolean",
     "omp_num_threads_env": "string",
+    # where a scheduled job ran (`trainmark fleet`, or any run inside a Slurm job); null outside
+    # one. probes.provenance reads them from the job's environment (execution/fleet_job.py).
+    "executor": "string",  # the engine that ran the job: slurm | local
+    "job_id": "string",  # the scheduler's job id (Slurm: SLURM_JOB_ID)
+    "partition": "string",  # the partition (node type) the job asked for
+    "node": "string",  # the scheduler's name of the node (may differ from ``host``)
+    # which code produced the record (probes.provenance.code_identity): records whose digests
+    # differ are refused by fleet, report and compare unless --allow-different-code
+    "code_digest": "string",  # sha256 of the installed harness/ and models/ sources (16 hex)
+    "code_identity": "string",  # "<commit>[-dirty]/<digest>", or "v<version>/<digest>"
+    "recorded_by": "string",  # "fleet": no measurement, the waiter recorded a dead job's config
     # how it was measured
     "isolation": "string",  # process: a fresh worker per config; none: in the sweep's process
     "host_heap": "string",  # the C heap's policy (probes.host_heap): steady, default, preloaded:LIB

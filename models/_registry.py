@@ -49,6 +49,9 @@ class ModelInfo:
     # the batch (Goyal et al. 2017's rule: lr x batch / lr_batch); None: the rates are used at
     # any batch size as they are (the small CIFAR-sized models).
     lr_batch: int | None = None
+    # Parameters at the declared input, declared so that `trainmark list` need not build every
+    # model to count them (tests/test_models.py checks each against a real count); None: count.
+    num_params: int | None = None
 
     def lr_for(self, optimizer: str, batch_size: int) -> float:
         """The default learning rate of ``optimizer`` at ``batch_size`` (linear scaling from
@@ -100,6 +103,7 @@ def register_model(
     num_classes: int | None = None,
     vocab_size: int | None = None,
     lr_batch: int | None = None,
+    num_params: int | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``fn`` under ``fn.__name__`` with its task, defaults and input.
 
@@ -138,6 +142,7 @@ def register_model(
             num_classes=num_classes,
             vocab_size=vocab_size,
             lr_batch=lr_batch,
+            num_params=num_params,
         )
         return fn
 

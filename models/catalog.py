@@ -67,11 +67,15 @@ def expand_model_names(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def count_parameters(name: str, **builder_kwargs: object) -> int:
+def count_parameters(name: str, *, use_declared: bool = True, **builder_kwargs: object) -> int:
     """Parameters of model ``name`` at its declared input (``builder_kwargs`` override it),
     built on the meta device: shapes only, no memory, no initialisation arithmetic, so GPT-2 or
-    ViT-B/16 is counted in well under a second. Tied weights count once."""
+    ViT-B/16 is counted in well under a second. Tied weights count once. A model that declares
+    its count (``num_params``) is not built at its declared input unless ``use_declared`` is
+    false."""
     info = get_model_info(name)
+    if use_declared and info.num_params is not None and not builder_kwargs:
+        return info.num_params
     kwargs = {**info.builder_kwargs(), **builder_kwargs}
     try:
         with torch.device("meta"):

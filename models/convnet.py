@@ -65,6 +65,7 @@ class ConvNet(nn.Module):
     default_lr={"sgd": 0.05, "adam": 1e-3, "adagrad": 1e-2},
     input_shape=(3, 32, 32),  # CIFAR-10, the article's data
     num_classes=10,
+    num_params=522_046,
 )
 def convnet(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """The article's two-layer ConvNet (corrected: F imported, 4096 flat features)."""

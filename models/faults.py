@@ -120,6 +120,51 @@ def test_ballast(**kw: object) -> nn.Module:
     return _Ballast()
 
 
+FAIL_ABOVE_ENV = "TRAINMARK_TEST_FAIL_ABOVE"  # batch sizes above this fail ...
+FAIL_MESSAGE_ENV = "TRAINMARK_TEST_FAIL_MESSAGE"  # ... raising RuntimeError with this message
+
+
+class _FailsAbove(_Fails):
+    """``test_linear`` whose training steps raise, from batches above a size, the error a GPU
+    raises near its limit (the message comes from the environment, so a test picks it)."""
+
+    def __init__(self) -> None:
+        super().__init__(_nothing)
+        self.above = int(os.environ.get(FAIL_ABOVE_ENV, "0"))
+        self.message = os.environ.get(FAIL_MESSAGE_ENV, "CUDA error: out of memory")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] > self.above:  # training steps; evaluation runs
+            raise RuntimeError(self.message)
+        return super().forward(x)
+
+
+@register_model(**_KW)
+def test_fails_above(**kw: object) -> nn.Module:
+    """Raises a GPU's near-the-limit error for batches above TRAINMARK_TEST_FAIL_ABOVE."""
+    return _FailsAbove()
+
+
+KILL_AFTER_S = 1.5  # long enough for the sweep's parent to read the ballast's RSS (twice)
+
+
+class _KilledWithBallast(_Ballast):
+    """``test_ballast`` that, once the ballast is resident, waits and then takes SIGKILL, as
+    a process the kernel's out-of-memory killer picks does (with nothing left to say)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        time.sleep(KILL_AFTER_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+
+@register_model(**_KW)
+def test_sigkill(**kw: object) -> nn.Module:
+    """Holds BALLAST_MIB MiB, then is killed by SIGKILL, as the OOM killer does."""
+    return _KilledWithBallast()
+
+
 LATE_EXIT_S = 2.0  # how long a failing rank waits at exit: rank 0 has written its record by then
 
 

@@ -35,7 +35,7 @@ _VIT_LR = {"sgd": 0.03, "adam": 5e-4, "adagrad": 1e-2}
 @register_model(
     task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet50",
     default_lr=_RESNET50_LR, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-    lr_batch=256,
+    lr_batch=256, num_params=25_557_032,  # torchvision's model card
 )
 def resnet50(
     num_classes: int = IMAGENET_CLASSES, in_channels: int = 3, image_size: int = 224
@@ -52,7 +52,7 @@ def resnet50(
 @register_model(
     task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="vit",
     default_lr=_VIT_LR, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-    lr_batch=512,
+    lr_batch=512, num_params=86_567_656,  # torchvision's model card
 )
 def vit_b_16(
     num_classes: int = IMAGENET_CLASSES, in_channels: int = 3, image_size: int = 224

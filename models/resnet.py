@@ -20,6 +20,7 @@ _RESNET_LR = {"sgd": 0.05, "adam": 1e-3, "adagrad": 1e-2}
 @register_model(
     task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet", default_lr=_RESNET_LR,
     input_shape=(3, 32, 32), num_classes=10,  # CIFAR-10
+    num_params=11_173_962,
 )
 def resnet18(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool), ~11.2M parameters."""
@@ -72,6 +73,7 @@ class CifarResNet(nn.Module):
 @register_model(
     task=IMAGE_CLASSIFICATION, default_dataset="synthetic", family="resnet", default_lr=_RESNET_LR,
     input_shape=(3, 32, 32), num_classes=10,  # CIFAR-10
+    num_params=272_474,  # He et al. 2016, section 4.2: 0.27M
 )
 def resnet20(num_classes: int = 10, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """He et al. 2016 CIFAR ResNet-20 (3x3 basic blocks, 16/32/64 channels), ~0.27M parameters."""

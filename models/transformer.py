@@ -119,6 +119,7 @@ class GPT(nn.Module):
     family="transformer",
     default_lr={"sgd": 0.1, "adam": 1e-3, "adagrad": 1e-2},
     input_shape=(128,),
+    num_params=818_048,  # at the default 65-character vocabulary
 )
 def transformer(
     vocab_size: int = 65,
@@ -146,6 +147,7 @@ GPT2_CONTEXT = 1024
     default_lr={"sgd": 0.03, "adam": 6e-4, "adagrad": 1e-3},
     input_shape=(GPT2_CONTEXT,),
     vocab_size=GPT2_VOCAB,
+    num_params=124_439_808,  # with the tied output head counted once (nanoGPT: 124M)
 )
 def gpt2(vocab_size: int = GPT2_VOCAB, block_size: int = GPT2_CONTEXT) -> nn.Module:
     """GPT-2 small (12 layers, 12 heads, width 768, context 1024), 124.4M parameters."""

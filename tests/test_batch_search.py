@@ -252,3 +252,85 @@ def test_a_budget_below_the_baseline_fits_nothing(workdir):
     assert r["error"].startswith("batch size 1 does not fit the memory budget of 0.01 GiB: "
                                  "peak RSS ")
     assert r["peak_rss_bytes"] > 0.01 * GIB and r["throughput"] is None
+
+
+# ------------------------------------------- every way a GPU says "does not fit" (issue 22)
+
+# The messages torch raises near a GPU's memory or size limit, as its CUDA builds word them.
+# They cannot be produced without a GPU: `test_fails_above` raises each above a batch size.
+NEAR_THE_LIMIT = [
+    "CUDA error: out of memory\nCompile with `TORCH_USE_CUDA_DSA` to enable device-side "
+    "assertions.",
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR",
+    "cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a "
+    "non-contiguous input.",
+    "Expected canUse32BitIndexMath(input) && canUse32BitIndexMath(output) to be true, but got "
+    "false.",
+]
+
+
+@pytest.mark.parametrize("message", NEAR_THE_LIMIT, ids=["runtime", "cublas", "cudnn-internal",
+                                                         "cudnn-unsupported", "indexing"])
+def test_each_near_the_limit_failure_is_a_size_that_does_not_fit(message, monkeypatch):
+    from harness.core.runner import Runner
+    from models.faults import FAIL_ABOVE_ENV, FAIL_MESSAGE_ENV
+
+    monkeypatch.setenv(FAIL_ABOVE_ENV, "5")
+    monkeypatch.setenv(FAIL_MESSAGE_ENV, message)
+    cfg = RunConfig(model="test_fails_above", dataset="synthetic", batch_size=0, max_batch=8,
+                    warmup_steps=1, timed_steps=1, repeats=1, eval_samples=8,
+                    train_samples=32)
+    runner = Runner(data_dir="data")
+    found, fields = resolve_max_batch(cfg, runner.run)
+    # 1, 2, 4 fit; 8 fails with the message, so bisection takes over: 6 fails, 5 fits.
+    assert found is not None and found.batch_size == 5, fields
+    assert fields["batch_size_probes"] == [[1, T], [2, T], [4, T], [8, F], [6, F], [5, T]]
+    failed = runner.run(dataclasses.replace(cfg, batch_size=6, max_batch=None))
+    assert failed["status"] == "oom" and message.splitlines()[0][:40] in failed["error"]
+
+
+def test_a_plain_runtime_error_still_stops_the_search(monkeypatch):
+    from harness.core.runner import Runner
+    from models.faults import FAIL_ABOVE_ENV, FAIL_MESSAGE_ENV
+
+    monkeypatch.setenv(FAIL_ABOVE_ENV, "3")
+    monkeypatch.setenv(FAIL_MESSAGE_ENV, "mat1 and mat2 shapes cannot be multiplied")
+    cfg = RunConfig(model="test_fails_above", dataset="synthetic", batch_size=0, max_batch=8,
+                    warmup_steps=1, timed_steps=1, repeats=1, eval_samples=8,
+                    train_samples=32)
+    found, record = resolve_max_batch(cfg, Runner(data_dir="data").run)
+    assert found is None and record["status"] == "error"
+    assert record["batch_size_probes"] == [[1, T], [2, T]]
+
+
+def test_an_oom_at_the_size_found_is_measured_at_the_next_size_that_fit():
+    # The probes fit up to 70 (see test_resolve_returns_the_config_at_the_size_found), but the
+    # measurement at 70 (a new worker, whose autotuning wants more) runs out of memory: the
+    # next size that fit, 68, is measured instead and the record says what was given up.
+    measured, lines = [], []
+
+    def measure(cfg):
+        measured.append(cfg.batch_size)
+        if cfg.batch_size == 70:
+            return {**dataclasses.asdict(cfg), "status": "oom", "error": "CUDA out of memory"}
+        return fake_measure([])(cfg)
+
+    rec = searching(measure, fake_measure([]), report=lines.append)(CFG)
+    assert measured == [70, 68]
+    assert rec["status"] == "ok" and rec["batch_size"] == 68
+    assert rec["batch_size_fallbacks"] == [[70, "CUDA out of memory"]]
+    assert len(rec["batch_size_probes"]) == 13  # the search's probes stay with the record
+    assert "measuring at bs=68" in lines[-1]
+
+
+def test_fallbacks_stop_after_a_few_sizes():
+    measured = []
+
+    def always_oom(cfg):
+        measured.append(cfg.batch_size)
+        return {**dataclasses.asdict(cfg), "status": "oom", "error": "CUDA out of memory"}
+
+    rec = searching(always_oom, fake_measure([]))(CFG)
+    assert measured == [70, 68, 64, 32]  # the size found, then three that fit as probes
+    assert rec["status"] == "oom" and [b for b, _ in rec["batch_size_fallbacks"]] == [70, 68, 64]

@@ -3,6 +3,7 @@ the real input pipeline (``--input loader``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -227,3 +228,19 @@ def test_on_cuda_loader_batches_come_pinned_and_land_on_the_gpu():
         assert x.is_cuda and y.is_cuda and x.shape == (8, 3, 32, 32)
     finally:
         data.close()
+
+
+def test_channels_last_loader_batches_arrive_nhwc():
+    # --channels-last with a loader: each batch is copied to the device in NHWC, so the first
+    # convolution does not convert its layout every step (the timed step's hidden copy).
+    from harness.core.config import RunConfig
+    from harness.core.runner import Runner
+
+    cfg = RunConfig(model="convnet", dataset="synthetic", batch_size=8, input="loader",
+                    workers=0, channels_last=True, train_samples=64, eval_samples=16)
+    data = Runner(data_dir="data").dataset(cfg)
+    x, _ = data.batch(torch.zeros(1))
+    assert x.shape == (8, 3, 32, 32)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    plain = Runner(data_dir="data").dataset(dataclasses.replace(cfg, channels_last=False))
+    assert plain.batch(torch.zeros(1))[0].is_contiguous()

@@ -165,3 +165,20 @@ def test_sigterm_stops_the_sweep_and_takes_its_worker_down(workdir):
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers)
+
+
+def test_a_sigkilled_worker_says_what_most_likely_killed_it(workdir):
+    # Stands in for the kernel's OOM killer, which cannot be provoked safely here: the worker
+    # holds BALLAST_MIB MiB, then takes SIGKILL. The record must carry the peak RSS the parent
+    # read while it lived, the machine's memory, and whether the OOM-kill counter moved.
+    from harness.probes.oom import oom_kill_count
+    from models.faults import BALLAST_MIB
+
+    out = workdir / "r.jsonl"
+    assert main(["run", "--models", "test_sigkill", *TINY, "--out", str(out)]) == 0
+    (rec,) = read_records(out)
+    assert rec["status"] == "crashed" and "signal 9 SIGKILL" in rec["error"]
+    assert rec["peak_rss_bytes"] >= BALLAST_MIB * 2**20
+    assert "its peak RSS was" in rec["error"] and "GiB it may use" in rec["error"]
+    if oom_kill_count() is not None:  # Linux: the counter says it was not the OOM killer
+        assert "not the out-of-memory killer" in rec["error"], rec["error"]

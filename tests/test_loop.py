@@ -271,18 +271,21 @@ class FakeCuda:
     """``torch.cuda.Event`` and ``torch.cuda.synchronize`` as the region timer uses them. Each
     ``record()`` stamps the next time (ms, the device's clock) from ``stamps_ms``; ``log`` keeps
     the order of syncs, records and reads. Like the real ``elapsed_time``, reading an event pair
-    needs both recorded with ``enable_timing=True``."""
+    needs both recorded with ``enable_timing=True``. Like the real ``record()``, an event given
+    no stream records on the *current* device's stream (``current``, GPU 0 unless set);
+    ``streams`` keeps the device of each stream recorded on."""
 
-    def __init__(self, stamps_ms: list[float]) -> None:
-        self.stamps, self.log = list(stamps_ms), []
+    def __init__(self, stamps_ms: list[float], current: int = 0) -> None:
+        self.stamps, self.log, self.streams, self.current = list(stamps_ms), [], [], current
         fake = self
 
         class Event:
             def __init__(self, enable_timing: bool = False) -> None:
                 self.timing, self.ms = enable_timing, None
 
-            def record(self) -> None:
+            def record(self, stream=None) -> None:
                 fake.log.append("record")
+                fake.streams.append(fake.current if stream is None else stream)
                 self.ms = fake.stamps.pop(0)
 
             def elapsed_time(self, end) -> float:
@@ -298,6 +301,10 @@ class FakeCuda:
     def synchronize(self, device=None) -> None:
         self.log.append("sync")
 
+    def current_stream(self, device=None) -> int:
+        """A stream, named here by its device's index."""
+        return self.current if device is None else torch.device(device).index or 0
+
 
 def test_cuda_step_times_come_from_events_read_after_one_closing_sync(fake, monkeypatch):
     # Device stamps 100, 112.5, 130, 134 ms: steps of 12.5, 17.5 and 4 ms. The host clock only
@@ -306,6 +313,7 @@ def test_cuda_step_times_come_from_events_read_after_one_closing_sync(fake, monk
     cuda = FakeCuda([100.0, 112.5, 130.0, 134.0])
     monkeypatch.setattr(torch.cuda, "Event", cuda.Event)
     monkeypatch.setattr(torch.cuda, "synchronize", cuda.synchronize)
+    monkeypatch.setattr(torch.cuda, "current_stream", cuda.current_stream)
     timer = RegionTimer(torch.device("cuda"))
     fake.now = 5.0
     timer.start()
@@ -318,6 +326,35 @@ def test_cuda_step_times_come_from_events_read_after_one_closing_sync(fake, monk
     assert steps == pytest.approx([0.0125, 0.0175, 0.004])
     # Synchronized at the edges only; the events are read after the closing sync.
     assert cuda.log == ["sync"] + ["record"] * 4 + ["sync"] + ["read"] * 3
+
+
+def test_events_record_on_the_configs_gpu_not_the_current_one(monkeypatch):
+    # A config on cuda:1 while GPU 0 is current (no set_device yet, as in the single-process
+    # path before the fix): events recorded on GPU 0's idle stream would time queueing, not
+    # the steps. Every event must go on cuda:1's stream.
+    cuda = FakeCuda([0.0, 1.0, 2.0], current=0)
+    monkeypatch.setattr(torch.cuda, "Event", cuda.Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", cuda.synchronize)
+    monkeypatch.setattr(torch.cuda, "current_stream", cuda.current_stream)
+    timer = RegionTimer(torch.device("cuda:1"))
+    timer.start()
+    timer.step()
+    timer.step()
+    timer.stop()
+    assert cuda.streams == [1, 1, 1]
+
+
+def test_use_device_makes_the_configs_gpu_current(monkeypatch):
+    # Stands in for a second GPU: what set_device is asked. The CPU and MPS have no current
+    # device to set.
+    from harness.core.devices import use_device
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+    use_device(torch.device("cuda:1"))
+    use_device(torch.device("cpu"))
+    use_device(torch.device("mps"))
+    assert calls == [torch.device("cuda:1")]
 
 
 def test_mps_steps_each_get_the_regions_mean(fake, monkeypatch):

@@ -4,6 +4,7 @@ import torch
 from models import (
     IMAGE_CLASSIFICATION,
     LANGUAGE_MODELING,
+    count_parameters,
     create_model,
     get_model_info,
     list_models,
@@ -33,6 +34,24 @@ def test_unknown_model_names_the_valid_choices():
 def test_parameter_counts(name, low, high):
     n = sum(p.numel() for p in create_model(name).parameters())
     assert low <= n <= high
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_declared_parameter_counts_are_real_counts(name):
+    # `trainmark list` shows the declared count without building the model; a change to a
+    # model that changes its size must change the declaration too.
+    declared = get_model_info(name).num_params
+    assert declared is not None, f"{name}: declare num_params in @register_model"
+    assert count_parameters(name) == declared
+    assert count_parameters(name, use_declared=False) == declared
+
+
+def test_published_parameter_counts():
+    # Independent figures: torchvision's model cards (ResNet-50 25,557,032; ViT-B/16
+    # 86,567,656) and GPT-2 small's 124,439,808 with the output head tied to the embedding.
+    assert count_parameters("resnet50", use_declared=False) == 25_557_032
+    assert count_parameters("vit_b_16", use_declared=False) == 86_567_656
+    assert count_parameters("gpt2", use_declared=False) == 124_439_808
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ def test_two_gloo_processes_record_global_throughput_and_scaling(tmp_path, monke
     one, two = read_records("d.jsonl")  # the 1-process reference runs first
     assert (one["nproc"], two["nproc"]) == (1, 2)
     assert two["status"] == "ok", two["error"]
+    assert (one["dist_backend"], two["dist_backend"]) == (None, "gloo")  # CPU ranks: gloo
     assert len(two["rank_step_time_ms_median"]) == 2
     assert two["throughput"] > 0
     assert two["scaling_efficiency"] == pytest.approx(two["throughput"] / (2 * one["throughput"]))

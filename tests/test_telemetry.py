@@ -1,10 +1,12 @@
 """NVML telemetry. Only the lowest layers are stand-ins: ``pynvml`` (the driver binding, with
-scripted power/energy/clock readings for devices found by UUID or PCI bus id) and torch's CUDA
-device properties, so the UUID / PCI-id formatting and the lookups run for real. On a machine with
-a GPU, one test checks the formatting against NVML itself."""
+scripted power/energy/clock readings for devices found by UUID or PCI bus id, and a GPU in MIG
+mode split into slices) and torch's CUDA device properties, so the UUID / PCI-id formatting, the
+lookups and the MIG rules run for real. On a machine with a GPU, one test checks the formatting
+against NVML itself."""
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import sys
 import threading
@@ -15,6 +17,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from harness.core.loop import Clock, Measured, timed_region
+from harness.core.timing import RegionTimer
 from harness.probes import telemetry
 from harness.probes.memory import current_rss_bytes, peak_rss_bytes, reset_peak_rss
 from harness.probes.telemetry import NvmlSampler, throttle_names
@@ -308,6 +312,12 @@ def test_cuda_ids_match_what_nvml_itself_reports(nvml_status_cache):
     if uuid is not None and uuid.startswith("GPU-"):  # MIG slices are not NVML devices
         assert devices[uuid].lower() == pci.lower()
     handle = telemetry.nvml_handle(torch.device("cuda:0"))
+    if uuid is not None and uuid.startswith("GPU-"):
+        # The MIG rules on real hardware: a whole GPU is no slice, and not in MIG mode (else
+        # CUDA would have shown a slice), so the handle is the GPU's own.
+        assert not telemetry.resolve_device(torch.device("cuda:0"))[1]
+    if telemetry.resolve_device(torch.device("cuda:0"))[1]:  # a MIG slice: its parent's PCI id
+        handle = nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
     assert text(nv.nvmlDeviceGetPciInfo(handle).busId).lower() == pci.lower()
 
 
@@ -338,3 +348,190 @@ def test_peak_rss_is_a_high_water_mark_that_sees_touched_memory():
     assert peak_rss_bytes() >= before + 0.9 * size
     buf.close()
     assert peak_rss_bytes() >= before + 0.9 * size  # a high-water mark: freeing does not lower it
+
+
+# --- MIG -------------------------------------------------------------------------------------
+
+SLICE0_UUID = "MIG-a1b2c3d4-1111-5222-9333-444455556666"
+SLICE2_UUID = "MIG-0d0e0f10-7777-5888-a999-000011112222"
+SLICE0_USED = 3_221_225_472  # 3 GiB: this slice's own memory in use
+SLICE2_USED = 536_870_912  # 0.5 GiB
+GPU1_USED = 7_516_192_768  # the whole GPU's (FakeNvml's gpu1)
+
+
+def bare(uuid: str) -> str:
+    """The UUID as torch reports it: cuDeviceGetUuid_v2's bytes, without NVML's prefix."""
+    return uuid.split("-", 1)[1]
+
+
+class FakeMigNvml(FakeNvml):
+    """Plays ``pynvml`` with its MIG calls, as on an A100/H100: NVML's second GPU ("gpu1", the
+    one cuda:0 maps to) is MIG-capable and, with ``mig_mode``, split into slices, each a MIG
+    device with its own "MIG-" UUID and memory, at sparse indices (1 is empty, as after an
+    instance was destroyed); gpu0 has no MIG at all. ``uuid_knows_mig``: a recent driver whose
+    UUID lookup also finds slices; older ones find only whole GPUs. Asked for power, energy,
+    clocks or temperature through a slice's handle it answers with the whole GPU's readings,
+    the worst a driver could do, so a test sees any such read in the record."""
+
+    NVML_DEVICE_MIG_ENABLE = 1
+
+    def __init__(self, mig_mode: bool = True, uuid_knows_mig: bool = True) -> None:
+        super().__init__()
+        self.mig_mode = {"gpu0": None, "gpu1": mig_mode}  # None: no MIG (NVML: Not Supported)
+        self.uuid_knows_mig = uuid_knows_mig
+        self.slices = {0: SimpleNamespace(name="gpu1-mig0", uuid=SLICE0_UUID, used=SLICE0_USED),
+                       2: SimpleNamespace(name="gpu1-mig2", uuid=SLICE2_UUID, used=SLICE2_USED)}
+
+    def slice_named(self, handle: str):
+        return next((s for s in self.slices.values() if s.name == handle), None)
+
+    @staticmethod
+    def gpu_of(handle: str) -> str:
+        return handle.split("-mig")[0]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str):
+        for sl in self.slices.values():
+            if sl.uuid == uuid and self.mig_mode["gpu1"] and self.uuid_knows_mig:
+                return sl.name
+        return super().nvmlDeviceGetHandleByUUID(uuid)
+
+    def nvmlDeviceIsMigDeviceHandle(self, handle: str):
+        return ctypes.c_uint(int(self.slice_named(handle) is not None))  # pynvml's own type
+
+    def nvmlDeviceGetMigMode(self, handle: str) -> list[int]:
+        mode = self.mig_mode.get(handle)
+        if mode is None:
+            raise FakeNVMLError("Not Supported")
+        return [int(mode), int(mode)]  # [current, pending]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: str) -> int:
+        return 7 if self.mig_mode.get(handle) is not None else 0
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: str, index: int):
+        if handle != "gpu1" or not self.mig_mode["gpu1"] or index not in self.slices:
+            raise FakeNVMLError("Not Found")
+        return self.slices[index].name
+
+    def nvmlDeviceGetUUID(self, handle: str) -> bytes:  # older bindings return bytes
+        sl = self.slice_named(handle)
+        if sl is not None:
+            return sl.uuid.encode()
+        return next(u for u, d in self.devices.items() if d.name == handle).encode()
+
+    def nvmlDeviceGetMemoryInfo(self, handle: str):
+        sl = self.slice_named(handle)
+        if sl is None:
+            return super().nvmlDeviceGetMemoryInfo(handle)
+        return SimpleNamespace(total=20 * 2**30, used=sl.used, free=20 * 2**30 - sl.used)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
+        return super().nvmlDeviceGetTotalEnergyConsumption(self.gpu_of(handle))
+
+    def nvmlDeviceGetPowerUsage(self, handle: str) -> int:
+        return super().nvmlDeviceGetPowerUsage(self.gpu_of(handle))
+
+
+@pytest.fixture()
+def mig_nvml(monkeypatch, nvml_status_cache):
+    """A ``FakeMigNvml`` factory installed as ``pynvml``; ``cuda:0`` gets the given properties."""
+    def install(props, **kw) -> FakeMigNvml:
+        nv = FakeMigNvml(**kw)
+        monkeypatch.setitem(sys.modules, "pynvml", nv)
+        telemetry._nvml_status.cache_clear()
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+        return nv
+    return install
+
+
+def sampled_summary(interval_s: float = 0.002) -> dict[str, object]:
+    sampler = NvmlSampler("cuda:0", interval_s=interval_s)
+    with sampler:
+        time.sleep(0.01)
+    return sampler.summary()
+
+
+@pytest.mark.parametrize("uuid_knows_mig, uuid, handle, used", [
+    # a recent driver: NVML's UUID lookup finds the slice
+    (True, SLICE0_UUID, "gpu1-mig0", SLICE0_USED),
+    # an older one: found among gpu1's slices by index, past the empty index 1
+    (False, SLICE2_UUID, "gpu1-mig2", SLICE2_USED),
+], ids=["uuid-lookup", "slice-search"])
+def test_a_mig_slice_reports_its_own_memory_and_no_whole_gpu_figures(mig_nvml, uuid_knows_mig,
+                                                                      uuid, handle, used):
+    # torch reports the slice's bare UUID and its GPU's PCI bus id (gpu1's, 3B).
+    nv = mig_nvml(cuda_props(bare(uuid), pci=(0, 0x3B, 0)), uuid_knows_mig=uuid_knows_mig)
+    cuda0 = torch.device("cuda:0")
+    assert telemetry.nvml_handle(cuda0) == handle
+    assert telemetry.device_memory_used(cuda0) == used  # the slice's, not GPU1_USED
+    s = sampled_summary()
+    # The fake would answer 250 W, 1980 MHz, 70 C: only null proves none was read.
+    assert {k: s[k] for k in telemetry.SUMMARY_FIELDS} == dict.fromkeys(telemetry.SUMMARY_FIELDS)
+    assert nv.energy_reads == 0
+    assert "MIG slice" in s["telemetry_note"] and "whole GPU" in s["telemetry_note"]
+
+
+@pytest.mark.parametrize("uuid", [
+    "99999999-0000-4000-8000-000000000000",  # a slice NVML does not know (found by PCI id)
+    "6c2b4f0e-8a1d-4c3e-9f5a-1b2c3d4e5f60",  # the GPU's own UUID, though it runs in MIG mode
+], ids=["unknown-uuid", "parent-uuid"])
+def test_an_unmatched_slice_of_a_mig_gpu_reports_nothing_rather_than_the_whole_gpu(mig_nvml,
+                                                                                   uuid):
+    nv = mig_nvml(cuda_props(uuid, pci=(0, 0x3B, 0)))
+    nv.energy_readings["gpu1"] = [1_000_000, 1_002_500]  # would give 2.5 J if read
+    cuda0 = torch.device("cuda:0")
+    assert telemetry.nvml_handle(cuda0) is None
+    assert telemetry.device_memory_used(cuda0) is None  # not GPU1_USED
+    s = sampled_summary()
+    assert {k: s[k] for k in telemetry.SUMMARY_FIELDS} == dict.fromkeys(telemetry.SUMMARY_FIELDS)
+    assert nv.energy_reads == 0
+    assert "MIG mode" in s["telemetry_note"] and "left out" in s["telemetry_note"]
+
+
+def test_gpus_not_in_mig_mode_keep_their_whole_gpu_figures(mig_nvml):
+    # gpu1 can do MIG but runs without it (the usual H100), found by its UUID; its whole-GPU
+    # figures are the config's: 250 W, 1980 MHz, 70 C, and 1_002_500 - 1_000_000 mJ = 2.5 J.
+    nv = mig_nvml(cuda_props("6c2b4f0e-8a1d-4c3e-9f5a-1b2c3d4e5f60", pci=(0, 0x3B, 0)),
+                  mig_mode=False)
+    nv.energy_readings["gpu1"] = [1_000_000, 1_002_500]
+    cuda0 = torch.device("cuda:0")
+    assert telemetry.nvml_handle(cuda0) == "gpu1"
+    assert telemetry.device_memory_used(cuda0) == GPU1_USED
+    s = sampled_summary()
+    assert s["energy_j"] == pytest.approx(2.5)
+    assert s["power_w_mean"] == pytest.approx(250.0)
+    assert s["sm_clock_mhz_mean"] == 1980 and s["temperature_c_max"] == 70
+    assert s["telemetry_note"] is None
+    # gpu0 has no MIG at all (NVML: Not Supported), found by PCI bus id: still the GPU itself.
+    nv = mig_nvml(cuda_props(None, pci=(0, 0x1A, 0)))
+    assert telemetry.nvml_handle(cuda0) == "gpu0"
+    assert telemetry.device_memory_used(cuda0) == 1_000_000_000
+
+
+# --- the sampler around a failing region ------------------------------------------------------
+
+def sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "nvml-sampler" and t.is_alive()]
+
+
+def test_a_region_that_raises_leaves_no_sampler_thread_running(fake_gpu):
+    # The step stands in for one that fails mid-region (a CUDA OOM, a cuBLAS error); with
+    # --isolation none the process goes on to the next config, so the thread must not survive.
+    fake_gpu.energy_readings["gpu1"] = [10_000, 10_400, 20_000, 20_100]
+    sampler = NvmlSampler("cuda:0", interval_s=0.002)
+    clock = Clock(RegionTimer(torch.device("cpu")), sampler, items_per_step=4)
+    calls = []
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(batch)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory")
+        return torch.tensor(1.0)
+
+    before = len(sampler_threads())
+    with pytest.raises(RuntimeError, match="out of memory"):
+        timed_region(step, torch.zeros(6, 4, dtype=torch.long), clock, Measured())
+    assert sampler._thread is None
+    assert len(sampler_threads()) == before
+    with sampler:  # and it is ready for the next region (start() refuses a running sampler)
+        pass
+    assert sampler.summary()["energy_j"] == pytest.approx(0.5)  # 0.4 J + 0.1 J

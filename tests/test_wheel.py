@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,28 @@ def _clean_env(tmp: Path) -> dict[str, str]:
     return env
 
 
+def _outer_site_dirs() -> list[str]:
+    """Where the interpreter running the tests finds torch, pandas, pip...: its own
+    site-packages (a venv's, or the system's), the base interpreter's where a venv was made
+    with --system-site-packages, and the user's (a `pip install --user`)."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+def _see_outer_packages(python: Path, env: dict[str, str]) -> None:
+    """Let the fresh venv import what the test's interpreter has installed, wherever that
+    is. A venv's --system-site-packages would give it the *base* interpreter's packages, which
+    lack torch when the tests themselves run in a venv (the README's way). A .pth line that
+    calls site.addsitedir also runs those folders' own .pth files; the folders come after the
+    venv's own site-packages on sys.path, so the wheel installed there wins."""
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                   cwd=python.parent, env=env).stdout.strip()
+    lines = [f"import site; site.addsitedir({d!r})" for d in _outer_site_dirs()]
+    Path(purelib, "trainmark_test_outer.pth").write_text("\n".join(lines) + "\n")
+
+
 @pytest.mark.slow
 def test_installed_wheel_runs_without_a_checkout(tmp_path: Path) -> None:
     # No build isolation (nothing may be downloaded), so the build backend must be here.
@@ -74,17 +97,17 @@ def test_installed_wheel_runs_without_a_checkout(tmp_path: Path) -> None:
     if shutil.which("git"):
         _run(["git", "init", "-q"], cwd=project, env=env)
     venv = project / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv],
-         cwd=tmp_path, env=env)
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path, env=env)
     python, trainmark = venv / "bin" / "python", venv / "bin" / "trainmark"
-    # --without-pip: the base interpreter's pip is visible through --system-site-packages and
-    # installs into the venv it runs in (sys.prefix), which saves an ensurepip run.
+    _see_outer_packages(python, env)
+    # --without-pip: this interpreter's pip is visible through the outer folders and installs
+    # into the venv it runs in (sys.prefix), which saves an ensurepip run.
     _run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel],
          cwd=tmp_path, env=env)
     assert trainmark.is_file(), "the console script was not installed"
 
-    # 3. The venv must import the wheel's packages. The editable install in the base
-    # site-packages is also visible (--system-site-packages), but its .pth only *appends* a
+    # 3. The venv must import the wheel's packages. The editable install in the outer
+    # site-packages is also visible (_see_outer_packages), but its .pth only *appends* a
     # meta-path finder, so the venv's own site-packages, earlier on sys.path, wins. Checked
     # here rather than assumed, for both top-level packages.
     work = tmp_path / "elsewhere"  # outside the checkout: nothing importable from the cwd

@@ -107,6 +107,10 @@ class ImageData:
     def items_per_sample(self) -> int:
         return 1
 
+    def outputs_per_sample(self) -> int:
+        """Logits one sample produces: its class scores."""
+        return self.num_classes
+
     def device_bytes(self) -> int:
         """Bytes the resident splits hold (on the device they live on)."""
         return sum(t.nbytes for t in (self.train_x, self.train_y, self.eval_x, self.eval_y))
@@ -161,6 +165,10 @@ class TextData:
 
     def items_per_sample(self) -> int:
         return self.block_size  # throughput is counted in tokens
+
+    def outputs_per_sample(self) -> int:
+        """Logits one sample (a context window) produces: (T, vocab)."""
+        return self.block_size * self.model_kwargs["vocab_size"]
 
     def device_bytes(self) -> int:
         """Bytes the resident splits hold (on the device they live on)."""

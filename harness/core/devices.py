@@ -72,6 +72,15 @@ def _present() -> str:
     return ", ".join(name for name, ok, _ in device_status() if ok)
 
 
+def use_device(device: torch.device) -> None:
+    """Make ``device`` the current CUDA device before a config touches it. What is not told a
+    device uses the current one: CUDA events record on its stream, pinned memory is pinned for
+    it, and kernels launched without a tensor argument run there. Without this, a config on
+    ``cuda:1`` would time idle GPU 0's stream and open a context there too."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels; a no-op on the CPU, which runs ops synchronously."""
     if device.type == "cuda":

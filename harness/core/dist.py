@@ -5,7 +5,10 @@ launcher set up, the few collectives the runner uses *outside* timed regions, an
 model in ``DistributedDataParallel``. Outside a multi-process launch every function is the
 single-process identity. Launching ranks is ``harness.execution.distributed``'s job.
 
-Backends: ``gloo`` on the CPU, ``nccl`` on CUDA. A collective timeout
+Backends: ``gloo`` on the CPU; on CUDA one group with two backends, ``cpu:gloo,cuda:nccl``:
+DDP's gradients go through NCCL, while the runner's few scalar collectives (a region's slowest
+rank, whether every rank's loss is finite) are CPU tensors, which NCCL refuses ("No backend type
+associated with device type cpu"). A collective timeout
 (``TRAINMARK_DIST_TIMEOUT_S``, default 300 s) turns a dead peer into an error instead of a hang.
 """
 
@@ -50,6 +53,11 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def backend_name() -> str | None:
+    """The process group's backend (``gloo``, ``cpu:gloo,cuda:nccl``), None outside one."""
+    return str(dist.get_backend()) if active() else None
+
+
 def rank() -> int:
     return dist.get_rank() if active() else 0
 
@@ -58,11 +66,36 @@ def world_size() -> int:
     return dist.get_world_size() if active() else 1
 
 
+def backend_for(device_type: str) -> str:
+    """The process-group backend string for ranks training on ``device_type``."""
+    return "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
+
+
+def backend_devices(backend: str) -> dict[str, str]:
+    """Which backend serves tensors of each device type, for a backend string as
+    ``init_process_group`` takes it: ``"gloo"`` serves CPU and CUDA tensors, ``"nccl"`` CUDA
+    tensors only, ``"cpu:gloo,cuda:nccl"`` names each device type's backend."""
+    if ":" in backend:
+        return dict(part.split(":", 1) for part in backend.split(","))  # type: ignore[misc]
+    served = {"gloo": ("cpu", "cuda"), "nccl": ("cuda",), "mpi": ("cpu", "cuda")}
+    return dict.fromkeys(served.get(backend, ()), backend)
+
+
+def gpu_ordinal(local_rank: int, visible: int) -> int:
+    """This rank's GPU among those it sees. torchrun shows every rank all the node's GPUs
+    (rank i takes GPU i), but srun with one GPU bound per task shows each task only its own,
+    as ``cuda:0``: there the local rank is no valid ordinal, and modulo the count it is."""
+    if visible < 1:
+        raise RuntimeError("no CUDA device is visible to this rank")
+    return local_rank % visible
+
+
 def local_device(device: str) -> str:
-    """``cuda:*`` -> this rank's GPU (``cuda:LOCAL_RANK``); other devices unchanged."""
+    """``cuda:*`` -> this rank's GPU (the local rank among the GPUs it sees); other devices
+    unchanged."""
     env = env_from_os()
     if active() and env is not None and device.startswith("cuda"):
-        return f"cuda:{env.local_rank}"
+        return f"cuda:{gpu_ordinal(env.local_rank, torch.cuda.device_count())}"
     return device
 
 
@@ -74,9 +107,9 @@ def init(device_type: str) -> DistEnv | None:
     os.environ.setdefault("RANK", str(env.rank))  # SLURM: init_method env:// reads these
     os.environ.setdefault("WORLD_SIZE", str(env.world_size))
     os.environ.setdefault("MASTER_PORT", "29500")
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(env.local_rank)
+    backend = backend_for(device_type)
+    if device_type == "cuda":
+        torch.cuda.set_device(gpu_ordinal(env.local_rank, torch.cuda.device_count()))
     timeout = dt.timedelta(seconds=collective_timeout_s())
     dist.init_process_group(backend=backend, timeout=timeout)
     return env
@@ -91,7 +124,7 @@ def max_over_ranks(value: float) -> float:
     """The largest ``value`` on any rank (a timed region lasts as long as its slowest rank)."""
     if not active():
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64)  # on the CPU: gloo's half of the group
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
 

@@ -152,18 +152,23 @@ def timed_region(step: StepFn, batches: Batches, clock: Clock, out: Measured) ->
     throughput and seconds, and the per-step times to ``out``."""
     device = clock.timer.device
     clock.sampler.start()  # outside the region: a thread polls NVML while it runs
-    faults = minor_page_faults()  # a syscall at each edge, none per step
-    clock.timer.start()
-    for i in range(len(batches)):
-        t_step = time.perf_counter() if clock.slowdown else 0.0
-        out.losses.append(step(batches[i]))
-        if clock.slowdown:
-            synchronize(device)
-            spin(clock.slowdown * (time.perf_counter() - t_step))
-        clock.timer.step()
-    seconds, per_step = clock.timer.stop()
-    out.page_faults += minor_page_faults() - faults
-    clock.sampler.stop()
+    # Stopped on every way out: a step that raises (OOM, a cuBLAS error) must not leave the
+    # polling thread running into the next config of this process (--isolation none). The
+    # try costs nothing per step.
+    try:
+        faults = minor_page_faults()  # a syscall at each edge, none per step
+        clock.timer.start()
+        for i in range(len(batches)):
+            t_step = time.perf_counter() if clock.slowdown else 0.0
+            out.losses.append(step(batches[i]))
+            if clock.slowdown:
+                synchronize(device)
+                spin(clock.slowdown * (time.perf_counter() - t_step))
+            clock.timer.step()
+        seconds, per_step = clock.timer.stop()
+        out.page_faults += minor_page_faults() - faults
+    finally:
+        clock.sampler.stop()
     seconds = dist.max_over_ranks(seconds)  # after the region: the slowest rank
     out.trained_s += seconds
     out.region_seconds.append(seconds)

@@ -129,6 +129,9 @@ class LoaderData:
             eval_x = (eval_x - mean) / std
         self.eval_x, self.eval_y = eval_x, base.eval_y.to(device)
         self.waits: list[float] = []  # seconds each batch() waited for its batch
+        # --channels-last: each batch lands NHWC in its host-to-device copy, instead of the
+        # model's first convolution converting its layout every step.
+        self.memory_format = torch.preserve_format
         self._it: Iterator | None = None
 
     @property
@@ -155,13 +158,16 @@ class LoaderData:
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         started = time.perf_counter()
         x, y = self._next()
-        x = x.to(self.device, non_blocking=True)
+        x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
         y = y.to(self.device, non_blocking=True)
         self.waits.append(time.perf_counter() - started)
         return x, y
 
     def items_per_sample(self) -> int:
         return 1
+
+    def outputs_per_sample(self) -> int:
+        return self.num_classes
 
     def device_bytes(self) -> int:
         return self.eval_x.nbytes + self.eval_y.nbytes

@@ -9,13 +9,17 @@ import torch
 from harness.errors import Unavailable
 
 PRECISIONS = ("fp32", "amp", "amp-fp16", "amp-bf16")
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first GPUs with bf16 tensor cores
+# fp16 trains with dynamic loss scaling (GradScaler) on these: without it small gradients
+# underflow to zero in fp16. torch's GradScaler runs on MPS too.
+SCALED_DEVICE_TYPES = ("cuda", "mps")
 
 
 @dataclass(frozen=True)
 class PrecisionPlan:
     name: str  # resolved: fp32 | amp-fp16 | amp-bf16
     autocast_dtype: torch.dtype | None  # None: plain fp32, no autocast
-    use_scaler: bool  # fp16 on CUDA needs GradScaler against gradient underflow
+    use_scaler: bool  # fp16 on CUDA/MPS needs GradScaler against gradient underflow
 
 
 def resolve_alias(precision: str, device_type: str) -> str:
@@ -35,10 +39,17 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionPlan:
     dtype = torch.float16 if name == "amp-fp16" else torch.bfloat16
     if not torch.amp.is_autocast_available(device.type):
         raise Unavailable(f"autocast is not available on {device.type}")
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise Unavailable(f"{torch.cuda.get_device_name(device)} does not support bf16")
+    if device.type == "cuda" and dtype == torch.bfloat16:
+        # torch.cuda.is_bf16_supported() also counts emulation (T4, V100: sm 7.x run bf16
+        # through fp32 paths, slowly), which would be recorded as a bf16 speed. Native bf16
+        # tensor cores start with Ampere, compute capability 8.0, on the config's own GPU.
+        major, minor = torch.cuda.get_device_capability(device)
+        if (major, minor) < BF16_MIN_CAPABILITY:
+            raise Unavailable(f"{torch.cuda.get_device_name(device)} (compute capability "
+                              f"{major}.{minor}) has no native bf16; it needs "
+                              f"{BF16_MIN_CAPABILITY[0]}.{BF16_MIN_CAPABILITY[1]} or newer")
     # Loss scaling matters only for fp16 on accelerators; bf16 has fp32's exponent range.
-    use_scaler = dtype == torch.float16 and device.type == "cuda"
+    use_scaler = dtype == torch.float16 and device.type in SCALED_DEVICE_TYPES
     return PrecisionPlan(name, dtype, use_scaler)
 
 

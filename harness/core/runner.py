@@ -23,17 +23,19 @@ from harness.core import dist
 from harness.core.config import RunConfig
 from harness.core.data import Dataset, ImageData, input_spec, load_dataset
 from harness.core.determinism import determinism
+from harness.core.devices import use_device
+from harness.core.failures import DoesNotFit, classify, does_not_fit
 from harness.core.flops import StepFlops, achieved_flops_per_s, mfu, train_step_flops
 from harness.core.knob import injected_slowdown
 from harness.core.loop import Clock, Measured, check_finite, run_timed, run_to_target
 from harness.core.losscurve import compact_curve, curve_digest
-from harness.core.optim import make_optimizer
+from harness.core.optim import make_optimizer, step_syncs_host, uses_fused
 from harness.core.pipeline import LoaderData, loader_data
 from harness.core.precision import PrecisionPlan, gemm_dtype, resolve_precision
 from harness.core.profiling import profile_steps
-from harness.core.step import evaluate, loss_fn, make_train_step
+from harness.core.step import eval_batch_size, evaluate, loss_fn, make_train_step
 from harness.core.timing import RegionTimer, median_iqr
-from harness.errors import Diverged, Unavailable, one_line
+from harness.errors import one_line
 from harness.probes import provenance
 from harness.probes.host_heap import apply_host_heap
 from harness.probes.memory import (
@@ -48,7 +50,7 @@ from harness.probes.memory import (
 from harness.probes.peak import peak_flops_per_s
 from harness.probes.telemetry import NvmlSampler, device_memory_used
 from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
-from models import SourceUnavailable, create_model, get_model_info
+from models import create_model, get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
 # Batch-index rows drawn per config before timing; steps cycle through them (core.loop). A fixed
@@ -102,7 +104,8 @@ class Runner:
         self._peak_before_profile: int | None = None
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
-        self._flops: dict[tuple, StepFlops | None] = {}  # per step: they depend on shapes only
+        # Per step shape: the count, or why there is none (shapes alone decide the count).
+        self._flops: dict[tuple, tuple[StepFlops | None, str | None]] = {}
 
     def dataset(self, cfg: RunConfig) -> Dataset | LoaderData:
         device = dist.local_device(cfg.device)
@@ -139,6 +142,8 @@ class Runner:
                 nhwc = torch.channels_last
                 if isinstance(data, ImageData):
                     data.train_x = data.train_x.contiguous(memory_format=nhwc)
+                elif isinstance(data, LoaderData):  # its batches are copied to the device NHWC
+                    data.memory_format = nhwc
                 data.eval_x = data.eval_x.contiguous(memory_format=nhwc)
             self._data, self._data_key = data, key
         assert self._data is not None
@@ -172,18 +177,13 @@ class Runner:
         device = torch.device(dist.local_device(cfg.device))
         started = time.perf_counter()
         try:
+            use_device(device)  # before anything asks the current device (core.devices)
             with determinism(cfg.deterministic, cfg.seed):
                 rec["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
                 rec.update(self._measure(cfg, device, str(rec["record_id"])))
             rec["status"] = "ok"
-        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            rec.update(status="oom", error=one_line(exc))
-        except Diverged as exc:
-            rec.update(status="diverged", error=one_line(exc))
-        except (Unavailable, NotImplementedError, SourceUnavailable) as exc:
-            rec.update(status="unavailable", error=one_line(exc))
-        except Exception as exc:  # isolation: the sweep goes on, the error is a column
-            rec.update(status="error", error=one_line(exc))
+        except Exception as exc:  # any failure is a record (core.failures says which status)
+            rec["status"], rec["error"] = classify(exc)
         finally:
             gc.collect()
             release_memory(device)
@@ -196,17 +196,22 @@ class Runner:
         return rec
 
     def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset | LoaderData,
-                    idx: torch.Tensor, plan: PrecisionPlan) -> StepFlops | None:
-        """FLOPs of one training step (forward + backward, per rank), counted once per shape."""
+                    idx: torch.Tensor, plan: PrecisionPlan) -> tuple[StepFlops | None, str | None]:
+        """FLOPs of one training step (forward + backward, per rank), counted once per shape,
+        or None and why not. Counting runs the step once more: if that does not fit, neither
+        will training, so the config is ``oom`` (saying so) rather than silently without MFU;
+        any other failure loses only the count."""
         key = (cfg.model, cfg.dataset, cfg.batch_size, cfg.channels_last, cfg.device,
                cfg.image_size, cfg.num_classes, cfg.seq_len)
         if key not in self._flops:
             try:
                 x, y = data.batch(idx)
-                self._flops[key] = train_step_flops(
-                    model, x, y, loss_fn=loss_fn, autocast_dtype=plan.autocast_dtype)
-            except Exception:  # counting is best effort; the benchmark itself must not fail
-                self._flops[key] = None
+                self._flops[key] = (train_step_flops(
+                    model, x, y, loss_fn=loss_fn, autocast_dtype=plan.autocast_dtype), None)
+            except Exception as exc:
+                if does_not_fit(exc) is not None:
+                    raise DoesNotFit(f"counting the step's FLOPs: {classify(exc)[1]}") from exc
+                self._flops[key] = (None, one_line(exc))
         return self._flops[key]
 
     def _measure(self, cfg: RunConfig, device: torch.device,
@@ -223,7 +228,8 @@ class Runner:
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train()
-        optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+        optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr,
+                                   fused=uses_fused(device.type))
         trained = dist.wrap(model, device)
         backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor") if cfg.compile else None
         if backend:
@@ -231,18 +237,22 @@ class Runner:
         step = make_train_step(trained, optimizer, data, plan, device)
         gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * dist.rank())  # own batches
         tta = cfg.target_accuracy is not None
+        eval_batch = eval_batch_size(cfg.batch_size, data.outputs_per_sample())
         pool_steps = cfg.max_steps if tta else POOL_STEPS
         indices = data.sample_indices(pool_steps, cfg.batch_size, gen)  # (steps, B) on device
-        flops = self._step_flops(cfg, model, data, indices[0], plan)  # untimed, state restored
+        flops, flops_error = self._step_flops(cfg, model, data, indices[0], plan)  # untimed
         clock = Clock(RegionTimer(device), NvmlSampler(device),
                       cfg.batch_size * data.items_per_sample(),
                       injected_slowdown(dataclasses.asdict(cfg)))
+        # The counting pass's cached blocks (cuDNN workspaces) go back before the peaks restart:
+        # the reserved peak, which --memory-budget judges, is the timed steps' own.
+        release_memory(device)
         reset_peak_memory(device)
         if tta:
             m = run_to_target(step, indices, clock, target=cfg.target_accuracy,
                               interval=cfg.eval_interval,
                               evaluate=lambda: evaluate(model, data, plan, device,
-                                                        cfg.eval_samples))
+                                                        cfg.eval_samples, eval_batch))
         else:
             m = run_timed(step, indices, clock, warmup=cfg.warmup_steps, repeats=cfg.repeats,
                           steps=cfg.timed_steps, min_time_s=cfg.resolved_min_time_s(),
@@ -253,9 +263,10 @@ class Runner:
         data_bytes = data.device_bytes() if device.type != "cpu" else None
         # Time to accuracy already evaluated the final model after its last interval.
         m.last_eval = m.last_eval if tta else evaluate(model, data, plan, device,
-                                                       cfg.eval_samples)
+                                                       cfg.eval_samples, eval_batch)
         fields = {
             "num_params": sum(p.numel() for p in model.parameters()),
+            "eval_batch_size": eval_batch,
             "throughput_unit": data.unit,
             "peak_memory_allocated_bytes": alloc,
             "peak_memory_reserved_bytes": reserved,
@@ -269,6 +280,10 @@ class Runner:
             "train_rss_bytes": (peak_rss_bytes() - rss_before_model
                                 if fresh_mark and rss_before_model is not None else None),
             "compile_backend": backend,
+            "flops_error": flops_error,
+            "optimizer_fused": bool(optimizer.defaults.get("fused")),
+            "dist_backend": dist.backend_name(),
+            "step_syncs_host": step_syncs_host(optimizer, plan.use_scaler),
             **measured_fields(m, curve, tta),
             **method_fields(m),
             **efficiency_fields(cfg, flops.total if flops else None,

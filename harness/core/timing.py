@@ -22,13 +22,16 @@ class RegionTimer:
         self._cuda = device.type == "cuda"
         self._marks: list = []
         self._t0 = 0.0
+        # The stream the steps are queued on: the device's own, named rather than implied by
+        # the current device (``core.devices.use_device`` sets that too).
+        self._stream = torch.cuda.current_stream(device) if self._cuda else None
 
     def start(self) -> None:
         synchronize(self.device)  # everything queued before the region is excluded
         self._marks = []
         if self._cuda:
             ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
+            ev.record(self._stream)
             self._marks.append(ev)
         self._t0 = time.perf_counter()
         if not self._cuda:
@@ -38,7 +41,7 @@ class RegionTimer:
         """Mark the end of one step (cheap; no synchronization)."""
         if self._cuda:
             ev = torch.cuda.Event(enable_timing=True)
-            ev.record()
+            ev.record(self._stream)
             self._marks.append(ev)
         else:
             self._marks.append(time.perf_counter())

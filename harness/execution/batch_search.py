@@ -13,8 +13,12 @@ and the first that did not, down to one sample (on the CPU, down to ``CPU_TOLERA
 size: peak RSS varies by about 0.1 GiB between identical runs, so finer probes would measure
 that noise, not the batch). A size fits when its probe is ``ok`` and, under
 ``--memory-budget``, its peak memory is within the budget (``fits``); an ``oom`` probe does not
-fit; any other failure is not a memory verdict, so the search stops and that failure becomes
-the config's record. Every probe is kept in the record's ``batch_size_probes``.
+fit (the runner's ``core.failures`` counts every way a GPU says "does not fit" as ``oom``:
+cuBLAS and cuDNN allocation failures, the runtime's out-of-memory error, 32-bit indexing
+limits); any other failure is not a memory verdict, so the search stops and that failure
+becomes the config's record. Every probe is kept in the record's ``batch_size_probes``. If the
+measurement at the size found runs out of memory after all, the config is measured at the
+next size that fit (``measure_fallbacks``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ _MAX_BATCH = CONFIG_FIELDS.index("max_batch")
 
 Measure = Callable[[RunConfig], dict]
 CPU_TOLERANCE = 1 / 32  # bisection on the CPU stops within this share of the size found
+MAX_FALLBACKS = 3  # smaller sizes tried when the size found runs out of memory when measured
 
 
 class ProbeFailed(Exception):
@@ -240,6 +245,28 @@ def searching(measure: Measure, probe: Measure | None = None,
             return fields
         rec = measure(found)
         rec.update(fields)
-        return rec
+        return measure_fallbacks(found, rec, measure, report)
 
     return run
+
+
+def measure_fallbacks(found: RunConfig, rec: dict[str, Any], measure: Measure,
+                      report: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The record at the largest size that fit, or, if measuring there ran out of memory, at
+    the next smaller size that fit (up to MAX_FALLBACKS of them). A one-step probe can fit
+    where the measurement does not: its worker is new, and the warm-up's autotuning may try
+    algorithms whose workspaces need more than the probe's. The record keeps each size given
+    up, with its error, in ``batch_size_fallbacks``."""
+    fitted = sorted((b for b, ok in rec.get("batch_size_probes") or () if ok
+                     and b < found.batch_size), reverse=True)
+    given_up: list[list[Any]] = []
+    while rec.get("status") == "oom" and fitted and len(given_up) < MAX_FALLBACKS:
+        given_up.append([found.batch_size, rec.get("error")])
+        found = dataclasses.replace(found, batch_size=fitted.pop(0))
+        if report is not None:
+            report(f"{found.label()}: bs={given_up[-1][0]} ran out of memory when measured; "
+                   f"measuring at bs={found.batch_size}, the next size that fit")
+        rec = {**measure(found), "batch_size_probes": rec["batch_size_probes"]}
+    if given_up:
+        rec["batch_size_fallbacks"] = given_up
+    return rec

@@ -37,8 +37,17 @@ from harness.core.config import RunConfig
 from harness.core.runner import Peaks, Runner, identity_fields
 from harness.errors import one_line
 from harness.probes.memory import reset_peak_rss
+from harness.probes.oom import (
+    explain_sigkill,
+    memory_limit_bytes,
+    oom_kill_count,
+    process_peak_rss_bytes,
+)
 
 DEFAULT_TIMEOUT_S = 1800.0  # per config: generous, it bounds hangs, not slow configs
+# How often the parent reads the worker's peak RSS while it waits: a worker the OOM killer
+# takes leaves no figure behind, so the last reading before its death is the evidence.
+RSS_POLL_S = 0.5
 ISOLATIONS = ("process", "none")
 # Imported once by the fork server; torchvision because ResNets import it on use (~1 s).
 PRELOAD = ["harness.execution.isolation", "torchvision.models.resnet"]
@@ -68,17 +77,33 @@ def _last_line(path: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
-def _died(exitcode: int | None) -> str:
+def _died(exitcode: int | None, end: WorkerEnd | None = None) -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else ""
-        return f"the worker was killed by signal {-exitcode} {name}".rstrip()
+        said = f"the worker was killed by signal {-exitcode} {name}".rstrip()
+        if -exitcode == signal.SIGKILL and end is not None:
+            said += " (" + explain_sigkill(end.peak_rss_bytes, memory_limit_bytes(),
+                                           end.oom_kills_before, end.oom_kills_after) + ")"
+        return said
     return f"the worker exited with status {exitcode} without a record"
 
 
-def _call(target: Callable, args: tuple, timeout_s: float,
-          ) -> tuple[list[tuple[str, Any]], int | None, str, bool]:
+@dataclasses.dataclass
+class WorkerEnd:
+    """How a worker's run ended, as the parent saw it."""
+    messages: list[tuple[str, Any]]
+    exitcode: int | None
+    last_line: str  # its last stderr line
+    timed_out: bool  # killed for running past the timeout
+    peak_rss_bytes: int | None = None  # the last reading of its high-water mark
+    oom_kills_before: int | None = None  # the OOM-kill counter when it started ...
+    oom_kills_after: int | None = None  # ... and once it was gone
+
+
+def _call(target: Callable, args: tuple, timeout_s: float) -> WorkerEnd:
     """Run ``target(send, *args)`` in a fresh worker: the messages it sent, its exit code,
-    its last stderr line, and whether it had to be killed for running past ``timeout_s``."""
+    its last stderr line, whether it had to be killed for running past ``timeout_s``, and
+    what tells an out-of-memory kill apart (its peak RSS, the OOM-kill counter)."""
     ctx = _fork_server()
     fd, err_name = tempfile.mkstemp(prefix="trainmark-worker-", suffix=".stderr")
     os.close(fd)
@@ -88,25 +113,31 @@ def _call(target: Callable, args: tuple, timeout_s: float,
     # workers); the finally below takes the worker down on every way out instead.
     proc = ctx.Process(target=_entry, args=(target, send, str(err_path), dict(os.environ),
                                             *args))
-    messages: list[tuple[str, Any]] = []
-    timed_out = False
+    end = WorkerEnd([], None, "", False, oom_kills_before=oom_kill_count())
     try:
         proc.start()
         send.close()  # the worker holds the only write end: EOF means it is gone
         deadline = time.monotonic() + timeout_s
-        while not messages or messages[-1][0] != "done":
+        while not end.messages or end.messages[-1][0] != "done":
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not recv.poll(remaining):
-                timed_out = remaining <= 0 or proc.is_alive()
+            if remaining <= 0:
+                end.timed_out = True
                 break
+            if not recv.poll(min(remaining, RSS_POLL_S)):
+                end.peak_rss_bytes = process_peak_rss_bytes(proc.pid) or end.peak_rss_bytes
+                if not proc.is_alive() and not recv.poll(0):
+                    break
+                continue
             try:
-                messages.append(recv.recv())
+                end.messages.append(recv.recv())
             except EOFError:
                 break
-        if timed_out:
+        if end.timed_out:
             proc.kill()
         proc.join(timeout=30)
-        return messages, proc.exitcode, _last_line(err_path), timed_out
+        end.exitcode, end.last_line = proc.exitcode, _last_line(err_path)
+        end.oom_kills_after = oom_kill_count()
+        return end
     finally:
         if proc.is_alive():  # interrupted: take the worker down with us
             proc.kill()
@@ -174,34 +205,35 @@ class ProcessIsolation:
 
     def run(self, cfg: RunConfig) -> dict[str, object]:
         started = time.perf_counter()
-        messages, exitcode, last, timed_out = _call(
+        end = _call(
             _run_config,
             (dataclasses.asdict(cfg), self.run_id, self.data_dir, self.download, self.peaks,
              self.profile_dir),
             self.timeout_s)
-        done = [m for kind, m in messages if kind == "done"]
+        done = [m for kind, m in end.messages if kind == "done"]
         if done:
             return done[0]
-        base = next((m for kind, m in messages if kind == "started"), None)
+        base = next((m for kind, m in end.messages if kind == "started"), None)
         rec = dict(base) if base else bare_record(cfg, self.run_id)
-        if timed_out:
+        if end.timed_out:
             rec.update(status="timeout", error=f"no record within {self.timeout_s:g} s; "
                                                 "the worker was killed")
         else:
-            why = _died(exitcode)
+            why, last = _died(end.exitcode, end), end.last_line
             rec.update(status="crashed", error=f"{why}: {last}" if last else why)
+        rec["peak_rss_bytes"] = rec.get("peak_rss_bytes") or end.peak_rss_bytes
         rec["wall_time_s"] = time.perf_counter() - started
         return rec
 
 
 def measure_peaks_isolated(configs: list[RunConfig], timeout_s: float = 600.0) -> Peaks:
     """``prepare_peaks`` in a worker, so the parent never opens a device itself."""
-    messages, exitcode, last, timed_out = _call(
-        _measure_peaks, ([dataclasses.asdict(c) for c in configs],), timeout_s)
-    done = [m for kind, m in messages if kind == "done"]
+    end = _call(_measure_peaks, ([dataclasses.asdict(c) for c in configs],), timeout_s)
+    done = [m for kind, m in end.messages if kind == "done"]
     if not done:  # no peaks: MFU is null, the benchmark itself goes on
-        print(f"trainmark: warning: peak FLOP/s not measured ({one_line(RuntimeError(last))}"
-              f"{', timed out' if timed_out else ''}, exit {exitcode})", file=sys.stderr,
+        print(f"trainmark: warning: peak FLOP/s not measured "
+              f"({one_line(RuntimeError(end.last_line))}"
+              f"{', timed out' if end.timed_out else ''}, exit {end.exitcode})", file=sys.stderr,
               flush=True)
         return {}
     return done[0]

@@ -6,6 +6,12 @@ peaks, which cover only this process's tensors. NVML numbers devices in its own 
 CUDA device is matched to its NVML handle through its UUID (falling back to its PCI bus id),
 never through its index.
 
+Under MIG a CUDA device is one slice of a GPU: NVML gives a slice its own handle (found by its
+``MIG-`` UUID) and its own memory figures, but power, energy, clocks, temperature, utilisation
+and throttling exist only for the whole GPU, which the other slices share. A slice's record
+therefore keeps the slice's ``used`` memory and leaves every sampled figure null, with a note;
+so does a MIG-mode GPU whose slice cannot be matched, instead of reporting the whole GPU.
+
 ``NvmlSampler`` brackets timed regions: a background thread polls power, SM clock, temperature,
 utilisation and clock-event (throttle) reasons, and energy is the difference of NVML's
 cumulative energy counter across each region. Without NVML every field is None and
@@ -13,8 +19,7 @@ cumulative energy counter across each region. Without NVML every field is None a
 
 Caveats worth carrying into reports: the energy counter (Volta and newer) updates every ~20-100
 ms, so regions much shorter than a second read coarsely; power and energy are the whole board's,
-including other processes on the same GPU; under MIG the UUID lookup falls back to the PCI bus
-id, i.e. the whole GPU's counters.
+including other processes on the same GPU (under MIG they are not reported at all, see above).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ BENIGN_REASONS = frozenset({"gpu_idle", "applications_clocks_setting", "display_
 
 SUMMARY_FIELDS = ("energy_j", "power_w_mean", "sm_clock_mhz_mean", "temperature_c_max",
                   "gpu_util_mean", "throttled", "throttle_reasons")
+MIG_NOTE = ("ran on a MIG slice: NVML reports power, energy, clocks, temperature, utilisation and "
+            "throttling only for the whole GPU, which other slices share, so they are left out; "
+            "device memory used is the slice's own")
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,28 +85,111 @@ def _cuda_ids(device: torch.device) -> tuple[str | None, str | None]:
     return uuid, pci
 
 
-def nvml_handle(device: torch.device):
-    """The NVML handle of CUDA ``device`` (by UUID, else PCI bus id); None if unavailable."""
-    nv = _nvml()
-    if nv is None or device.type != "cuda":
-        return None
-    try:
-        uuid, pci = _cuda_ids(device)
-    except Exception:
-        return None
-    for lookup, ident in ((nv.nvmlDeviceGetHandleByUUID, uuid),
-                          (nv.nvmlDeviceGetHandleByPciBusId, pci)):
+def _text(value: object) -> str:
+    """An NVML string: older bindings return bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _uuid_spellings(uuid: str | None) -> list[str]:
+    """The UUIDs NVML may know this device by. torch reports the bare 16 bytes of
+    ``cuDeviceGetUuid_v2``, which for a MIG slice are the slice's own UUID: NVML spells that
+    ``MIG-...``, a whole GPU's ``GPU-...``, and only NVML can tell which one it is."""
+    if uuid is None:
+        return []
+    if uuid.startswith("GPU-"):
+        return [uuid, "MIG-" + uuid[4:]]
+    return [uuid]
+
+
+def _first(lookup, idents: list[str | None]) -> tuple[Any, str | None]:
+    """``(handle, ident)`` for the first identifier ``lookup`` knows, else ``(None, None)``."""
+    for ident in idents:
         if ident is None:
             continue
         try:
-            return lookup(ident)
-        except Exception:
+            return lookup(ident), ident
+        except Exception:  # NVMLError_NotFound and kin: try the next spelling
+            continue
+    return None, None
+
+
+def _is_mig_handle(nv: Any, handle: Any) -> bool:
+    try:  # pynvml returns a ctypes c_uint here, not an int
+        flag = nv.nvmlDeviceIsMigDeviceHandle(handle)
+    except Exception:  # a binding or driver without MIG: no handle is a slice
+        return False
+    return bool(getattr(flag, "value", flag))
+
+
+def _mig_enabled(nv: Any, handle: Any) -> bool:
+    """Whether the whole GPU ``handle`` runs in MIG mode (so CUDA sees only its slices)."""
+    try:
+        current = nv.nvmlDeviceGetMigMode(handle)[0]  # [current, pending]
+    except Exception:  # NVMLError_NotSupported on GPUs without MIG, or an old binding
+        return False
+    return current == getattr(nv, "NVML_DEVICE_MIG_ENABLE", 1)
+
+
+def _mig_slice(nv: Any, gpu: Any, uuids: list[str]) -> Any:
+    """The handle of ``gpu``'s slice known by one of ``uuids``, else None. Older drivers' UUID
+    lookup knows only whole GPUs, so the slices are searched by index (gaps are normal)."""
+    wanted = {u.lower() for u in uuids}
+    if not wanted:
+        return None
+    try:
+        count = int(nv.nvmlDeviceGetMaxMigDeviceCount(gpu))
+    except Exception:
+        return None
+    for i in range(count):
+        try:
+            mig = nv.nvmlDeviceGetMigDeviceHandleByIndex(gpu, i)
+            if _text(nv.nvmlDeviceGetUUID(mig)).lower() in wanted:
+                return mig
+        except Exception:  # NVMLError_NotFound: no slice at this index
             continue
     return None
 
 
+def resolve_device(device: torch.device) -> tuple[Any, bool, str | None]:
+    """``(handle, is_mig_slice, note)``: the NVML handle whose figures are ``device``'s own, and
+    whether it is a MIG slice (memory only); ``(None, False, why)`` where there is none, which
+    includes a MIG-mode GPU whose slice cannot be matched (its figures are not this config's)."""
+    if device.type != "cuda":
+        return None, False, f"no NVML telemetry on {device.type}: NVML reads NVIDIA GPUs"
+    nv, why = _nvml_status()
+    if nv is None:
+        return None, False, why
+    try:
+        uuid, pci = _cuda_ids(device)
+    except Exception as exc:
+        return None, False, f"no NVML telemetry: torch cannot describe {device} ({exc})"
+    uuids = _uuid_spellings(uuid)
+    handle, ident = _first(nv.nvmlDeviceGetHandleByUUID, uuids)
+    if handle is not None and ((ident or "").startswith("MIG-") or _is_mig_handle(nv, handle)):
+        return handle, True, None
+    gpu = handle if handle is not None else _first(nv.nvmlDeviceGetHandleByPciBusId, [pci])[0]
+    if gpu is None:
+        return None, False, f"NVML has no device matching {device} (UUID / PCI bus id)"
+    if not _mig_enabled(nv, gpu):
+        return gpu, False, None
+    # MIG mode: CUDA runs on one slice, so the GPU's own figures are everyone's; find the slice.
+    mig = _mig_slice(nv, gpu, [u for u in uuids if u.startswith("MIG-")])
+    if mig is not None:
+        return mig, True, None
+    return None, False, (f"{device} is a slice of a GPU in MIG mode (PCI {pci}) that NVML cannot "
+                         f"match by UUID {uuid}: the whole GPU's memory, power, energy, clocks, "
+                         "temperature and utilisation are left out, they are not this config's")
+
+
+def nvml_handle(device: torch.device) -> Any:
+    """The NVML handle of CUDA ``device`` (by UUID, else PCI bus id; a MIG slice's own handle);
+    None if unavailable, or if ``device`` is an unmatched slice of a MIG-mode GPU."""
+    return resolve_device(device)[0]
+
+
 def device_memory_used(device: torch.device) -> int | None:
-    """Bytes in use on the whole device according to NVML; None without NVML or on CPU."""
+    """Bytes in use on the whole device (a MIG slice: the slice) according to NVML; None
+    without NVML, on CPU, or on a MIG slice NVML cannot match."""
     handle = nvml_handle(device)
     if handle is None:
         return None
@@ -113,8 +204,7 @@ def driver_version() -> str | None:
     if nv is None:
         return None
     try:
-        v = nv.nvmlSystemGetDriverVersion()
-        return v.decode() if isinstance(v, bytes) else str(v)
+        return _text(nv.nvmlSystemGetDriverVersion())
     except Exception:
         return None
 
@@ -139,8 +229,9 @@ class NvmlSampler:
     several regions accumulate (energy adds up, samples pool) until ``summary()``. ``start`` and
     ``stop`` cost a few NVML calls and a thread start/join; polling runs in its own thread at
     ``interval_s`` (NVML calls release the GIL), so the timed loop itself is untouched. Every
-    method is safe to call from any thread. Where NVML or the device is unavailable, ``start``
-    and ``stop`` do nothing and ``summary()`` holds None fields and the reason.
+    method is safe to call from any thread. Where NVML or the device is unavailable, or the
+    device is a MIG slice (whose polled figures would be the whole GPU's), ``start`` and ``stop``
+    do nothing and ``summary()`` holds None fields and the reason.
     """
 
     def __init__(self, device: torch.device | str, interval_s: float = 0.1) -> None:
@@ -156,15 +247,12 @@ class NvmlSampler:
         self._nv, self._handle, self.note = self._connect()
 
     def _connect(self) -> tuple[Any, Any, str | None]:
-        if self.device.type != "cuda":
-            return None, None, f"no NVML telemetry on {self.device.type}: NVML reads NVIDIA GPUs"
-        nv, why = _nvml_status()
-        if nv is None:
-            return None, None, why
-        handle = nvml_handle(self.device)
+        handle, mig, why = resolve_device(self.device)
         if handle is None:
-            return None, None, f"NVML has no device matching {self.device} (UUID / PCI bus id)"
-        return nv, handle, None
+            return None, None, why
+        if mig:  # nothing to sample: every figure it polls is the whole GPU's
+            return None, None, MIG_NOTE
+        return _nvml(), handle, None
 
     @property
     def available(self) -> bool:
