@@ -40,7 +40,7 @@ def bisect_cmd(repo: Path, *argv: str) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "harness", "bisect", *argv], env
 
 
-@pytest.mark.slow
+@pytest.mark.long
 # About 3 minutes on a quiet 2-core machine (two A/Bs of 8 rounds, then a confirmation); on a
 # loaded one it has passed 300 s, the suite's default per-test limit, which guards hangs.
 @pytest.mark.timeout(900)

@@ -429,7 +429,7 @@ TINY = ["--models", "convnet", "--devices", "cpu", "--batch-sizes", "16", "--pre
 COMPARE = ["compare", "base.jsonl", "cand.jsonl", "--threshold", "85%"]
 
 
-@pytest.mark.slow
+@pytest.mark.long  # about 2 minutes: three sweeps of fresh workers, one 15 times slowed
 def test_compare_confirm_re_measures_here_and_keeps_only_what_reproduces(workdir, monkeypatch,
                                                                          capsys):
     """A candidate recorded with every timed step slowed 14-fold (throughput x 1/15) is a

@@ -170,3 +170,24 @@ def test_bf16_needs_native_support_on_the_configs_gpu(capability, name, native, 
             resolve_precision("amp-bf16", device)
     assert asked == [device]  # the config's GPU, not the current one
     assert resolve_precision("amp-fp16", device).use_scaler
+
+
+# ------------------------------------ lesser: the launcher's parent leaves the GPU alone
+
+
+def test_a_process_that_only_launches_ranks_does_not_touch_the_gpu(monkeypatch):
+    # Stands in for a CUDA context on GPU 0: any device query from the process that only
+    # starts torchrun would open one there, and rank 0's NVML "used" would include it.
+    def touched(*a, **k):
+        raise AssertionError("the launcher's parent queried the GPU")
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", touched)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", touched)
+    cfg = RunConfig(model="convnet", dataset="synthetic", batch_size=4, device="cuda:0",
+                    nproc=2)
+    rec = runner.Runner(data_dir="data").base_record(cfg)
+    assert rec["device"] == "cuda:0" and rec["device_name"] is None  # rank 0's record says
+    assert rec["driver_version"] is None
+    with pytest.raises(AssertionError, match="queried the GPU"):  # a one-process config asks
+        runner.Runner(data_dir="data").base_record(
+            RunConfig(model="convnet", dataset="synthetic", batch_size=4, device="cuda:0"))

@@ -162,7 +162,10 @@ class Runner:
             # for a real measurement (compare refuses it as a baseline).
             "injected_slowdown": injected_slowdown(dataclasses.asdict(cfg)) or None,
         }
-        rec.update(provenance.collect(cfg.device))
+        # A process that will only launch this config's ranks (nproc > 1, no group yet) leaves
+        # the device alone; rank 0's record brings the device's fields.
+        launches = cfg.nproc > 1 and not dist.active()
+        rec.update(provenance.collect(cfg.device, query_device=not launches))
         return rec
 
     def run(self, cfg: RunConfig) -> dict[str, object]:

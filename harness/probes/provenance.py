@@ -1,12 +1,16 @@
 """Provenance: which hardware and software produced a number. Travels with every record.
 
 Nothing here assumes a git checkout: an installed wheel records ``git_commit`` as null, a
-checkout records its HEAD (``-dirty`` with local changes).
+checkout records its HEAD (``-dirty`` with local changes). ``code_identity`` says exactly which
+code ran either way: a digest of the installed ``harness``/``models`` sources, uncommitted
+changes included. Inside a scheduled job (``trainmark fleet``, or any run in a Slurm job) the
+record also says where it ran: the engine, job id, partition and node (``job_placement``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import platform
@@ -79,6 +83,56 @@ def git_commit_time() -> str | None:
         return None
 
 
+# The installed packages whose sources make up the code identity, and the files that count:
+# code, the suites and the report templates that ship with it (caches and other files do not).
+CODE_PACKAGES = ("harness", "models")
+CODE_SUFFIXES = (".py", ".toml", ".j2")
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 (first 16 hex digits) over the installed ``harness`` and ``models`` sources:
+    each file's path relative to the package root and its bytes, in path order. Two records
+    with one digest ran the same code, committed or not; a "-dirty" commit alone cannot say so."""
+    digest = hashlib.sha256()
+    files = sorted(p for pkg in CODE_PACKAGES for p in (SOURCE_ROOT / pkg).rglob("*")
+                   if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    for path in files:
+        digest.update(path.relative_to(SOURCE_ROOT).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_identity() -> dict[str, str]:
+    """``code_digest`` and a readable ``code_identity``: the commit (``-dirty`` with local
+    changes; the version for an installed wheel) and the digest, e.g.
+    ``4f047ef1a2b3-dirty/9c1e44d0a7b2c3d4``."""
+    commit = git_commit()
+    head = (commit[:12] + ("-dirty" if commit.endswith("-dirty") else "") if commit
+            else f"v{__version__}")
+    return {"code_digest": code_digest(), "code_identity": f"{head}/{code_digest()}"}
+
+
+# Where a scheduled job ran. The fleet's job (execution/fleet_job.py) sets the TRAINMARK_*
+# variables for the run it starts, whatever its engine; a run inside a plain Slurm job falls
+# back to Slurm's own variables.
+JOB_ENV = {"executor": "TRAINMARK_EXECUTOR", "job_id": "TRAINMARK_JOB_ID",
+           "partition": "TRAINMARK_PARTITION", "node": "TRAINMARK_NODE"}
+SLURM_ENV = {"job_id": "SLURM_JOB_ID", "partition": "SLURM_JOB_PARTITION",
+             "node": "SLURMD_NODENAME"}
+
+
+def job_placement(environ: dict[str, str] | None = None) -> dict[str, str | None]:
+    """``executor``, ``job_id``, ``partition`` and ``node`` of the job this process runs in;
+    all None outside a scheduled job."""
+    env = os.environ if environ is None else environ
+    out = {field: env.get(name) or None for field, name in JOB_ENV.items()}
+    if out["job_id"] is None and env.get("SLURM_JOB_ID"):  # a run in the user's own sbatch
+        out.update({field: env.get(name) or None for field, name in SLURM_ENV.items()})
+        out["executor"] = "slurm"
+    return out
+
+
 def device_name(device: torch.device, cpu: str | None) -> str | None:
     """The GPU's name, ``Apple MPS``, or the CPU model for the CPU."""
     if device.type == "cuda":
@@ -114,8 +168,11 @@ def _torchvision_version() -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def collect(device: str = "cpu") -> dict[str, object]:
-    """Provenance fields for a run on ``device`` (record columns: docs/architecture.md)."""
+def collect(device: str = "cpu", query_device: bool = True) -> dict[str, object]:
+    """Provenance fields for a run on ``device`` (record columns: docs/architecture.md).
+    ``query_device`` False leaves the device's name and driver to the processes that train on
+    it: a process that only launches ranks must not touch the GPU (a CUDA context it opened on
+    GPU 0 would sit in rank 0's NVML memory figure)."""
     dev = torch.device(device)
     cpu = cpu_model()
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -127,8 +184,8 @@ def collect(device: str = "cpu") -> dict[str, object]:
         "torchvision_version": _torchvision_version(),
         "cuda_version": torch.version.cuda,
         "cudnn_version": str(cudnn) if cudnn else None,
-        "device_name": device_name(dev, cpu),
-        "driver_version": driver_version() if dev.type == "cuda" else None,
+        "device_name": device_name(dev, cpu) if query_device or dev.type == "cpu" else None,
+        "driver_version": driver_version() if dev.type == "cuda" and query_device else None,
         "cpu_model": cpu,
         "num_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
@@ -138,4 +195,6 @@ def collect(device: str = "cpu") -> dict[str, object]:
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        **job_placement(),
+        **code_identity(),
     }
