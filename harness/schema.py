@@ -60,6 +60,30 @@ COLUMNS: dict[str, str] = {
     "transforms": "string",
     "max_batch": "Int64",  # --batch-sizes max[:LIMIT]: the search's limit (batch_size: found)
     "memory_budget_gib": "Float64",
+    # sharded training (core/parallel.py, core/checkpointing.py): how the model was held
+    "parallel": "string",  # ddp | fsdp
+    "activation_checkpointing": "string",  # none | selective | selective:N | full
+    "ac_blocks": "Int64",  # transformer blocks checkpointed
+    "fsdp_units": "Int64",  # fully_shard units (blocks + root); null under ddp
+    "fsdp_param_dtype": "string",  # what FSDP gathers the parameters as (bfloat16, float32)
+    "fsdp_reduce_dtype": "string",  # what it reduces the gradients in
+    "fsdp_reduce_op": "string",  # avg, or "sum, then / world size" where gloo reduces
+    "float8_linears": "Int64",  # fp8: linear layers converted to torchao's Float8Linear
+    "throughput_per_device": "Float64",  # throughput / ranks (torchtitan's tokens/s per GPU)
+    "model_flops_per_step": "Float64",  # analytic: (6N + 12 L d T) x tokens per rank and step
+    "mfu_flops": "string",  # which FLOPs `mfu` divides: model (analytic) | counted
+    "hfu": "Float64",  # counted FLOPs (recomputation included) / peak: hardware utilisation
+    "peak_flops_dtype": "string",  # the GEMM dtype of the peak (fp8 is judged against bf16)
+    "power_limit_w": "Float64",  # the GPU's enforced board power limit (NVML)
+    "device_memory_capacity_bytes": "Int64",  # the GPU's memory; the host's on the CPU
+    "peak_memory_active_bytes": "Int64",  # CUDA allocator: peak bytes in live blocks
+    "peak_memory_active_gib": "Float64",
+    "peak_memory_active_pct": "Float64",  # of the device's capacity, as torchtitan logs it
+    "peak_memory_reserved_gib": "Float64",
+    "peak_memory_reserved_pct": "Float64",
+    "alloc_retries": "Int64",  # allocations that had to free cached blocks and retry
+    "alloc_ooms": "Int64",  # allocations that failed (out of memory)
+    "peak_rss_pct": "Float64",  # peak_rss_bytes as a percentage of the host's memory
     "num_params": "Int64",
     "input_shape": "string",  # what ran: "3x224x224" (images) or "1024" (tokens per sequence)
     "model_classes": "Int64",  # classes (images) or vocabulary size (language models) that ran

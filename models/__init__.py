@@ -4,7 +4,15 @@ extra operator; both hidden from ``list_models()``). ``torchvision:NAME`` and ``
 name any model of those libraries (``sources``); they are imported only when such a name is
 used."""
 
-from models import convnet, faults, imagenet, resnet, transformer, variants  # noqa: F401,E402
+from models import (  # noqa: F401,E402
+    convnet,
+    faults,
+    imagenet,
+    llama,
+    resnet,
+    transformer,
+    variants,
+)
 from models._registry import (
     IMAGE_CLASSIFICATION,
     LANGUAGE_MODELING,
@@ -18,6 +26,7 @@ from models.catalog import (
     expand_model_names,
     get_model_info,
     list_models,
+    transformer_blocks,
 )
 from models.sources import SOURCES, SourceUnavailable
 
@@ -34,4 +43,5 @@ __all__ = [
     "get_model_info",
     "list_models",
     "register_model",
+    "transformer_blocks",
 ]

@@ -104,8 +104,10 @@ def register_model(
     vocab_size: int | None = None,
     lr_batch: int | None = None,
     num_params: int | None = None,
+    name: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator: register ``fn`` under ``fn.__name__`` with its task, defaults and input.
+    """Decorator: register ``fn`` under ``fn.__name__`` (or ``name``, for a published name that
+    is no Python identifier, such as ``llama3.1-8b``) with its task, defaults and input.
 
     Image models default to CIFAR-10's (3, 32, 32) and 10 classes; a language model must
     declare its context length as ``input_shape=(T,)``.
@@ -125,12 +127,12 @@ def register_model(
     _check_shape(task, tuple(input_shape))
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        name = fn.__name__
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model {key!r} is already registered")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelInfo(
-            name=name,
+        _REGISTRY[key] = ModelInfo(
+            name=key,
             builder=fn,
             task=task,
             default_dataset=default_dataset,

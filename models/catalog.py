@@ -50,6 +50,17 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     return get_model_info(name).builder(**kwargs)
 
 
+def transformer_blocks(model: nn.Module) -> nn.ModuleList | None:
+    """The repeated blocks of a transformer (``layers`` in the Llama family, ``blocks`` in the
+    GPTs): the units that sharding and activation checkpointing wrap one by one; None for a
+    model without them."""
+    for attr in ("layers", "blocks"):
+        blocks = getattr(model, attr, None)
+        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
+            return blocks
+    return None
+
+
 def expand_model_names(patterns: list[str]) -> list[str]:
     """Model names for command-line items, in order and de-duplicated: a plain name (checked),
     a shell-style pattern over the registry (``resnet*``) or over a source

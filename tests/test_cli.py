@@ -62,7 +62,7 @@ def test_list_and_env(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["run", "--models", "vgg16"], "unknown model 'vgg16'; valid: convnet"),
     (["run", "--optimizers", "rmsprop"], "unknown optimizer 'rmsprop'; valid: sgd, adam, adagrad"),
-    (["run", "--precisions", "fp8"], "unknown precision 'fp8'; valid: fp32, amp"),
+    (["run", "--precisions", "fp4"], "unknown precision 'fp4'; valid: fp32, amp"),
     (["run", "--dataset", "mnist"], "unknown dataset 'mnist'; valid: synthetic, cifar10"),
     (["run", "--devices", "tpu"], "unknown device 'tpu'"),
     (["run", "--devices", "cuda"], "device 'cuda' is not available"),

@@ -59,9 +59,9 @@ def test_quick_suite_is_36_configs_with_transformer_overrides():
 @pytest.mark.parametrize(
     "over, message",
     [
-        ({"models": ["vgg"]}, "unknown model 'vgg'; valid: convnet, gpt2, resnet18"),
+        ({"models": ["vgg"]}, "unknown model 'vgg'; valid: convnet, gpt2, llama3-debug"),
         ({"optimizers": ["rmsprop"]}, "unknown optimizer 'rmsprop'; valid: sgd, adam, adagrad"),
-        ({"precisions": ["fp8"]}, "unknown precision 'fp8'; valid: fp32, amp"),
+        ({"precisions": ["fp4"]}, "unknown precision 'fp4'; valid: fp32, amp"),
         ({"datasets": ["imagenet"]}, "unknown dataset 'imagenet'; valid: synthetic, cifar10"),
         ({"devices": ["tpu"]}, "unknown device 'tpu'; valid: auto, cpu, cuda"),
         ({"batch_sizes": [0]}, "batch size must be > 0, got 0"),
@@ -433,10 +433,16 @@ def test_the_gpu_suite_is_the_published_setups():
     from models import get_model_info
 
     cfgs = _suite_on("gpu", "cuda")
-    grid = {(c.model, c.precision, c.optimizer) for c in cfgs}
+    grid = {(c.model, c.precision, c.optimizer) for c in cfgs if c.model != "llama3.2-1b"}
     assert grid == {(m, p, o) for m in ("resnet50", "vit_b_16", "gpt2")
                     for p in ("fp32", "amp-bf16", "amp-fp16") for o in ("sgd", "adam")}
-    assert len(cfgs) == 18 and {c.device for c in cfgs} == {"cuda"}
+    assert len(cfgs) == 19 and {c.device for c in cfgs} == {"cuda"}
+    # Issue 24: Llama 3.2 1B on one GPU, bf16, selective checkpointing, 2 x 8,192 tokens
+    (llama,) = [c for c in cfgs if c.model == "llama3.2-1b"]
+    assert (llama.precision, llama.optimizer, llama.activation_checkpointing, llama.parallel,
+            llama.nproc, llama.batch_size, llama.seq_len) == (
+        "amp-bf16", "adam", "selective", "ddp", 1, 2, None)
+    assert get_model_info("llama3.2-1b").input_shape == (8192,)
     r50 = [c for c in cfgs if c.model == "resnet50"]
     assert {(c.batch_size, c.dataset, c.input) for c in r50} == {(256, "synthetic", "resident")}
     info = get_model_info("resnet50")
@@ -444,6 +450,40 @@ def test_the_gpu_suite_is_the_published_setups():
     assert all(c.image_size in (None, 224) and c.num_classes in (None, 1000) for c in r50)
     assert get_model_info("gpt2").input_shape == (1024,)
     assert all(c.seq_len in (None, 1024) for c in cfgs if c.model == "gpt2")
+
+
+def test_the_gpu_node_suite_is_torchtitans_llama3_8b_setup():
+    """torchtitan's table 1: Llama 3.1 8B, FSDP over 8 GPUs, local batch 2 x 8,192 tokens,
+    selective activation checkpointing; bf16, bf16 + compile, fp8 + compile (and fp8 alone)."""
+    cfgs = _suite_on("gpu-node", "cuda")
+    assert {(c.precision, c.compile) for c in cfgs} == {
+        (p, c) for p in ("amp-bf16", "fp8") for c in (False, True)}
+    assert {(c.model, c.parallel, c.nproc, c.activation_checkpointing, c.batch_size, c.seq_len,
+             c.device) for c in cfgs} == {
+        ("llama3.1-8b", "fsdp", 8, "selective", 2, 8192, "cuda")}
+
+
+def test_the_cpu_fsdp_suite_shards_llama3_debug_over_two_gloo_ranks():
+    cfgs = _suite_on("cpu-fsdp", "cpu")
+    assert {(c.model, c.nproc, c.device) for c in cfgs} == {("llama3-debug", 2, "cpu")}
+    assert {(c.parallel, c.activation_checkpointing) for c in cfgs} == {
+        (p, a) for p in ("ddp", "fsdp") for a in ("none", "selective")}
+    assert all(c.needs_launcher for c in cfgs)
+
+
+def test_parallel_and_checkpointing_axes_are_checked_and_fsdp_needs_no_second_process():
+    (one,) = expand(merge_settings({}, {"models": ["llama3-debug"], "devices": ["cpu"],
+                                        "precisions": ["fp32"], "optimizers": ["adam"],
+                                        "batch_sizes": [2], "parallel": ["fsdp"],
+                                        "activation_checkpointing": ["selective:3"]}))
+    assert (one.nproc, one.parallel, one.activation_checkpointing) == (1, "fsdp", "selective:3")
+    assert one.needs_launcher and "fsdp ac=selective:3" in one.label()
+    for key, bad, names in (("parallel", "zero3", ["'zero3'", "ddp, fsdp"]),
+                            ("activation_checkpointing", "selective:0",
+                             ["'selective:0'", "none, selective, selective:N, full"])):
+        with pytest.raises(UserError) as err:
+            expand(merge_settings({}, {"models": ["llama3-debug"], key: [bad]}))
+        assert all(n in str(err.value) for n in names), str(err.value)
 
 
 def test_the_cpu_standard_suite_runs_the_same_models_small():

@@ -59,3 +59,35 @@ def test_the_sweep_needs_gpu_fields_fused_optimizers_and_no_host_sync():
     assert any("no energy_j" in p for p in problems)
     assert any("ran on cpu" in p for p in problems)
     assert gpu_check.sweep_problems(recs[:8]) == ["sweep: 8 records, expected 9"]
+
+
+def test_the_llama_step_needs_checkpointing_counted_and_torchtitans_memory_fields():
+    fields = {"activation_checkpointing": "selective", "mfu_flops": "model", "mfu": 0.40,
+              "hfu": 0.48, "peak_memory_active_pct": 52.0, "peak_memory_reserved_gib": 60.0,
+              "power_limit_w": 700.0, "throughput_per_device": 30_000.0, "alloc_ooms": 0}
+    assert gpu_check.llama_problems([good("llama3.2-1b", **fields)]) == []
+    # no recomputation in the count: selective checkpointing did not run
+    flat = good("llama3.2-1b", **{**fields, "hfu": 0.40})
+    assert any("not above mfu" in p for p in gpu_check.llama_problems([flat]))
+    oom = good("llama3.2-1b", **{**fields, "alloc_ooms": 3})
+    assert any("3 allocator OOMs" in p for p in gpu_check.llama_problems([oom]))
+    bare = good("llama3.2-1b", **{**fields, "power_limit_w": None})
+    assert any("no power_limit_w" in p for p in gpu_check.llama_problems([bare]))
+
+
+def test_the_fsdp_step_needs_nccl_shards_and_an_fp8_row_or_its_reason():
+    def sharded(precision, **kw):
+        fields = {"nproc": 2, "fsdp_units": 5, "fsdp_reduce_op": "avg",
+                  "float8_linears": 28 if precision == "fp8" else None}
+        return good("llama3-debug", precision, **{**fields, **kw})
+
+    assert gpu_check.fsdp_problems([sharded("amp-bf16"), sharded("fp8")], nproc=2) == []
+    old_gpu = good("llama3-debug", "fp8", status="unavailable",
+                   error="NVIDIA A100 (compute capability 8.0) has no float8 tensor cores; "
+                         "fp8 needs 8.9 or newer")
+    assert gpu_check.fsdp_problems([sharded("amp-bf16"), old_gpu], nproc=2) == []
+    summed = sharded("amp-bf16", fsdp_reduce_op="sum, then / world size", dist_backend="gloo")
+    assert len(gpu_check.fsdp_problems([summed, sharded("fp8")], nproc=2)) == 1
+    unconverted = sharded("fp8", float8_linears=0)
+    assert any("float8" in p for p in gpu_check.fsdp_problems([sharded("amp-bf16"),
+                                                                 unconverted], nproc=2))

@@ -107,8 +107,8 @@ def test_precision_names_map_to_gemm_dtypes():
     assert gemm_dtype("amp", "cuda") == "fp16"  # ... and fp16 with GradScaler on CUDA
     assert gemm_dtype("fp32", "cuda", tf32=False) == "fp32"
     assert gemm_dtype("fp32", "cuda", tf32=True) == "tf32"
-    with pytest.raises(ValueError, match="fp8"):
-        gemm_dtype("fp8", "cpu")
+    with pytest.raises(ValueError, match="fp4"):
+        gemm_dtype("fp4", "cpu")
 
 
 def test_measured_gemm_peak_is_2n3_flops_per_call_and_escalates_within_the_budget(monkeypatch):

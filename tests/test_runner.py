@@ -137,9 +137,11 @@ def test_precision_the_device_lacks_is_unavailable(monkeypatch, run):
 
 def test_cuda_bf16_without_support_is_unavailable(monkeypatch):
     monkeypatch.setattr(torch.amp, "is_autocast_available", lambda device_type: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    # A V100 (compute capability 7.0) runs bf16 only emulated (tests/test_cuda_paths.py).
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
-    with pytest.raises(Unavailable, match="Tesla V100 does not support bf16"):
+    with pytest.raises(Unavailable,
+                       match=r"Tesla V100 \(compute capability 7\.0\) has no native bf16"):
         resolve_precision("amp-bf16", torch.device("cuda:0"))
     plan = resolve_precision("amp", torch.device("cuda:0"))
     assert plan.name == "amp-fp16" and plan.use_scaler

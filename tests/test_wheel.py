@@ -133,7 +133,8 @@ def test_installed_wheel_runs_without_a_checkout(tmp_path: Path) -> None:
 
     listing = _run([trainmark, "list"], cwd=work, env=env).stdout
     suites = [ln for ln in listing.splitlines() if ln.startswith("suites:")]
-    assert suites == ["suites:     ci, cpu-standard, gpu, quick, smoke, standard"], listing
+    assert suites == ["suites:     ci, cpu-fsdp, cpu-standard, gpu, gpu-node, quick, smoke, "
+                      "standard"], listing
 
     # The report templates are package data too: render from the installed wheel.
     report = work / "report"

@@ -36,7 +36,9 @@ SWEEP_OPTIONS: tuple[SweepOption, ...] = (
     SweepOption("--batch-sizes", "batch_sizes", "sizes",
                 "comma list of integers, or max / max:LIMIT: the largest batch that trains "
                 "without running out of memory (found before measuring)"),
-    SweepOption("--precisions", "precisions", "names", "comma list: fp32, amp, amp-fp16, amp-bf16"),
+    SweepOption("--precisions", "precisions", "names",
+                "comma list: fp32, amp, amp-fp16, amp-bf16, fp8 (float8 linears through torchao, "
+                "bf16 elsewhere; CUDA compute capability 8.9+)"),
     SweepOption("--optimizers", "optimizers", "names", "comma list: sgd, adam, adagrad"),
     SweepOption("--dataset", "datasets", "names",
                 "comma list: synthetic, cifar10, imagefolder:PATH, synthetic-text, "
@@ -64,6 +66,12 @@ SWEEP_OPTIONS: tuple[SweepOption, ...] = (
                 "upper bound on steps in time-to-accuracy mode (default 2000)"),
     SweepOption("--nproc", "nproc", "ints",
                 "comma list of data-parallel process counts (DDP, torchrun)"),
+    SweepOption("--parallel", "parallel", "names",
+                "comma list: ddp (a replica per process) or fsdp (FSDP2: parameters, gradients "
+                "and optimizer state sharded over the --nproc processes, per block)"),
+    SweepOption("--activation-checkpointing", "activation_checkpointing", "names",
+                "comma list: none, selective (per operator, torchtitan's default), "
+                "selective:N (every Nth block), full (recompute every block)"),
     SweepOption("--compile", "compile", "axis",
                 "torch.compile each model (compile time recorded separately)"),
     SweepOption("--channels-last", "channels_last", "axis",

@@ -36,6 +36,26 @@ INPUT_MODES = ("resident", "loader")
 TRANSFORMS = ("standard", "totensor")
 # ``--batch-sizes max`` without a limit searches up to this many samples per step.
 MAX_BATCH_LIMIT = 65536
+# How the data-parallel processes hold the model (``parallel``): ``ddp`` a whole replica each,
+# gradients all-reduced; ``fsdp`` FSDP2's ``fully_shard``, one unit per transformer block and
+# the root, parameters, gradients and optimizer state sharded over the ranks (core.parallel).
+PARALLEL_MODES = ("ddp", "fsdp")
+# Activation checkpointing (``activation_checkpointing``, core.checkpointing): ``none``;
+# ``selective`` per operator, as torchtitan's default: matmul and attention outputs kept (every
+# second matmul recomputed), the rest recomputed; ``selective:N`` every Nth block whole; ``full``
+# every block recomputed in the backward pass.
+AC_MODES = ("none", "selective", "selective:N", "full")
+
+
+def check_ac_mode(value: object) -> str:
+    """``value`` as an activation-checkpointing mode, or ``UserError`` naming the choices."""
+    text = str(value).strip()
+    head, sep, every = text.partition(":")
+    if text in ("none", "selective", "full") or (
+            head == "selective" and sep and every.isdigit() and int(every) >= 1):
+        return text
+    raise UserError(f"unknown activation checkpointing {value!r}; valid: "
+                    f"{', '.join(AC_MODES)} (N >= 1)")
 
 
 @dataclass(frozen=True)
@@ -77,12 +97,20 @@ class RunConfig:
     # until the search (execution.batch_search) sets the size it found.
     max_batch: int | None = None
     memory_budget_gib: float | None = None  # the memory a batch may use where no OOM happens (CPU)
+    parallel: str = "ddp"  # PARALLEL_MODES; fsdp runs under torch.distributed.run, even nproc 1
+    activation_checkpointing: str = "none"  # AC_MODES
 
     def resolved_min_time_s(self) -> float:
         """``min_time_s``, or the device type's default when the config leaves it to that."""
         if self.min_time_s is not None:
             return self.min_time_s
         return DEFAULT_MIN_TIME_S.get(self.device.split(":")[0], 0.0)
+
+    @property
+    def needs_launcher(self) -> bool:
+        """Whether the config runs in a process group of its own (``torch.distributed.run``):
+        several processes, or FSDP, which shards over a group even of one."""
+        return self.nproc > 1 or self.parallel == "fsdp"
 
     def key(self) -> tuple:
         """Identity of the configuration, used to match records (resume, compare)."""
@@ -100,6 +128,10 @@ class RunConfig:
             text += f" target={self.target_accuracy:g}"
         if self.nproc > 1:
             text += f" nproc={self.nproc}"
+        if self.parallel != "ddp":
+            text += f" {self.parallel}"
+        if self.activation_checkpointing != "none":
+            text += f" ac={self.activation_checkpointing}"
         if self.compile:
             text += " compile"
         if self.channels_last:

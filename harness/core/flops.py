@@ -18,6 +18,17 @@ under-count of the arithmetic the device really does:
 - work inside ops without a formula (custom kernels, Triton, ...), which count as zero.
 
 Counts depend only on shapes, not on dtype, so one count serves fp32 and AMP runs alike.
+
+**Counted vs model FLOPs.** The counter sees every matmul the step runs, so with activation
+checkpointing it also counts the forward work recomputed in the backward pass: over the peak,
+that count is *hardware* FLOPs utilisation (``hfu``). MFU in the PaLM / torchtitan sense divides
+the *model's* FLOPs instead, the arithmetic training needs whatever the implementation redoes:
+``model_flops_per_token`` gives it analytically for a transformer language model, 6·N per token
+(2 forward, 4 backward, N the parameters without the input embedding; a tied output head
+counts, it is a matmul) plus 12·L·d·T for attention (QK^T and PV, forward and backward, over
+the full T x T square: causal masking's savings are not taken off, by convention). Without
+checkpointing the two agree up to the norm and bias parameters in N, which the counter, seeing
+only matmuls, leaves out. Both are per rank; the record says which FLOPs each figure used.
 """
 
 from __future__ import annotations
@@ -30,6 +41,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch.utils import flop_counter as fc
+
+from models import transformer_blocks
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -164,6 +177,24 @@ def count_train_step_flops(
 ) -> int:
     """Forward + backward FLOPs of one training step (see ``train_step_flops``)."""
     return train_step_flops(model, inputs, targets, loss_fn, autocast_dtype).total
+
+
+def model_flops_per_token(model: nn.Module, seq_len: int) -> int | None:
+    """Analytic training FLOPs per token of a transformer language model (module docstring):
+    6·N + 12·L·d·T, N the parameters without embedding tables (a table that is also the
+    output head's weight stays in N), L the transformer blocks, d the width of the token
+    embedding, T ``seq_len``. None for a model without transformer blocks or an embedding (an
+    image model: its MFU divides the counted FLOPs). Assumes the attention is as wide as the
+    model, as in the GPT and Llama families."""
+    blocks = transformer_blocks(model)
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    if blocks is None or not embeddings:
+        return None
+    matmul_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    n = sum(p.numel() for p in model.parameters())
+    n -= sum(m.weight.numel() for m in embeddings if id(m.weight) not in matmul_weights)
+    width = embeddings[0].embedding_dim  # the token embedding comes first in both families
+    return 6 * n + 12 * len(blocks) * width * seq_len
 
 
 def achieved_flops_per_s(flops_per_step: int | None, step_time_s: float | None) -> float | None:

@@ -8,8 +8,13 @@ import torch
 
 from harness.errors import Unavailable
 
-PRECISIONS = ("fp32", "amp", "amp-fp16", "amp-bf16")
+PRECISIONS = ("fp32", "amp", "amp-fp16", "amp-bf16", "fp8")
 BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first GPUs with bf16 tensor cores
+# fp8: the linear layers' matmuls in float8 (torchao's float8 training: e4m3 forward, e5m2
+# gradients, dynamic tensorwise scales), everything else in bf16 autocast. Needs float8 tensor
+# cores: Ada and Hopper (compute capability 8.9) and newer, and the optional torchao package.
+FP8_MIN_CAPABILITY = (8, 9)
+TORCHAO_MISSING = "fp8 needs the optional torchao package: pip install 'trainmark[fp8]'"
 # fp16 trains with dynamic loss scaling (GradScaler) on these: without it small gradients
 # underflow to zero in fp16. torch's GradScaler runs on MPS too.
 SCALED_DEVICE_TYPES = ("cuda", "mps")
@@ -17,9 +22,10 @@ SCALED_DEVICE_TYPES = ("cuda", "mps")
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    name: str  # resolved: fp32 | amp-fp16 | amp-bf16
+    name: str  # resolved: fp32 | amp-fp16 | amp-bf16 | fp8
     autocast_dtype: torch.dtype | None  # None: plain fp32, no autocast
     use_scaler: bool  # fp16 on CUDA/MPS needs GradScaler against gradient underflow
+    float8: bool = False  # linear layers converted to torchao's float8 training (core.parallel)
 
 
 def resolve_alias(precision: str, device_type: str) -> str:
@@ -34,6 +40,9 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionPlan:
     name = resolve_alias(precision, device.type)
     if name == "fp32":
         return PrecisionPlan(name, None, False)
+    if name == "fp8":
+        check_float8(device)
+        return PrecisionPlan(name, torch.bfloat16, False, float8=True)
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     dtype = torch.float16 if name == "amp-fp16" else torch.bfloat16
@@ -53,12 +62,34 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionPlan:
     return PrecisionPlan(name, dtype, use_scaler)
 
 
+def check_float8(device: torch.device) -> None:
+    """``Unavailable`` (with the reason) unless float8 training runs on ``device``: a CUDA GPU
+    of compute capability 8.9 or newer, with torchao installed. (torchao's emulation runs
+    anywhere, but measures nothing a user would train with: only tests use it.)"""
+    if device.type != "cuda":
+        raise Unavailable(f"fp8 needs a CUDA GPU of compute capability "
+                          f"{FP8_MIN_CAPABILITY[0]}.{FP8_MIN_CAPABILITY[1]} or newer (float8 "
+                          f"tensor cores); this config runs on {device.type}")
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < FP8_MIN_CAPABILITY:
+        raise Unavailable(f"{torch.cuda.get_device_name(device)} (compute capability "
+                          f"{major}.{minor}) has no float8 tensor cores; fp8 needs "
+                          f"{FP8_MIN_CAPABILITY[0]}.{FP8_MIN_CAPABILITY[1]} or newer")
+    try:
+        import torchao.float8  # noqa: F401
+    except ImportError as exc:
+        raise Unavailable(f"{TORCHAO_MISSING} ({exc})") from None
+
+
 def gemm_dtype(precision: str, device_type: str, tf32: bool | None = None) -> str:
     """The GEMM dtype a run precision mostly multiplies in, for its peak FLOP/s: fp32 (tf32 on
     CUDA when TF32 is enabled; ``tf32`` overrides the matmul flag, e.g. True for conv nets,
-    whose cuDNN convolutions use TF32 by default), bf16 or fp16."""
+    whose cuDNN convolutions use TF32 by default), bf16 or fp16. fp8 is measured against the
+    bf16 peak: its attention and other matmuls run in bf16, so the share of fp8 arithmetic
+    varies, and torchtitan, for that reason, gives no MFU for float8 at all; the record's
+    ``peak_flops_dtype`` says which peak a utilisation figure divides by."""
     name = resolve_alias(precision, device_type)
-    mapping = {"fp32": "fp32", "amp-bf16": "bf16", "amp-fp16": "fp16"}
+    mapping = {"fp32": "fp32", "amp-bf16": "bf16", "amp-fp16": "fp16", "fp8": "bf16"}
     if name not in mapping:
         raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     dtype = mapping[name]

@@ -5,8 +5,9 @@ device and batches are index slices drawn before timing (a pool of ``POOL_STEPS`
 an untimed warm-up, adaptive unless the config fixes its length; ``repeats`` timed regions of at
 least ``timed_steps`` steps and the config's minimum time, synchronized only at their edges
 (``core.loop``); loss finiteness is checked after the regions; evaluation is untimed and comes
-last. The runner builds what a config needs, hands it
-to the loop, and assembles the record from what the loop measured.
+last. The runner builds what a config needs (``core.parallel`` converts and wraps the model:
+float8, activation checkpointing, DDP or FSDP2), hands it to the loop, and assembles the record
+from what the loop measured (``core.record`` turns the results into fields).
 """
 
 from __future__ import annotations
@@ -25,14 +26,25 @@ from harness.core.data import Dataset, ImageData, input_spec, load_dataset
 from harness.core.determinism import determinism
 from harness.core.devices import use_device
 from harness.core.failures import DoesNotFit, classify, does_not_fit
-from harness.core.flops import StepFlops, achieved_flops_per_s, mfu, train_step_flops
+from harness.core.flops import StepFlops, model_flops_per_token, train_step_flops
 from harness.core.knob import injected_slowdown
-from harness.core.loop import Clock, Measured, check_finite, run_timed, run_to_target
-from harness.core.losscurve import compact_curve, curve_digest
+from harness.core.loop import Clock, check_finite, run_timed, run_to_target
 from harness.core.optim import make_optimizer, step_syncs_host, uses_fused
+from harness.core.parallel import compiled, prepare
 from harness.core.pipeline import LoaderData, loader_data
-from harness.core.precision import PrecisionPlan, gemm_dtype, resolve_precision
+from harness.core.precision import PrecisionPlan, resolve_precision
 from harness.core.profiling import profile_steps
+from harness.core.record import (  # noqa: F401  (Peaks, peak_dtype, peak_key: the sweep's)
+    Peaks,
+    efficiency_fields,
+    energy_fields,
+    identity_fields,
+    input_fields,
+    measured_fields,
+    method_fields,
+    peak_dtype,
+    peak_key,
+)
 from harness.core.step import eval_batch_size, evaluate, loss_fn, make_train_step
 from harness.core.timing import RegionTimer, median_iqr
 from harness.errors import one_line
@@ -40,16 +52,18 @@ from harness.probes import provenance
 from harness.probes.host_heap import apply_host_heap
 from harness.probes.memory import (
     current_rss_bytes,
+    device_memory_fields,
+    host_memory_bytes,
     peak_memory,
     peak_rss_bytes,
     release_memory,
     reset_peak_memory,
     reset_peak_rss,
+    share_pct,
     trim_host_heap,
 )
-from harness.probes.peak import peak_flops_per_s
-from harness.probes.telemetry import NvmlSampler, device_memory_used
-from harness.schema import SCHEMA_VERSION, new_record_id, new_run_id, utc_timestamp
+from harness.probes.telemetry import NvmlSampler, device_memory_used, power_limit_w
+from harness.schema import new_run_id
 from models import create_model, get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
@@ -57,27 +71,6 @@ COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; defa
 # size, so a replay that runs the same steps draws the same batches whatever the counts; the
 # first rows equal what earlier versions drew for their fixed step counts.
 POOL_STEPS = 1024
-
-
-def peak_dtype(cfg: RunConfig, conv: bool) -> str:
-    """The GEMM dtype whose peak a config's MFU is measured against. cuDNN convolutions run
-    fp32 as TF32 by default, so conv nets get the TF32 peak on CUDA."""
-    device_type = cfg.device.split(":")[0]
-    tf32 = bool(torch.backends.cudnn.allow_tf32) if conv else None
-    return gemm_dtype(cfg.precision, device_type, tf32=tf32)
-
-
-Peaks = dict[str, tuple[float | None, str]]  # "device|dtype" -> (FLOP/s, source)
-
-
-def peak_key(device: str, dtype: str) -> str:
-    return f"{device}|{dtype}"
-
-
-def identity_fields(cfg: RunConfig, run_id: str) -> dict[str, object]:
-    """The schema version, ids, timestamp and config fields every record starts with."""
-    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "record_id": new_record_id(),
-            "timestamp": utc_timestamp(), **dataclasses.asdict(cfg)}
 
 
 class Runner:
@@ -162,9 +155,9 @@ class Runner:
             # for a real measurement (compare refuses it as a baseline).
             "injected_slowdown": injected_slowdown(dataclasses.asdict(cfg)) or None,
         }
-        # A process that will only launch this config's ranks (nproc > 1, no group yet) leaves
-        # the device alone; rank 0's record brings the device's fields.
-        launches = cfg.nproc > 1 and not dist.active()
+        # A process that will only launch this config's ranks (nproc > 1 or fsdp, no group yet)
+        # leaves the device alone; rank 0's record brings the device's fields.
+        launches = cfg.needs_launcher and not dist.active()
         rec.update(provenance.collect(cfg.device, query_device=not launches))
         return rec
 
@@ -196,16 +189,19 @@ class Runner:
         # (Profiled steps come after the measurements and do not count.)
         rec["peak_rss_bytes"] = max(self._peak_before_profile or peak_rss_bytes(),
                                     self._hwm_before_model or 0)
+        rec["peak_rss_pct"] = share_pct(rec["peak_rss_bytes"], host_memory_bytes())
         return rec
 
     def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset | LoaderData,
                     idx: torch.Tensor, plan: PrecisionPlan) -> tuple[StepFlops | None, str | None]:
-        """FLOPs of one training step (forward + backward, per rank), counted once per shape,
-        or None and why not. Counting runs the step once more: if that does not fit, neither
-        will training, so the config is ``oom`` (saying so) rather than silently without MFU;
-        any other failure loses only the count."""
+        """FLOPs of one training step (forward + backward, per rank, with any recomputation),
+        counted once per shape and checkpointing, or None and why not. Counting runs the step
+        once more: if that does not fit, neither will training, so the config is ``oom``
+        (saying so) rather than silently without MFU; any other failure loses only the count.
+        Under FSDP every rank counts at once (the pass gathers and reduces as a step does)."""
         key = (cfg.model, cfg.dataset, cfg.batch_size, cfg.channels_last, cfg.device,
-               cfg.image_size, cfg.num_classes, cfg.seq_len)
+               cfg.image_size, cfg.num_classes, cfg.seq_len, cfg.activation_checkpointing,
+               cfg.parallel, cfg.precision)
         if key not in self._flops:
             try:
                 x, y = data.batch(idx)
@@ -227,23 +223,30 @@ class Runner:
         rss_before_model, self._hwm_before_model = current_rss_bytes(), peak_rss_bytes()
         fresh_mark = reset_peak_rss()
         torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)
-        model = create_model(cfg.model, **data.model_kwargs).to(device)
+        if cfg.parallel == "fsdp":  # built where it trains: no host copy of a model that is
+            with torch.device(device):  # only sharded once every rank holds all of it
+                model = create_model(cfg.model, **data.model_kwargs)
+        else:
+            model = create_model(cfg.model, **data.model_kwargs).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train()
+        per_token = model_flops_per_token(model, data.items_per_sample())  # before sharding
+        prepared = prepare(model, device, parallel=cfg.parallel, plan=plan,
+                           activation_checkpointing=cfg.activation_checkpointing)
+        plan = prepared.plan  # under FSDP its mixed-precision policy replaces autocast
         optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr,
-                                   fused=uses_fused(device.type))
-        trained = dist.wrap(model, device)
-        backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor") if cfg.compile else None
-        if backend:
-            trained = torch.compile(trained, backend=backend)
-        step = make_train_step(trained, optimizer, data, plan, device)
+                                   fused=uses_fused(device.type))  # FSDP's shards, if sharded
+        prepared.attach(optimizer)
         gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * dist.rank())  # own batches
         tta = cfg.target_accuracy is not None
         eval_batch = eval_batch_size(cfg.batch_size, data.outputs_per_sample())
         pool_steps = cfg.max_steps if tta else POOL_STEPS
         indices = data.sample_indices(pool_steps, cfg.batch_size, gen)  # (steps, B) on device
         flops, flops_error = self._step_flops(cfg, model, data, indices[0], plan)  # untimed
+        backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor") if cfg.compile else None
+        trained = compiled(prepared, backend) if backend else prepared.trained
+        step = make_train_step(trained, optimizer, data, plan, device)
         clock = Clock(RegionTimer(device), NvmlSampler(device),
                       cfg.batch_size * data.items_per_sample(),
                       injected_slowdown(dataclasses.asdict(cfg)))
@@ -262,6 +265,7 @@ class Runner:
                           compiled=cfg.compile)
         curve = check_finite(m.losses)
         alloc, reserved = peak_memory(device)
+        memory = device_memory_fields(device)  # torchtitan's view: active, reserved, retries
         used = device_memory_used(device)
         data_bytes = data.device_bytes() if device.type != "cpu" else None
         # Time to accuracy already evaluated the final model after its last interval.
@@ -287,12 +291,17 @@ class Runner:
             "optimizer_fused": bool(optimizer.defaults.get("fused")),
             "dist_backend": dist.backend_name(),
             "step_syncs_host": step_syncs_host(optimizer, plan.use_scaler),
+            "power_limit_w": power_limit_w(device),
+            **memory,
+            **prepared.fields,
             **measured_fields(m, curve, tta),
             **method_fields(m),
             **efficiency_fields(cfg, flops.total if flops else None,
                                 median_iqr(m.step_times_s)[0],
                                 conv=flops.conv_share > 0.5 if flops else False,
-                                peaks=self.peaks),
+                                peaks=self.peaks,
+                                model_flops=(per_token * cfg.batch_size * data.items_per_sample()
+                                             if per_token else None)),
             **energy_fields(clock, len(m.step_times_s)),
             **input_fields(data, m),
         }
@@ -309,80 +318,3 @@ class Runner:
                 fields["profile_error"] = one_line(exc)
         return fields
 
-
-def input_fields(data: Dataset | LoaderData, m: Measured) -> dict[str, object]:
-    """The input that ran, and for a loader how much of the timed time waited for it and what
-    the loader delivers alone (measured here, after training: never on the clock)."""
-    kwargs = data.model_kwargs
-    fields: dict[str, object] = {
-        "input_shape": data.input_shape,
-        "model_classes": kwargs.get("num_classes", kwargs.get("vocab_size")),
-    }
-    if isinstance(data, LoaderData):
-        fields["data_wait_share"] = data.wait_share(len(m.step_times_s), sum(m.region_seconds))
-        fields["loader_samples_per_s"] = data.loader_rate()
-    return fields
-
-
-def measured_fields(m: Measured, curve: torch.Tensor, tta: bool) -> dict[str, object]:
-    """Speed and quality fields of a record, from what the loop measured."""
-    med, iqr = median_iqr([t * 1e3 for t in m.step_times_s])
-    values, every = compact_curve(curve)
-    fields: dict[str, object] = {
-        "throughput": median_iqr(m.region_throughputs)[0],
-        "step_time_ms_median": med,
-        "step_time_ms_iqr": iqr,
-        "repeat_throughputs": m.region_throughputs,
-        # A diagnostic, not a verdict: ~0 when a step reuses its memory (probes.host_heap)
-        "host_page_faults_per_step": m.page_faults / max(1, len(m.step_times_s)),
-        "train_loss": float(curve[-1]),
-        "eval_loss": m.last_eval[0],
-        "eval_accuracy": m.last_eval[1],
-        "loss_curve": values,
-        "loss_curve_every": every,
-        "loss_curve_sha256": curve_digest(curve),
-    }
-    if m.compile_time_s is not None:
-        fields["compile_time_s"] = m.compile_time_s
-    if dist.world_size() > 1:  # per-rank step-time medians show stragglers
-        fields["rank_step_time_ms_median"] = dist.gather(med)
-    if tta:
-        reached = m.reached_at is not None
-        fields.update({"target_reached": reached, "steps_to_accuracy": m.reached_at,
-                       "time_to_accuracy_s": m.trained_s if reached else None,
-                       "train_time_s": m.trained_s, "steps_run": m.steps_run})
-    return fields
-
-
-def method_fields(m: Measured) -> dict[str, object]:
-    """What the loop actually ran (the config's ``warmup_steps`` and ``timed_steps`` are what was
-    asked); nothing in time-to-accuracy mode, which has no warm-up and no calibration."""
-    if m.warmup is None:
-        return {}
-    return {"warmup_rule": m.warmup.rule, "warmup_steps_run": m.warmup.steps,
-            "warmup_stable": m.warmup.stable, "warmup_time_s": m.warmup.seconds,
-            "timed_steps_run": m.region_steps, "min_time_s_run": m.min_time_s}
-
-
-def efficiency_fields(cfg: RunConfig, flops: int | None, step_s: float | None, *,
-                      conv: bool, peaks: Peaks) -> dict[str, object]:
-    """Achieved FLOP/s over all ranks and MFU against the device's peak. The peak comes from
-    the datasheet table or the cache only: measuring a GEMM here would run in the middle of a
-    sweep (``execution.peaks.prepare_peaks`` prepares them before the first config)."""
-    world = dist.world_size()
-    device, dtype = dist.local_device(cfg.device), peak_dtype(cfg, conv)
-    given = peaks.get(peak_key(cfg.device, dtype))
-    peak, source = given if given else peak_flops_per_s(device, dtype, measure=False)
-    achieved = achieved_flops_per_s(flops * world if flops else None, step_s or None)
-    total_peak = peak * world if peak else None
-    return {"flops_per_step": flops, "achieved_flops_per_s": achieved,
-            "peak_flops_per_s": total_peak, "peak_flops_source": source,
-            "mfu": mfu(achieved, total_peak)}
-
-
-def energy_fields(clock: Clock, timed_steps: int) -> dict[str, object]:
-    """NVML's summary over the timed regions, with samples (or tokens) per joule."""
-    energy = clock.sampler.summary()
-    if energy.get("energy_j"):  # this rank's items on the clock per joule of its device
-        energy["samples_per_joule"] = clock.items_per_step * timed_steps / energy["energy_j"]
-    return energy

@@ -19,8 +19,9 @@ StepFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    # Image: (B, classes) vs (B,). LM: (B, T, vocab) vs (B, T), flattened to tokens.
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    # Image: (B, classes) vs (B,). LM: (B, T, vocab) vs (B, T), flattened to tokens. In
+    # float32 (as autocast runs cross-entropy): FSDP's bf16 parameters give bf16 logits.
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1))
 
 
 def autocast(plan: PrecisionPlan, device: torch.device) -> contextlib.AbstractContextManager:

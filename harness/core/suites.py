@@ -1,10 +1,11 @@
 """Suites and sweeps: suite file + command-line flags -> ``list[RunConfig]``.
 
 A sweep is the cartesian product of its axes (models x datasets x devices x batch sizes x
-precisions x optimizers x nproc x compile x channels-last x seeds). Suites are TOML files shipped
-inside the package (``harness/suites/NAME.toml``) or given by path; their keys are the CLI's flag
-names, and flags given on the command line replace the suite's values. A ``[model.NAME]`` table
-overrides keys for one model (e.g. smaller batch sizes for the Transformer).
+precisions x optimizers x nproc x parallel x activation checkpointing x compile x channels-last x
+seeds). Suites are TOML files shipped inside the package (``harness/suites/NAME.toml``) or given
+by path; their keys are the CLI's flag names, and flags given on the command line replace the
+suite's values. A ``[model.NAME]`` table overrides keys for one model (e.g. smaller batch sizes
+for the Transformer).
 
 ``warmup`` is ``"auto"`` (the adaptive warm-up, ``core.loop``; the default) or a fixed count of
 steps; ``min_time`` is seconds per timed region, at least (not set: the device's default,
@@ -21,6 +22,7 @@ import dataclasses
 import itertools
 import math
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,10 @@ from harness.core.config import (
     CONFIG_DEFAULTS,
     INPUT_MODES,
     MAX_BATCH_LIMIT,
+    PARALLEL_MODES,
     TRANSFORMS,
     RunConfig,
+    check_ac_mode,
 )
 from harness.core.data import NATIVE_IMAGE_SIZE, dataset_task
 from harness.core.devices import resolve_device
@@ -44,7 +48,8 @@ DEFAULT_SUITE = "quick"
 # Sweep keys (flag names, dashes as underscores) -> the RunConfig field each sets.
 LIST_FIELDS = {"batch_sizes": "batch_size", "precisions": "precision",
                "optimizers": "optimizer", "nproc": "nproc", "compile": "compile",
-               "channels_last": "channels_last", "inputs": "input", "workers": "workers"}
+               "channels_last": "channels_last", "inputs": "input", "workers": "workers",
+               "parallel": "parallel", "activation_checkpointing": "activation_checkpointing"}
 SCALAR_FIELDS = {"seed": "seed", "warmup": "warmup_steps", "steps": "timed_steps",
                  "repeats": "repeats", "min_time": "min_time_s", "eval_samples": "eval_samples",
                  "train_samples": "train_samples", "data_seed": "data_seed",
@@ -274,6 +279,10 @@ def _axes(s: dict[str, Any], task: str) -> dict[str, list]:
         "input": [_check_choice("input", v, INPUT_MODES) for v in _as_list(s["inputs"])],
         "workers": [_positive_int("workers", w, allow_zero=True)
                     for w in _as_list(s["workers"])],
+        "parallel": [_check_choice("parallel", v, PARALLEL_MODES)
+                     for v in _as_list(s["parallel"])],
+        "activation_checkpointing": [check_ac_mode(v)
+                                     for v in _as_list(s["activation_checkpointing"])],
     }
     if task != IMAGE_CLASSIFICATION:  # NHWC means nothing for a language model
         axes["channels_last"] = [False]
@@ -307,11 +316,15 @@ def _check_models(settings: dict[str, Any]) -> list[str]:
     return models
 
 
-def expand(settings: dict[str, Any]) -> list[RunConfig]:
+def expand(settings: dict[str, Any],
+           resolve: Callable[[str], str] | None = None) -> list[RunConfig]:
     """Validate ``settings`` (from ``merge_settings``) and return the sweep's configs, in order;
-    ``UserError`` on bad input."""
+    ``UserError`` on bad input. ``resolve`` turns a device spec (``auto``, ``cuda``...) into a
+    canonical device: this machine's by default; ``trainmark fleet`` plans with the devices of
+    a partition's nodes instead (``execution.fleet_plan``)."""
     models = _check_models(settings)
-    devices = [resolve_device(str(d)) for d in _as_list(settings["devices"])]
+    resolve = resolve or resolve_device
+    devices = [resolve(str(d)) for d in _as_list(settings["devices"])]
     datasets = [str(d) for d in _as_list(settings["datasets"])]
     dataset_tasks = {d: dataset_task(d) for d in datasets}
     configs: list[RunConfig] = []

@@ -38,9 +38,10 @@ FAIL_RANK_ENV = "TRAINMARK_TEST_FAIL_RANK"  # test-only: this rank exits at once
 
 
 def run_config(runner: Runner, cfg: RunConfig) -> dict[str, object]:
-    """One config's record: in this process, or under torchrun when ``cfg.nproc > 1`` and no
-    process group is active yet (each rank is then its own process; rank 0 reports)."""
-    if cfg.nproc > 1 and not dist.active():
+    """One config's record: in this process, or under torchrun when ``cfg.nproc > 1`` (or the
+    config shards with FSDP, which needs a process group even of one) and no process group is
+    active yet (each rank is then its own process; rank 0 reports)."""
+    if cfg.needs_launcher and not dist.active():
         rec = runner.base_record(cfg)
         started = time.perf_counter()
         rec.update(launch(cfg, runner.data_dir, runner.download, runner.run_id, runner.peaks))
@@ -52,7 +53,7 @@ def run_config(runner: Runner, cfg: RunConfig) -> dict[str, object]:
 
 def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str,
            peaks: Peaks | None = None) -> dict[str, object]:
-    """Run ``cfg`` (``nproc > 1``) under torchrun on this node; return rank 0's record.
+    """Run ``cfg`` (``nproc > 1``, or fsdp) under torchrun on this node; return rank 0's record.
 
     A launch that fails without a record (a rank crashed, a timeout) becomes an ``error``
     record carrying the launcher's exit status and the last line of its output.

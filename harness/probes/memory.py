@@ -6,8 +6,10 @@ processes, so it is a second view, not the config's own memory.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
+from collections.abc import Mapping
 
 import torch
 
@@ -25,6 +27,56 @@ def peak_memory(device: torch.device) -> tuple[int | None, int | None]:
         # MPS exposes only current (not peak) figures; record what exists, after the run.
         return torch.mps.current_allocated_memory(), torch.mps.driver_allocated_memory()
     return None, None
+
+
+GIB = 2**30
+
+
+def host_memory_bytes() -> int | None:
+    """The host's physical memory (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def share_pct(part: int | None, whole: int | None) -> float | None:
+    """``part`` as a percentage of ``whole``; None if either is unknown."""
+    if part is None or not whole:
+        return None
+    return 100.0 * part / whole
+
+
+def allocator_fields(stats: Mapping[str, int], capacity: int | None) -> dict[str, object]:
+    """The CUDA caching allocator's figures as torchtitan logs them, from
+    ``torch.cuda.memory_stats()`` since the last peak reset: peak *active* memory (bytes in
+    live blocks, including the unused tail of a rounded-up block, so a little above
+    ``max_memory_allocated``), peak reserved (segments held from the driver), both in GiB and
+    as a percentage of the device's ``capacity``; and how often an allocation had to free
+    cached blocks and retry (``alloc_retries``: fragmentation, memory pressure) or failed
+    outright (``alloc_ooms``)."""
+    active = stats.get("active_bytes.all.peak")
+    reserved = stats.get("reserved_bytes.all.peak")
+    return {
+        "peak_memory_active_bytes": active,
+        "peak_memory_active_gib": None if active is None else active / GIB,
+        "peak_memory_active_pct": share_pct(active, capacity),
+        "peak_memory_reserved_gib": None if reserved is None else reserved / GIB,
+        "peak_memory_reserved_pct": share_pct(reserved, capacity),
+        "alloc_retries": stats.get("num_alloc_retries"),
+        "alloc_ooms": stats.get("num_ooms"),
+    }
+
+
+def device_memory_fields(device: torch.device) -> dict[str, object]:
+    """``allocator_fields`` on CUDA (with the device's capacity); on other devices only the
+    capacity, the host's memory for the CPU (its peak share is ``peak_rss_pct``)."""
+    if device.type == "cuda":
+        capacity = torch.cuda.get_device_properties(device).total_memory
+        return {"device_memory_capacity_bytes": capacity,
+                **allocator_fields(torch.cuda.memory_stats(device), capacity)}
+    return {"device_memory_capacity_bytes": host_memory_bytes() if device.type == "cpu"
+            else None}
 
 
 def trim_host_heap() -> bool:

@@ -199,6 +199,19 @@ def device_memory_used(device: torch.device) -> int | None:
         return None
 
 
+def power_limit_w(device: torch.device) -> float | None:
+    """The board power limit NVML enforces now, in watts (torchtitan's H100 figures were taken
+    at 500 W of a 700 W board): the same GPU at another limit is another machine's speed. None
+    without NVML, off CUDA, or on a MIG slice (the limit is the whole GPU's)."""
+    handle = nvml_handle(device) if device.type == "cuda" else None
+    if handle is None or _is_mig_handle(_nvml(), handle):
+        return None
+    try:
+        return _nvml().nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0
+    except Exception:
+        return None
+
+
 def driver_version() -> str | None:
     nv = _nvml()
     if nv is None:

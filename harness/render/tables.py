@@ -21,6 +21,11 @@ def _axis_labels(r) -> str:
     nproc = getattr(r, "nproc", None)
     if nproc is not None and nproc is not pd.NA and nproc == nproc and int(nproc) > 1:
         parts.append(f"nproc={int(nproc)}")
+    for key, default, prefix in (("parallel", "ddp", ""), ("activation_checkpointing", "none",
+                                                            "ac=")):
+        value = getattr(r, key, None)
+        if isinstance(value, str) and value != default:
+            parts.append(prefix + value)
     for flag, label in (("compile", "compile"), ("channels_last", "NHWC"),
                         ("deterministic", "determ")):
         if getattr(r, flag, None) is True:
