@@ -4,6 +4,9 @@ failure-injection models live in ``models/faults.py``: isolated workers must kno
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +39,36 @@ def workdir(tmp_path, monkeypatch):
     """A fresh temporary directory as the working directory (results/, reports/ land there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+LOCAL_SLURM = Path(__file__).resolve().parent.parent / "scripts" / "local-slurm"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real one-node Slurm cluster with partitions hw_a and hw_b (``scripts/local-slurm``):
+    used as it is when one already answers, else started for the session (installing
+    slurm-wlm and munge when missing, as root) and stopped at the end if no other job is left
+    on it. Skips, saying why, only where it cannot be started (no root, no apt, no packages)."""
+    def answers() -> bool:
+        return shutil.which("sinfo") is not None and subprocess.run(
+            [str(LOCAL_SLURM), "status"], capture_output=True, timeout=60).returncode == 0
+
+    if answers():
+        listed = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True,
+                                timeout=60).stdout.replace("*", "").split()
+        if not {"hw_a", "hw_b"} <= set(listed):
+            pytest.skip(f"the Slurm cluster here is not scripts/local-slurm's (partitions "
+                        f"{', '.join(listed)}; the tests need hw_a and hw_b)")
+        yield "hw_a", "hw_b"
+        return
+    proc = subprocess.run([str(LOCAL_SLURM), "start"], capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode != 0:
+        said = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"no local Slurm cluster: scripts/local-slurm start failed: {said}")
+    yield "hw_a", "hw_b"
+    left = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                          timeout=60).stdout.split()
+    if not left:  # another session's jobs keep the cluster up
+        subprocess.run([str(LOCAL_SLURM), "stop"], capture_output=True, timeout=120)

@@ -21,6 +21,7 @@ import pytest
 
 from harness.cli import COMMANDS, main
 from harness.cli.verdict_options import FORMATS
+from harness.core.config import AC_MODES, PARALLEL_MODES
 from harness.core.data import DATASET_CHOICES, IMAGE_DATASETS
 from harness.core.devices import DEVICE_CHOICES
 from harness.core.optim import OPTIMIZERS
@@ -39,6 +40,11 @@ STRING_BOOL = 'models = ["convnet"]\ndeterministic = "false"\n'
 MODEL_DEVICES = 'models = ["convnet"]\n\n[model.convnet]\ndevices = ["cpu"]\n'
 UNKNOWN_MODEL_TABLE = 'models = ["convnet"]\n\n[model.nosuchnet]\nsteps = 3\n'
 UNKNOWN_KEY = 'models = ["convnet"]\nbogus_key = 3\n'
+
+# Records of two different codes (digests of the installed sources differ).
+CODE_A = ('{"model": "convnet", "dataset": "synthetic", "status": "ok", "throughput": 1.0, '
+          '"code_digest": "1111111111111111", "code_identity": "aaaa/1111111111111111"}\n')
+CODE_B = CODE_A.replace("1111111111111111", "2222222222222222").replace("aaaa", "bbbb")
 
 # The valid choices, as the error messages list them.
 SUITES = ", ".join(list_suites())
@@ -59,6 +65,8 @@ class Case:
     # (0: the inherited thread count).
     baselines: tuple[int, ...] = (1, 0)
     git: bool = False  # gets as far as resolving a ref in the package's git checkout
+    env: dict[str, str] = field(default_factory=dict)  # environment variables set for the case
+    slurm: bool = False  # needs the local Slurm cluster (conftest's slurm_cluster)
 
 
 def _fixture_files(*names: str) -> dict[str, str | bytes | None]:
@@ -84,6 +92,14 @@ CASES: list[Case] = [
          ["'fp64'", ", ".join(PRECISIONS)]),
     Case("run-unknown-optimizer", ["run", "--suite", "smoke", "--optimizers", "rmsprop"],
          ["'rmsprop'", ", ".join(OPTIMIZERS)]),
+    # issue 24: an unknown Llama preset names every model, the presets among them
+    Case("run-unknown-llama-preset", ["run", "--models", "llama3.1-7b"],
+         ["'llama3.1-7b'", "llama3-debug, llama3.1-70b, llama3.1-8b, llama3.2-1b, llama3.2-3b"]),
+    Case("run-unknown-parallel", ["run", "--suite", "smoke", "--parallel", "zero3"],
+         ["'zero3'", ", ".join(PARALLEL_MODES)]),
+    Case("run-bad-activation-checkpointing",
+         ["run", "--suite", "smoke", "--activation-checkpointing", "selective:0"],
+         ["'selective:0'", ", ".join(AC_MODES)]),
     Case("run-unknown-dataset", ["run", "--suite", "smoke", "--dataset", "imagenet"],
          ["'imagenet'", ", ".join(DATASET_CHOICES)]),
     Case("run-unknown-device", ["run", "--suite", "smoke", "--devices", "tpu"], ["'tpu'", DEVICES]),
@@ -328,6 +344,54 @@ CASES: list[Case] = [
          ["--threads", "'all'"]),
     Case("baseline-path-threads-negative", ["baseline", "path", "--threads", "-1"],
          ["--threads", "-1"]),
+    # ------------------------------------------------------------------ report/compare: code
+    Case("report-different-code", ["report", "a.jsonl", "b.jsonl", "--out", "new/rep"],
+         ["different code", "aaaa/1111111111111111", "bbbb/2222222222222222",
+          "--allow-different-code"], {"a.jsonl": CODE_A, "b.jsonl": CODE_B}),
+    Case("compare-side-of-different-code", ["compare", A, "mixed", "--md-out", "new/v.md"],
+         ["the candidate", "different code", "aaaa/1111111111111111", "--allow-different-code"],
+         {**_fixture_files(A), "mixed/a.jsonl": CODE_A, "mixed/b.jsonl": CODE_B}),
+    # ------------------------------------------------------------------ fleet
+    Case("fleet-no-slurm", ["fleet", "--partitions", "hw_a", "--suite", "smoke",
+                            "--out-dir", "new/f"],
+         ["Slurm is not available", "sbatch", "--executor local"],
+         env={"PATH": "/nonexistent-trainmark-test"}),
+    Case("fleet-unknown-partition", ["fleet", "--partitions", "hw_a,h100", "--suite", "smoke",
+                                     "--out-dir", "new/f"], ["'h100'", "hw_a, hw_b"],
+         slurm=True),
+    Case("fleet-cuda-on-a-cpu-partition", ["fleet", "--partitions", "hw_a", "--suite", "smoke",
+                                           "--devices", "cuda", "--out-dir", "new/f"],
+         ["'cuda'", "'hw_a'", "0 GPU"], slurm=True),
+    Case("fleet-out-dir-is-a-file", ["fleet", "--executor", "local", "--partitions", "a",
+                                     "--out-dir", "taken"], ["--out-dir taken", "is a file"],
+         {"taken": "x\n"}),
+    Case("fleet-missing-partitions", ["fleet", "--out-dir", "new/f"], ["--partitions"]),
+    Case("fleet-missing-out-dir", ["fleet", "--partitions", "a"], ["--out-dir"]),
+    Case("fleet-each-node-with-nodes", ["fleet", "--partitions", "a", "--out-dir", "new/f",
+                                        "--each-node", "--nodes", "2"],
+         ["--each-node", "--nodes 2"]),
+    Case("fleet-local-with-constraint", ["fleet", "--executor", "local", "--partitions", "a",
+                                         "--out-dir", "new/f", "--constraint", "h100"],
+         ["--constraint", "--executor local"]),
+    Case("fleet-local-across-nodes", ["fleet", "--executor", "local", "--partitions", "a",
+                                      "--out-dir", "new/f", "--nodes", "2"],
+         ["--nodes 2", "--executor local"]),
+    Case("fleet-nodes-zero", ["fleet", "--partitions", "a", "--out-dir", "new/f",
+                              "--nodes", "0"], ["--nodes", "0"]),
+    Case("fleet-nproc-zero", ["fleet", "--executor", "local", "--partitions", "a",
+                              "--out-dir", "new/f", "--nproc", "0"], ["--nproc", "'0'"]),
+    Case("fleet-bad-sbatch-line", ["fleet", "--partitions", "a", "--out-dir", "new/f",
+                                   "--sbatch", "mail type=END"], ["--sbatch", "'mail type=END'"]),
+    Case("fleet-unknown-model", ["fleet", "--executor", "local", "--partitions", "a",
+                                 "--out-dir", "new/f", "--models", "nosuchnet"],
+         ["'nosuchnet'", MODELS]),
+    Case("fleet-out-dir-of-other-code", ["fleet", "--executor", "local", "--partitions", "a",
+                                         "--suite", "smoke", "--out-dir", "old"],
+         ["old", "other code", "aaaa/1111111111111111", "--allow-different-code"],
+         {"old/a.jsonl": CODE_A}),
+    Case("fleet-status-not-a-fleet", ["fleet", "status", "empty"], ["empty", "no fleet"],
+         {"empty": None}),
+    Case("fleet-status-missing-dir", ["fleet", "status", "nowhere"], ["nowhere"]),
 ]
 
 # Cases that need a stored baseline for this machine (so `baseline check` gets past that check).
@@ -426,7 +490,11 @@ def _params(cases: list[Case]) -> list:
 
 @pytest.mark.parametrize("case", _params(CASES))
 def test_bad_input(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                   capsys: pytest.CaptureFixture[str]) -> None:
+                   capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
+    if case.slurm:
+        request.getfixturevalue("slurm_cluster")
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     _populate(tmp_path, case.files)
     _check(case, tmp_path, capsys)
@@ -492,3 +560,19 @@ def test_a_malformed_slowdown_knob_is_refused_before_any_worker_starts(
     case = Case("knob-malformed", ["run", "--suite", "smoke", "--out", "new/r.jsonl"],
                 ["TRAINMARK_INJECT_SLOWDOWN='fast'", "0.087@optimizer=adam"])
     _check(case, tmp_path, capsys)
+
+
+def test_fp8_on_a_cpu_is_an_unavailable_record_not_a_usage_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Whether fp8 runs depends on the device (compute capability 8.9, torchao): the sweep is
+    valid input, and the config is recorded as ``unavailable`` with the reason (exit 0)."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--models", "llama3-debug", "--devices", "cpu", "--precisions", "fp8",
+                 "--optimizers", "adam", "--batch-sizes", "2", "--isolation", "none",
+                 "--quiet", "--no-report", "--out", "r.jsonl"]) == 0
+    (rec,) = [json.loads(line) for line in Path("r.jsonl").read_text().splitlines()]
+    assert (rec["status"], rec["precision"]) == ("unavailable", "fp8")
+    assert "compute capability 8.9" in rec["error"] and "cpu" in rec["error"]

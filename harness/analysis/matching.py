@@ -1,6 +1,7 @@
 """Which records of two results describe the same config, and whether two results come from
 the same machine and software: the matching half of ``compare`` (``explain`` and the verdict
-renderer use it too).
+renderer use it too). Also whether records merged into one side (a report, a fleet's folder, one
+side of a comparison) were produced by one code (``check_same_code``).
 
 Records match on their ``RunConfig`` fields (a field an older record lacks takes its default),
 the number of repeats excepted: it is the sample size, not part of what was measured.
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.config import CONFIG_DEFAULTS, CONFIG_FIELDS
+from harness.errors import UserError
 from harness.schema import MACHINE_FIELDS
 
 # The number of repeats is the sample size, not part of what was measured: a 10-repeat baseline
@@ -114,3 +116,33 @@ def machine_differences(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tup
 
 def describe_differences(diffs: dict[str, tuple[list, list]]) -> str:
     return "; ".join(f"{k}: {'/'.join(b)!r} vs {'/'.join(c)!r}" for k, (b, c) in diffs.items())
+
+
+# ---------------------------------------------------------------------------------- code
+
+
+def code_identities(frame: pd.DataFrame) -> dict[str, tuple[str, int]]:
+    """{code digest: (code identity as shown, records)} of the records that carry one, in
+    order of first appearance (older records have none: unknown is not a difference)."""
+    found: dict[str, tuple[str, int]] = {}
+    for digest, ident in zip(column_values(frame, "code_digest"),
+                             column_values(frame, "code_identity"), strict=True):
+        if digest is None:
+            continue
+        shown, n = found.get(str(digest), (str(ident or digest), 0))
+        found[str(digest)] = (shown, n + 1)
+    return found
+
+
+def check_same_code(frame: pd.DataFrame, what: str, allow: bool = False) -> None:
+    """``UserError`` naming two code identities when ``frame``'s records were produced by
+    different code (digests of the installed sources differ), unless ``allow``: numbers from
+    different code are not one measurement of one thing."""
+    found = code_identities(frame)
+    if len(found) < 2 or allow:
+        return
+    (a, na), (b, nb) = list(found.values())[:2]
+    more = f" and {len(found) - 2} more" if len(found) > 2 else ""
+    raise UserError(f"{what} merges records of different code: {a} ({na} records) vs {b} "
+                    f"({nb} records){more}; report each code apart, or pass "
+                    "--allow-different-code")

@@ -7,7 +7,9 @@ plus a few derived columns) and returns a new DataFrame with readable column nam
 
 A *machine* is one (host, device name) pair (``harness.schema.MACHINE_LABEL_FIELDS``): the CPU and
 the GPU of one host are two machines, because comparing them is exactly what a hardware
-comparison is for.
+comparison is for. A record from a fleet job (``trainmark fleet``) names its Slurm partition, and
+there the machine is the partition (with the device name where a partition has several): the
+nodes of one partition are one kind of hardware, and the report sets partitions side by side.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def _finite_list(value: object) -> list[float]:
 
 def machine_labels(df: pd.DataFrame) -> pd.Series:
     """A readable label per row: the device name, with the host added only where two machines
-    share a device name (two identical GPUs in different hosts)."""
+    share a device name (two identical GPUs in different hosts); for a fleet job's record, its
+    partition (``partition: device name`` where the partition ran on several devices)."""
     host_field, name_field = MACHINE_LABEL_FIELDS
     host = _text(df[host_field], "unknown host")
     name = _text(df[name_field], "unknown device")
@@ -62,8 +65,16 @@ def machine_labels(df: pd.DataFrame) -> pd.Series:
     for h, n in pairs:
         same_name = [p for p in pairs if p[1] == n]
         label[(h, n)] = n if len(same_name) == 1 else f"{n} @ {h}"
-    return pd.Series([label[p] for p in zip(host, name, strict=True)], index=df.index,
-                     dtype=object)
+    out = pd.Series([label[p] for p in zip(host, name, strict=True)], index=df.index,
+                    dtype=object)
+    if "partition" in df.columns and df["partition"].notna().any():
+        part = df["partition"].astype(object)
+        for p in dict.fromkeys(part.dropna().astype(str)):
+            rows = part.astype(str).eq(p) & part.notna()
+            known = df.loc[rows, name_field].dropna().astype(str).unique()
+            # a lost config's record may not know its device: it belongs to the partition's
+            out[rows] = p if len(known) <= 1 else (p + ": " + name[rows])
+    return out
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -141,6 +152,7 @@ def provenance_table(df: pd.DataFrame) -> pd.DataFrame:
             "TF32 matmul/cuDNN": _joined(tf32),
             **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[12:]},
             "commit": _joined(commit),
+            **_fleet_rows(g),
             "date (UTC)": (f"{stamps.min()} – {stamps.max()}" if stamps.min() != stamps.max()
                            else stamps.min()) if len(stamps) else pd.NA,
             "datasets": _joined(g["dataset"], limit=6),
@@ -150,6 +162,18 @@ def provenance_table(df: pd.DataFrame) -> pd.DataFrame:
             f"{int(failures.sum())} ({', '.join(f'{n} {s}' for s, n in failures.items())})",
         }
     return pd.DataFrame(rows)
+
+
+def _fleet_rows(g: pd.DataFrame) -> dict[str, object]:
+    """Which code made a machine's numbers and, for a fleet's records, where they ran."""
+    rows: dict[str, object] = {}
+    if "code_identity" in g and g["code_identity"].notna().any():
+        rows["code"] = _joined(g["code_identity"])
+    if "partition" in g and g["partition"].notna().any():
+        jobs = g["job_id"].dropna().astype(str) if "job_id" in g else pd.Series(dtype=str)
+        rows.update({"partition": _joined(g["partition"]), "nodes": _joined(g["node"], limit=6),
+                     "jobs": _joined(jobs, limit=6)})
+    return rows
 
 
 def config_table(df: pd.DataFrame) -> pd.DataFrame:

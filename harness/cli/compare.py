@@ -40,6 +40,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "results/compare-confirm-<run id>/)")
     p.add_argument("--data-dir", default="data",
                    help="datasets for --confirm's re-measurements (default ./data)")
+    p.add_argument("--allow-different-code", action="store_true",
+                   help="accept a side merged from records of different code (refused by "
+                        "default: their code identities differ)")
     p.add_argument("--explain", action="store_true",
                    help="after the verdict, the operators that changed most in each flagged "
                         "config profiled on both sides (`trainmark run --profile`)")
@@ -49,12 +52,16 @@ def configure(p: argparse.ArgumentParser) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.analysis.compare import compare_frames
     from harness.analysis.confirmation import apply_confirmations
+    from harness.analysis.matching import check_same_code
     from harness.store.frame import load_side
 
     settings = settings_from_args(args)  # bad options fail before any file is read
     check_positive("--confirm", args.confirm, allow_zero=True)
     base = load_side(args.baseline, "baseline")
     cand = load_side(args.candidate, "candidate")
+    # Each side must be one code; the two sides may differ (that is what compare is for).
+    check_same_code(base, "the baseline", args.allow_different_code)
+    check_same_code(cand, "the candidate", args.allow_different_code)
     result = compare_frames(base, cand, settings)
     if args.confirm:
         confirmed = _confirm(args, base, cand, result, settings)

@@ -12,7 +12,8 @@ from harness.cli.paths import writable_dir
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("files", nargs="+", help="results .jsonl files (one or more machines)")
+    p.add_argument("files", nargs="+", help="results .jsonl files (one or more machines), or "
+                                            "folders of them (a `trainmark fleet` --out-dir)")
     p.add_argument("--out", help="report folder (default: reports/<results file name>)")
     p.add_argument("--baseline", metavar="FILE_OR_LABEL",
                    help="reference machine for the hardware comparison: a results file, "
@@ -21,18 +22,26 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="hourly price of a machine (machine label, host or device name), e.g. "
                         "h200=3.49; repeatable. Adds cost per million samples (tokens for "
                         "language models)")
+    p.add_argument("--allow-different-code", action="store_true",
+                   help="report records produced by different code together (refused by "
+                        "default: their code identities differ)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.analysis.cost import parse_prices
+    from harness.analysis.matching import check_same_code
     from harness.render.report import default_out_dir, load_inputs, write_report
+    from harness.store.frame import expand_paths
 
     started = time.perf_counter()
     prices = parse_prices(args.price)  # a malformed price fails before any file is read
     if args.out:
         writable_dir("--out", args.out)
-    frame, skipped = load_inputs(args.files)
+    files = [f for name in args.files  # a folder stands for its results files
+             for f in (expand_paths([name]) if Path(name).is_dir() else [name])]
+    frame, skipped = load_inputs(files)
+    check_same_code(frame, "the report", args.allow_different_code)
     for line in skipped:
         print(f"trainmark: warning: {line} (skipped)", file=sys.stderr)
     out = Path(args.out) if args.out else default_out_dir(args.files)

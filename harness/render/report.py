@@ -24,6 +24,7 @@ from harness import __version__
 from harness.analysis import cost as costs
 from harness.analysis import report_data as rd
 from harness.analysis.hardware import HardwareComparison, hardware_comparison, resolve_baseline
+from harness.analysis.node_health import ALPHA, MIN_CONFIGS, THRESHOLD, NodeHealth, node_health
 from harness.errors import UserError, one_line
 from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, report_charts
@@ -90,9 +91,25 @@ def _cost_section(cost: pd.DataFrame, prices: Mapping[str, float],
     ])
 
 
+def _health_section(health: NodeHealth) -> Section:
+    slow = health.slow
+    verdict = (f"Slow beyond the noise: {', '.join(f'{n} ({p})' for p, n in slow)}."
+               if slow else "No node is slow beyond the noise.")
+    return Section("Node health", "node-health", [
+        "Nodes of one partition that ran the same configurations: each node's throughput over "
+        "the partition's median across its nodes, configuration by configuration. A node is "
+        f"flagged slow when a one-sided t-test on the logs of its ratios (at least "
+        f"{MIN_CONFIGS} configurations, Bonferroni over the partition's nodes) is significant "
+        f"at {ALPHA:g} and its geometric mean is at least {THRESHOLD:.0%} below 1: slower on "
+        "the whole, beyond the scatter of its own ratios. " + verdict,
+    ], [Table(health.summary, "Each node against its partition"),
+        Table(health.detail, "Each node and configuration")])
+
+
 def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: list[Chart],
               skipped: list[str], cost: pd.DataFrame | None = None,
-              prices: Mapping[str, float] | None = None) -> list[Section]:
+              prices: Mapping[str, float] | None = None,
+              health: NodeHealth | None = None) -> list[Section]:
     labels = rd.machines(df)
     single = len(labels) == 1
     failures = rd.failures_table(df)
@@ -106,7 +123,9 @@ def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: l
     sections = [Section(
         "Machines", "machines",
         [f"{len(df)} records from {len(labels)} machine{'s' if not single else ''}, "
-         f"{n_fail} not ok. A machine is one host and device name pair."],
+         f"{n_fail} not ok. A machine is one host and device name pair"
+         + (", or one Slurm partition for a fleet's records (trainmark fleet)."
+            if "partition" in df and df["partition"].notna().any() else ".")],
         [Table(prov.reset_index(drop=True))])]
 
     summary = rd.model_summary(df)
@@ -135,6 +154,9 @@ def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: l
 
     if cost is not None and prices:  # beside the comparison: speed and price read together
         sections.append(_cost_section(cost, prices, comparison))
+
+    if health is not None and len(health.summary):
+        sections.append(_health_section(health))
 
     figures = [c for c in charts if c.name != "relative_throughput"]
     sections.append(Section("Figures", "figures",
@@ -174,7 +196,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
     cost = (costs.cost_table(df, priced, comparison.baseline if comparison else None)
             if priced else None)
     charts = report_charts(df, comparison)
-    sections = _sections(df, comparison, charts, list(skipped), cost, priced)
+    health = node_health(df)
+    sections = _sections(df, comparison, charts, list(skipped), cost, priced, health)
 
     labels = rd.machines(df)
     title = "trainmark report: " + " vs ".join(labels)
@@ -188,6 +211,8 @@ def write_report(frame: pd.DataFrame, out_dir: str | os.PathLike[str],
         tables["comparison"] = comparison.table
     if cost is not None:
         tables["cost"] = cost
+    if len(health.summary):
+        tables["node_health"] = health.summary
     for name, table in tables.items():
         tidy = table.convert_dtypes()  # nullable dtypes: Parquet keeps missing as null
         export(tidy, out / f"{name}.csv")
