@@ -1,6 +1,6 @@
 """What the memory fields of a record mean, checked against allocations of known size.
 
-README ("Isolation: one process per config"): ``peak_rss_bytes`` is the worker's own high-water
+docs/method/isolation.md: ``peak_rss_bytes`` is the worker's own high-water
 mark (Linux ``VmHWM``), ``rss_before_model_bytes`` the RSS once the data was in, and
 ``train_rss_bytes`` what building and training the model added to it; on accelerators
 ``dataset_device_bytes`` is the resident data and ``train_memory_allocated_bytes`` the

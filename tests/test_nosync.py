@@ -1,5 +1,5 @@
-"""The timed loop never synchronises with the device inside a timed region (README, "How a
-number is measured"), whatever the optimizer and precision.
+"""The timed loop never synchronises with the device inside a timed region
+(docs/method/measuring.md), whatever the optimizer and precision.
 
 - On the CPU (every machine): inside a region (between ``RegionTimer.start`` and ``stop``,
   warm-up chunks included) the harness and the models never read a tensor back to the host

@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("harness.cli.backfill",
                  "measure every commit of a range, rounds in shuffled order, for history"),
     "baseline": ("harness.cli.baseline", "record or check this machine's stored baseline"),
+    "fleet": ("harness.cli.fleet", "one sweep on every partition of a Slurm cluster, one folder"),
 }
 
 
@@ -54,12 +55,15 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def build_parser(commands: Sequence[str] | None = None) -> Parser:
+def build_parser(commands: Sequence[str] | None = None,
+                 parser_class: type[Parser] = Parser) -> Parser:
     """The parser with every command listed; only ``commands`` (default: all) get their
-    arguments, so the others' modules are not imported."""
-    parser = Parser(prog="trainmark", description="Training benchmark and reproducibility suite.")
+    arguments, so the others' modules are not imported. ``parser_class`` is ``Parser`` or a
+    subclass (``cli.describe`` records the arguments with one)."""
+    parser = parser_class(prog="trainmark",
+                          description="Training benchmark and reproducibility suite.")
     parser.add_argument("--version", action="version", version=f"trainmark {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", parser_class=parser_class, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text[:1].upper() + help_text[1:])
         if commands is None or name in commands:

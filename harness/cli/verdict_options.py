@@ -32,7 +32,7 @@ def parse_percent(text: str, flag: str) -> float:
 
 # `ab` and `bisect` measure both trees in the same job, pair by pair in fresh workers, so they
 # resolve a smaller change than a stored baseline against a run made later can (compare,
-# baseline check). The evidence for 3%: README, "Regression checks in CI".
+# baseline check). The evidence for 3%: docs/evidence.md, "The A/B gate".
 SAME_JOB_THRESHOLD = "3%"
 
 
