@@ -176,7 +176,7 @@ def test_match_configs_ignores_fields_one_tree_lacks():
                     "only in the candidate: transformer None None bs=2 None None"]
 
 
-@pytest.mark.slow
+@pytest.mark.long  # ~30 s: whole `trainmark run` processes alternate, A B A B ... A
 def test_ab_by_whole_runs(repo, tmp_path):
     out = tmp_path / "out"
     cmd, env = ab_cmd(repo, "HEAD", "--interleave", "runs", "--rounds", "1", "--out-dir",

@@ -79,7 +79,7 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
+@pytest.mark.long  # ~40 s: three commits' worktrees, each measured in its own run, twice
 @pytest.mark.timeout(900)
 def test_backfill_measures_each_commit_from_its_own_tree_and_resumes(history, tmp_path):
     repo, (good, slow, broken) = history

@@ -71,7 +71,7 @@ def test_bisect_names_the_commit_that_made_training_slower(history, tmp_path):
     assert not (repo / ".git" / "BISECT_LOG").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.long  # ~25 s: one whole A/B of 3 rounds
 def test_bad_within_the_threshold_has_nothing_to_bisect(history, tmp_path):
     """Commit 1 halves throughput, but at a 99% threshold that is no regression: nothing to
     bisect. (A slowed commit cannot be GOOD: records of the test-only knob are refused as a

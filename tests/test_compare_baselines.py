@@ -19,7 +19,7 @@ def test_machine_key_is_file_name_safe_and_names_device_torch_and_threads():
         "amd-epyc-7b13-x-torchunknown"
 
 
-@pytest.mark.slow
+@pytest.mark.long  # ~35 s: three recording runs, then a check with its own runs
 def test_record_then_check_then_path(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     base_dir = tmp_path / "baselines"

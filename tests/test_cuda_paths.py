@@ -191,3 +191,11 @@ def test_a_process_that_only_launches_ranks_does_not_touch_the_gpu(monkeypatch):
     with pytest.raises(AssertionError, match="queried the GPU"):  # a one-process config asks
         runner.Runner(data_dir="data").base_record(
             RunConfig(model="convnet", dataset="synthetic", batch_size=4, device="cuda:0"))
+
+
+def test_fp16_is_loss_scaled_wherever_it_trains_on_an_accelerator():
+    # fp16 gradients underflow without loss scaling on MPS as on CUDA (resolve_precision only
+    # reads the device's type here: no Apple GPU is needed); bf16 and the CPU need none.
+    assert resolve_precision("amp-fp16", torch.device("mps")).use_scaler
+    assert resolve_precision("amp", torch.device("mps")).use_scaler  # amp = fp16 there
+    assert not resolve_precision("amp-bf16", torch.device("cpu")).use_scaler
