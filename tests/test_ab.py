@@ -302,7 +302,8 @@ def flat_then_layered(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("interleave", ["configs", "runs"])
+# Whole-run interleaving (~50 s) runs with the long tests; the legacy adapter is the same.
+@pytest.mark.parametrize("interleave", ["configs", pytest.param("runs", marks=pytest.mark.long)])
 def test_ab_against_a_commit_from_before_the_restructuring(flat_then_layered, tmp_path,
                                                            interleave):
     repo = flat_then_layered

@@ -100,6 +100,7 @@ def test_existing_results_file_is_never_overwritten(workdir, capsys):
     assert out.read_text() == '{"model": "convnet", "status": "ok"}\n'
 
 
+@pytest.mark.long  # ~30 s: a sweep killed mid-config, then resumed
 def test_sweep_killed_by_sigkill_then_resumed_records_each_config_once(workdir):
     out = workdir / "killed.jsonl"
     argv = [sys.executable, "-m", "harness", "run", "--models", "convnet",

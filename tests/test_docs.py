@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 GUIDES = ["getting-started.md", *sorted(f"guides/{p.name}" for p in (DOCS / "guides").glob("*.md"))]
 # Guides whose commands take minutes (A/Bs, a backfill, replays): run with the long tests.
-# The default run keeps the first steps (getting started, the article), within its 10 minutes.
+# The default run keeps the first steps (getting started), within its 10 minutes.
 LONG_GUIDES = {"guides/gate-pull-requests.md", "guides/find-slowdowns.md",
                "guides/provenance.md", "guides/sharded-training.md", "guides/cluster.md",
-               "guides/compare-machines.md", "guides/add-a-model.md"}
+               "guides/compare-machines.md", "guides/add-a-model.md",
+               "guides/reproduce-article.md"}
 BLOCK = re.compile(r"(?:<!--\s*not run:(?P<why>[^>]*)-->\s*\n)?```(?P<lang>\w+)[^\n]*\n"
                    r"(?P<body>.*?)```", re.S)
 

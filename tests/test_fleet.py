@@ -161,7 +161,7 @@ def test_the_report_of_the_folder_sets_the_partitions_side_by_side(swept, tmp_pa
 
 
 @pytest.mark.slurm
-@pytest.mark.slow
+@pytest.mark.long  # ~16 s: a second fleet, detached, with a 2-rank srun job
 def test_detach_then_status_and_a_ddp_config_of_two_ranks_started_by_srun(slurm_cluster,
                                                                            tmp_path, capsys):
     out = tmp_path / "ddp"
@@ -216,7 +216,7 @@ def test_bad_input_submits_nothing(slurm_cluster, tmp_path, monkeypatch, capsys)
     assert slurm_jobs() == before and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.long  # ~11 s: the same plan through submitit's local executor
 def test_the_local_executor_runs_the_same_plan_on_this_machine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["fleet", "--executor", "local", "--partitions", "laptop", *TINY,

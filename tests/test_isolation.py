@@ -132,6 +132,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree in /proc")
+@pytest.mark.long  # ~20 s: waits for a worker to be mid-config before the SIGTERM
 def test_sigterm_stops_the_sweep_and_takes_its_worker_down(workdir):
     # CI cancels a job with SIGTERM. The run must stop like on Ctrl-C (exit 130, saying how to
     # resume) and must not leave the config's worker training on the runner.

@@ -123,6 +123,7 @@ def test_flops_and_mfu_are_recorded():
     json.dumps(rec)  # the record stays JSON-serialisable
 
 
+@pytest.mark.long  # ~18 s: torchrun starting two whole `trainmark run` processes
 def test_trainmark_run_under_an_external_torchrun_writes_from_rank_0_only(tmp_path):
     """The multi-node entry point: torchrun starts `harness run` itself on every rank."""
     import os
