@@ -21,11 +21,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
-import torch.nn.functional as F
 
+from benchmarks.overhead import timed_median_rate
 from harness.core import dist
 from harness.core.config import RunConfig
 from harness.core.runner import Runner
@@ -52,24 +51,8 @@ def hand_loop(runner: Runner, cfg: RunConfig) -> float:
     window = torch.arange(T)
     batches = iter([(tokens[s[:, None] + window], tokens[s[:, None] + window + 1])
                     for s in starts])
-
-    def step() -> None:
-        x, y = next(batches)
-        opt.zero_grad()
-        logits = model(x)
-        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).backward()
-        opt.step()
-
-    for _ in range(cfg.warmup_steps):
-        step()
-    rates = []
-    for _ in range(cfg.repeats):
-        t0 = time.perf_counter()
-        for _ in range(cfg.timed_steps):
-            step()
-        seconds = dist.max_over_ranks(time.perf_counter() - t0)
-        rates.append(RANKS * cfg.batch_size * T * cfg.timed_steps / seconds)
-    return statistics.median(rates)
+    return timed_median_rate(model, opt, batches, cfg, RANKS * cfg.batch_size * T,
+                             region_seconds=dist.max_over_ranks)
 
 
 def measure(rounds: int, steps: int, batch_size: int, seq_len: int, warmup: int,

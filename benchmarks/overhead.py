@@ -56,7 +56,15 @@ def hand_loop(runner: Runner, cfg: RunConfig) -> float:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
     batches = hand_batches(data, cfg.warmup_steps + cfg.repeats * cfg.timed_steps,
                            cfg.batch_size, cfg.seed)
-    items = cfg.batch_size * data.items_per_sample()
+    return timed_median_rate(model, opt, batches, cfg,
+                             cfg.batch_size * data.items_per_sample())
+
+
+def timed_median_rate(model, opt, batches, cfg: RunConfig, items_per_step: int,
+                      region_seconds=lambda seconds: seconds) -> float:
+    """The minimal loop: ``cfg.warmup_steps`` untimed steps, then ``cfg.repeats`` regions of
+    ``cfg.timed_steps`` steps; the median items/s. ``region_seconds`` turns a region's seconds
+    into the ones that count (the slowest rank's, under a process group)."""
 
     def step() -> None:
         x, y = next(batches)
@@ -72,7 +80,8 @@ def hand_loop(runner: Runner, cfg: RunConfig) -> float:
         t0 = time.perf_counter()
         for _ in range(cfg.timed_steps):
             step()
-        rates.append(items * cfg.timed_steps / (time.perf_counter() - t0))
+        rates.append(items_per_step * cfg.timed_steps
+                     / region_seconds(time.perf_counter() - t0))
     return statistics.median(rates)
 
 
