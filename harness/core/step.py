@@ -96,8 +96,8 @@ LOSS_CHUNK_BYTES = 64 * 2**20
 def eval_batch_size(train_batch: int, outputs_per_sample: int,
                     cap: int = EVAL_BATCH_CAP,
                     budget_bytes: int = EVAL_OUTPUT_BUDGET_BYTES) -> int:
-    """Samples per evaluation batch: as many as the output budget allows (up to ``cap``), and
-    never fewer than the training batch (its forward pass held those logits, and their
+    """Samples per evaluation batch, at most ``cap``: as many as the output budget allows, or
+    the training batch where that is more (its forward pass held those logits, and their
     gradient, so evaluation at that size fits wherever training fits). Evaluation runs without
     autograd, so its activations are a fraction of what the training step kept."""
     by_budget = budget_bytes // max(1, 4 * outputs_per_sample)
