@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from harness.errors import UserError
 
 TIMEOUT_ENV = "TRAINMARK_DIST_TIMEOUT_S"
 
@@ -36,17 +39,60 @@ class DistEnv:
 
 
 def env_from_os(environ: dict[str, str] | None = None) -> DistEnv | None:
-    """The launcher's rank variables, or None outside a multi-process launch."""
+    """The launcher's rank variables, or None outside a multi-process launch.
+
+    torchrun sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; a step of ``srun`` sets
+    ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID`` (and ``SLURM_STEP_ID``). Where both are
+    set (``init`` exports ``RANK`` and ``WORLD_SIZE`` for ``env://``), the local rank still comes
+    from ``LOCAL_RANK``, else ``SLURM_LOCALID``: every task of a node is not rank 0 of it."""
     e = os.environ if environ is None else environ
     if "WORLD_SIZE" in e and "RANK" in e:
         # torchrun-style variables: honoured even for one process (DDP path with --nproc 1).
-        world, rank, local = int(e["WORLD_SIZE"]), int(e["RANK"]), int(e.get("LOCAL_RANK", 0))
+        world, rank = int(e["WORLD_SIZE"]), int(e["RANK"])
+        local = int(e.get("LOCAL_RANK", e.get("SLURM_LOCALID", 0)))
         return DistEnv(rank, world, local)
-    if "SLURM_NTASKS" in e and "SLURM_PROCID" in e and "MASTER_ADDR" in e:
+    if "SLURM_NTASKS" in e and "SLURM_PROCID" in e and ("MASTER_ADDR" in e or in_srun_step(e)):
         world, rank = int(e["SLURM_NTASKS"]), int(e["SLURM_PROCID"])
         local = int(e.get("SLURM_LOCALID", 0))
         return DistEnv(rank, world, local) if world > 1 else None  # a 1-task job: no group
     return None
+
+
+def in_srun_step(environ: dict[str, str] | os._Environ) -> bool:
+    """Inside a step that ``srun`` started (not the batch script, which has no step id)."""
+    step = environ.get("SLURM_STEP_ID", environ.get("SLURM_STEPID", ""))
+    return step.isdigit()
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm host list: ``n[03-05,9],gpu1`` -> ``n03``,
+    ``rack1-[2-3]-ib`` -> ``rack1-2-ib`` (zero padding kept, as ``scontrol show hostnames``)."""
+    text = nodelist.strip()
+    depth, end = 0, len(text)
+    for i, ch in enumerate(text):  # the first comma outside brackets ends the first entry
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            end = i
+            break
+    entry = text[:end]
+    while "[" in entry:  # each bracket: its first number (or range start)
+        head, _, rest = entry.partition("[")
+        inside, _, tail = rest.partition("]")
+        entry = head + re.split(r"[-,]", inside)[0] + tail
+    if not entry:
+        raise ValueError(f"empty Slurm host list {nodelist!r}")
+    return entry
+
+
+def default_port(environ: dict[str, str] | os._Environ) -> str:
+    """A rendezvous port for a job that names none: one per Slurm job id (two jobs sharing a
+    node do not collide), below Linux's ephemeral range (32768-60999), where the kernel hands
+    out ports to outgoing connections and a fixed port can be found taken."""
+    job = re.sub(r"\D", "", environ.get("SLURM_JOB_ID", ""))
+    return str(PORT_BASE + int(job) % PORT_SPAN) if job else "29500"
+
+
+PORT_BASE, PORT_SPAN = 20000, 12000  # 20000-31999: under the ephemeral range
 
 
 def active() -> bool:
@@ -100,13 +146,25 @@ def local_device(device: str) -> str:
 
 
 def init(device_type: str) -> DistEnv | None:
-    """Join the process group the launcher set up (idempotent); None outside a launch."""
+    """Join the process group the launcher set up (idempotent); None outside a launch.
+
+    Under ``srun`` without ``MASTER_ADDR`` the rendezvous host is the step's first node (as
+    torchtitan's and submitit's launchers take it); a step of several tasks that cannot name
+    one is refused, rather than every task running the whole sweep as its own rank 0."""
     env = env_from_os()
     if env is None or active():
         return env
+    if "MASTER_ADDR" not in os.environ:
+        nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+        if not nodes:
+            raise UserError(f"srun started {env.world_size} tasks but neither MASTER_ADDR nor "
+                            "SLURM_STEP_NODELIST/SLURM_JOB_NODELIST is set: export "
+                            "MASTER_ADDR=<first node> (and MASTER_PORT)")
+        os.environ["MASTER_ADDR"] = first_host(nodes)
     os.environ.setdefault("RANK", str(env.rank))  # SLURM: init_method env:// reads these
     os.environ.setdefault("WORLD_SIZE", str(env.world_size))
-    os.environ.setdefault("MASTER_PORT", "29500")
+    os.environ.setdefault("LOCAL_RANK", str(env.local_rank))  # else read back as 0 on each
+    os.environ.setdefault("MASTER_PORT", default_port(os.environ))
     backend = backend_for(device_type)
     if device_type == "cuda":
         torch.cuda.set_device(gpu_ordinal(env.local_rank, torch.cuda.device_count()))
