@@ -7,7 +7,7 @@ those dtypes whatever subset of files (or fields) it reads; extra fields follow 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -38,11 +38,30 @@ def records_to_frame(records: list[dict[str, object]]) -> pd.DataFrame:
     return out
 
 
-def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
-    """Read one or more results files into one DataFrame (see ``COLUMNS``)."""
+def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                 columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read one or more results files into one DataFrame (see ``COLUMNS``), rows in file order
+    then line order; ``source`` is the file a record came from unless the record names one.
+
+    ``columns`` selects the columns a caller needs, in that order (each with its ``COLUMNS``
+    dtype; a field no record has is all null; one outside ``COLUMNS`` is ``object``); None
+    gives every column, ``COLUMNS`` first and then the extra fields."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return records_to_frame(list(iter_records(paths)))
+    frame = records_to_frame(list(iter_records(paths)))
+    return frame if columns is None else select_columns(frame, columns)
+
+
+def select_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame``'s ``columns`` in that order; absent ones all null with their stable dtype."""
+    out = pd.DataFrame(index=frame.index)
+    for col in columns:
+        if col in frame.columns:
+            out[col] = frame[col]
+        else:
+            dtype = COLUMNS.get(col, "object")
+            out[col] = pd.Series([None] * len(frame), index=frame.index, dtype=dtype)
+    return out
 
 
 def export(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -76,10 +95,11 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def load_side(paths: Iterable[str | os.PathLike[str]], name: str) -> pd.DataFrame:
+def load_side(paths: Iterable[str | os.PathLike[str]], name: str,
+              columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Records of files or directories, for one side of a comparison; ``UserError`` if none."""
     paths = list(paths)
-    frame = load_results(expand_paths(paths))
+    frame = load_results(expand_paths(paths), columns)
     if frame.empty:
         raise UserError(f"{name}: no records in {', '.join(str(p) for p in paths)}")
     return frame
