@@ -30,49 +30,71 @@ from pathlib import Path
 from harness.core import dist
 from harness.core.config import RunConfig
 from harness.core.runner import Peaks, Runner
+from harness.execution.proctree import kill_tree
 
 FAIL_RANK_ENV = "TRAINMARK_TEST_FAIL_RANK"  # test-only: this rank exits at once
+HANG_RANK_ENV = "TRAINMARK_TEST_HANG_RANK"  # test-only: this rank hangs (a launch timeout)
 
 
 # ----------------------------------------------------------------------- single-node launch
 
 
-def run_config(runner: Runner, cfg: RunConfig) -> dict[str, object]:
+def run_config(runner: Runner, cfg: RunConfig,
+               timeout_s: float | None = None) -> dict[str, object]:
     """One config's record: in this process, or under torchrun when ``cfg.nproc > 1`` (or the
     config shards with FSDP, which needs a process group even of one) and no process group is
-    active yet (each rank is then its own process; rank 0 reports)."""
+    active yet (each rank is then its own process; rank 0 reports). ``timeout_s`` bounds a
+    launch (the sweep's ``--timeout``)."""
     if cfg.needs_launcher and not dist.active():
         rec = runner.base_record(cfg)
         started = time.perf_counter()
-        rec.update(launch(cfg, runner.data_dir, runner.download, runner.run_id, runner.peaks))
+        rec.update(launch(cfg, runner.data_dir, runner.download, runner.run_id, runner.peaks,
+                          timeout_s=timeout_s))
         rec["isolation"] = runner.isolation  # the sweep's choice, not the ranks' own
         rec["wall_time_s"] = time.perf_counter() - started
         return rec
     return runner.run(cfg)
 
 
+def torchrun_command(cfg: RunConfig, spec: Path, out_dir: str) -> list[str]:
+    """The launcher's command line for one config (its ranks write into ``out_dir``)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+            f"--nproc-per-node={cfg.nproc}", "-m", "harness.execution.distributed",
+            str(spec), out_dir]
+
+
 def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str,
-           peaks: Peaks | None = None) -> dict[str, object]:
+           peaks: Peaks | None = None, timeout_s: float | None = None) -> dict[str, object]:
     """Run ``cfg`` (``nproc > 1``, or fsdp) under torchrun on this node; return rank 0's record.
 
-    A launch that fails without a record (a rank crashed, a timeout) becomes an ``error``
-    record carrying the launcher's exit status and the last line of its output.
+    A launch that fails without a record (a rank crashed) becomes an ``error`` record carrying
+    the launcher's exit status and the last line of its output. One still running after
+    ``timeout_s`` (default: twice the collective timeout plus two minutes) is a ``timeout``
+    record, and the launcher is killed with its whole process tree: torchrun starts each rank
+    in a session of its own, so killing torchrun alone would leave them holding their GPUs.
     """
     with tempfile.TemporaryDirectory(prefix="trainmark-ddp-") as tmp:
         spec = Path(tmp) / "config.json"
         spec.write_text(json.dumps({"config": dataclasses.asdict(cfg), "data_dir": data_dir,
                                     "download": download, "run_id": run_id,
                                     "peaks": peaks or {}}))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-               f"--nproc-per-node={cfg.nproc}", "-m", "harness.execution.distributed",
-               str(spec), tmp]
-        limit = dist.collective_timeout_s() * 2 + 120
+        cmd = torchrun_command(cfg, spec, tmp)
+        limit = timeout_s or dist.collective_timeout_s() * 2 + 120
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": _pythonpath()})
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit,
-                                  env={**os.environ, "PYTHONPATH": _pythonpath()})
-            why, code = root_cause(proc.stderr + proc.stdout), proc.returncode
+            out, err = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            why, code = f"launcher did not finish within {limit:.0f} s", None
+            killed = kill_tree(proc.pid)
+            proc.communicate()
+            return {"status": "timeout", "nproc": cfg.nproc,
+                    "error": f"no record within {limit:g} s; the launcher and its "
+                             f"{len(killed) - 1} processes were killed"}
+        finally:
+            if proc.poll() is None:  # interrupted: the ranks go down with us
+                kill_tree(proc.pid)
+                proc.wait()
+        why, code = root_cause(err + out), proc.returncode
         result = Path(tmp) / "rank0.json"
         if result.exists():
             rec = json.loads(result.read_text())
@@ -113,6 +135,12 @@ def worker_main(argv: list[str]) -> int:
     env = dist.init(cfg.device.split(":")[0])
     if env is not None and os.environ.get(FAIL_RANK_ENV) == str(env.rank):
         os._exit(3)  # test-only: a rank that dies without a word, as a crashed process does
+    if env is not None and os.environ.get(HANG_RANK_ENV):
+        pids = os.environ.get("TRAINMARK_TEST_PIDS")
+        if pids:  # test-only: where the test finds the ranks it expects to be killed
+            Path(pids, f"rank{env.rank}.pid").write_text(str(os.getpid()))
+        if os.environ[HANG_RANK_ENV] == str(env.rank):
+            time.sleep(3600)  # test-only: a hung rank (a deadlock, a stuck collective)
     try:
         # The parent's peaks: ranks run under torchrun's OMP_NUM_THREADS=1, so a cache lookup
         # here would miss the entry measured with the sweep's thread count.

@@ -36,6 +36,7 @@ from typing import Any
 from harness.core.config import RunConfig
 from harness.core.runner import Peaks, Runner, identity_fields
 from harness.errors import one_line
+from harness.execution.proctree import kill_tree
 from harness.probes.memory import reset_peak_rss
 from harness.probes.oom import (
     explain_sigkill,
@@ -132,15 +133,15 @@ def _call(target: Callable, args: tuple, timeout_s: float) -> WorkerEnd:
                 end.messages.append(recv.recv())
             except EOFError:
                 break
-        if end.timed_out:
-            proc.kill()
+        if end.timed_out:  # with what it started: torchrun's ranks live in sessions of their own
+            kill_tree(proc.pid)
         proc.join(timeout=30)
         end.exitcode, end.last_line = proc.exitcode, _last_line(err_path)
         end.oom_kills_after = oom_kill_count()
         return end
     finally:
-        if proc.is_alive():  # interrupted: take the worker down with us
-            proc.kill()
+        if proc.is_alive():  # interrupted: take the worker (and its launches) down with us
+            kill_tree(proc.pid)
             proc.join()
         recv.close()
         err_path.unlink(missing_ok=True)
@@ -169,14 +170,15 @@ def _entry(target: Callable, send: Connection, err_path: str, environ: dict[str,
 
 
 def _run_config(send: Connection, config: dict[str, Any], run_id: str, data_dir: str,
-                download: bool, peaks: Peaks, profile_dir: str | None) -> None:
+                download: bool, peaks: Peaks, profile_dir: str | None,
+                timeout_s: float | None = None) -> None:
     from harness.execution.distributed import run_config
 
     runner = Runner(run_id=run_id, data_dir=data_dir, download=download, peaks=peaks,
                     isolation="process", profile_dir=profile_dir)
     cfg = RunConfig(**config)
     send.send(("started", runner.base_record(cfg)))
-    send.send(("done", run_config(runner, cfg)))
+    send.send(("done", run_config(runner, cfg, timeout_s)))
 
 
 def _measure_peaks(send: Connection, configs: list[dict[str, Any]]) -> None:
@@ -208,7 +210,7 @@ class ProcessIsolation:
         end = _call(
             _run_config,
             (dataclasses.asdict(cfg), self.run_id, self.data_dir, self.download, self.peaks,
-             self.profile_dir),
+             self.profile_dir, self.timeout_s),
             self.timeout_s)
         done = [m for kind, m in end.messages if kind == "done"]
         if done:

@@ -79,10 +79,10 @@ def config_runner(isolation: str, configs: list[RunConfig], *, run_id: str, data
                         peaks=runner.peaks) if profile_dir else runner
 
         def measure(cfg: RunConfig) -> dict:
-            return run_config(runner, cfg)
+            return run_config(runner, cfg, timeout_s)
 
         def probe(cfg: RunConfig) -> dict:
-            return run_config(prober, cfg)
+            return run_config(prober, cfg, timeout_s)
 
     return searching(measure, probe, report=None if quiet or dist.rank() else _tell)
 
