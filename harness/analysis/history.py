@@ -6,10 +6,11 @@ their commit). Each commit is one **point**: the median of its records' values. 
 own worker process, so points are independent samples; repeats inside one record are not and
 are summarised by the record's own figure.
 
-**Change points** are found by binary segmentation, a documented statistical method rather than
-a black box: in a segment of n points, every split with at least ``min_segment`` points on each
-side is a candidate; the best split is the one that leaves the least absolute deviation from
-each side's median (the L1 cost). It is a step when
+**Change points** are found by binary segmentation (``analysis.changepoints``: each split in
+O(n log n), so a year of per-push history takes seconds), a documented statistical method
+rather than a black box: in a segment of n points, every split with at least ``min_segment``
+points on each side is a candidate; the best split is the one that leaves the least absolute
+deviation from each side's median (the L1 cost). It is a step when
 
 - the two-sided Mann-Whitney U test of its two sides' point values gives a p-value that, times
   the number of candidate splits (Bonferroni: scanning many splits must not manufacture a step
@@ -37,11 +38,20 @@ CI appends) breaks that on a shared machine, whose speed shifts for minutes at a
 can lie between two commits and read as a step. ``trainmark backfill`` measures a range so that
 the assumption holds (``execution.backfill``): several runs per commit, in shuffled order; each
 point is then the median of its commit's runs.
+
+**Runners are pooled**: a series is keyed by hardware (``machine_key``), not by host, so every
+runner of one kind of machine adds its records to the same points (a point is their median).
+That is right for the question history answers, "did the code get slower on this hardware?": a
+change in the code moves every runner, and more runs per commit make a steadier point. But a
+runner that alone got slower (a failing fan, a noisy neighbour) moves the median of two runners
+by half its step and the pooled series hides it. With ``by_runner`` each such machine's series
+is also built per host, and ``runner_steps`` lists the steps of one runner that the pooled
+series does not have: a sick runner, not a code change (``analysis.node_health`` asks the same
+question of a fleet's nodes at one moment; this asks it over commits).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,12 +59,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.analysis import stats
+from harness.analysis.changepoints import SUPPORT, best_split, detect_steps, location_range
 from harness.core.config import CONFIG_FIELDS
 from harness.schema import machine_key
 
+__all__ = ["SUPPORT", "best_split", "detect_steps", "location_range", "build_history",
+           "regressions", "runner_steps", "points_of", "HISTORY_COLUMNS", "METRICS"]
+
 DEFAULT_MIN_SEGMENT = 4
-# Likelihood ratio within which another split position stays in a step's commit range.
-SUPPORT = 20.0
 # metric name -> (candidate columns, first present wins; higher is better; unit)
 METRICS: dict[str, tuple[tuple[str, ...], bool, str]] = {
     "throughput": (("throughput",), True, "samples/s"),
@@ -65,6 +77,12 @@ METRICS: dict[str, tuple[tuple[str, ...], bool, str]] = {
 # Fields that say what was measured but not what the config is (seed stays: a different seed is
 # a different series only if the user swept seeds, which then are separate configs anyway).
 _NOT_CONFIG = ("warmup_steps", "timed_steps", "repeats", "min_time_s")
+_KEY_FIELDS = tuple(f for f in CONFIG_FIELDS if f not in _NOT_CONFIG)
+_MACHINE = ("device_name", "cpu_model", "torch_version", "num_threads")  # what machine_key reads
+# Every column build_history reads: what ``load_results(paths, HISTORY_COLUMNS)`` should fetch.
+HISTORY_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys([
+    *_KEY_FIELDS, *_MACHINE, "host", "status", "git_commit", "git_commit_time", "timestamp",
+    "throughput_unit", *(c for cols, _, _ in METRICS.values() for c in cols)]))
 
 
 @dataclass(frozen=True)
@@ -103,130 +121,111 @@ class Series:
     machine: str
     points: list[Point]
     steps: list[Step]
-
-
-def _l1_cost(values: Sequence[float]) -> float:
-    mid = statistics.median(values)
-    return sum(abs(v - mid) for v in values)
-
-
-def best_split(values: Sequence[float], min_segment: int) -> tuple[int, float, int] | None:
-    """(index, p, candidates) of the split of ``values`` that best explains them as two flat
-    stretches, or None when the segment is too short to split.
-
-    The split minimises the summed absolute deviation from each side's median (the L1 cost of
-    change-point detection, robust to an outlier); choosing by the smallest p instead would
-    favour uneven splits, whose exact p-values are smaller for the same separation."""
-    n = len(values)
-    candidates = range(min_segment, n - min_segment + 1)
-    if not candidates:
-        return None
-    k = min(candidates, key=lambda i: (_l1_cost(values[:i]) + _l1_cost(values[i:]), i))
-    return k, stats.mann_whitney_p(list(values[:k]), list(values[k:])), len(candidates)
-
-
-def detect_steps(values: Sequence[float], *, threshold: float = stats.DEFAULT_THRESHOLD,
-                 alpha: float = stats.DEFAULT_ALPHA, min_segment: int = DEFAULT_MIN_SEGMENT,
-                 ) -> list[tuple[int, float, float, float]]:
-    """Steps in ``values`` (ordered): ``(index of the first point after, change, p, adjusted
-    p)``, by binary segmentation (module docstring). Sorted by index."""
-    found: list[tuple[int, float, float, float]] = []
-
-    def search(lo: int, hi: int) -> None:
-        split = best_split(values[lo:hi], min_segment)
-        if split is None:
-            return
-        k, p, candidates = split
-        left, right = values[lo:lo + k], values[lo + k:hi]
-        before, after = statistics.median(left), statistics.median(right)
-        if before <= 0:
-            return
-        change = after / before - 1
-        adjusted = min(1.0, p * candidates)
-        if adjusted < alpha and abs(change) > threshold:
-            found.append((lo + k, change, p, adjusted))
-            search(lo, lo + k)
-            search(lo + k, hi)
-
-    search(0, len(values))
-    return sorted(found)
-
-
-def location_range(values: Sequence[float], k: int, lo: int, hi: int) -> tuple[int, int]:
-    """The first and last index that may be the first point after a step found at ``k`` in
-    the flat stretches ``values[lo:k]`` and ``values[k:hi]`` (module docstring: a likelihood
-    support interval under Laplace noise). Each side keeps at least one point."""
-    before, after = statistics.median(values[lo:k]), statistics.median(values[k:hi])
-    residuals = [abs(v - before) for v in values[lo:k]] + [abs(v - after) for v in values[k:hi]]
-    scale = statistics.fmean(residuals)
-    if scale <= 0:
-        return k, k  # noiseless stretches: the step is exactly where it is
-
-    def cost(i: int) -> float:  # absolute deviation with the split at i, levels held fixed
-        return (sum(abs(v - before) for v in values[lo:i])
-                + sum(abs(v - after) for v in values[i:hi]))
-
-    limit = cost(k) + scale * math.log(SUPPORT)
-    first = k
-    while first - 1 > lo and cost(first - 1) <= limit:
-        first -= 1
-    last = k
-    while last + 1 < hi and cost(last + 1) <= limit:
-        last += 1
-    return first, last
-
-
-def _metric_column(frame: pd.DataFrame, metric: str) -> str | None:
-    columns, _, _ = METRICS[metric]
-    for col in columns:
-        if col in frame.columns and frame[col].notna().any():
-            return col
-    return None
+    host: str | None = None  # one runner's own series (``by_runner``); None: runners pooled
 
 
 def points_of(rows: pd.DataFrame, column: str) -> list[Point]:
     """One point per commit of ``rows`` (one config, one machine), in commit-time order."""
     ok = rows[(rows["status"] == "ok") & rows[column].notna() & rows["git_commit"].notna()]
-    points = []
-    for commit, g in ok.groupby("git_commit", sort=False):
-        if "git_commit_time" in g.columns and g["git_commit_time"].notna().any():
-            when = str(g["git_commit_time"].dropna().min())
-        else:
-            when = str(g["timestamp"].dropna().min()) if g["timestamp"].notna().any() else ""
-        points.append(Point(str(commit), when, float(statistics.median(g[column].astype(float))),
-                            len(g)))
-    return sorted(points, key=lambda pt: (pt.time, pt.commit))
+    return _points(ok.assign(_series=0), column).get(0, [])
+
+
+def _points(ok: pd.DataFrame, column: str) -> dict[int, list[Point]]:
+    """Points of every series of ``ok`` (its ``_series`` column) at once: one groupby."""
+    if ok.empty:
+        return {}
+    when = ok["git_commit_time"] if "git_commit_time" in ok.columns else None
+    frame = pd.DataFrame({
+        "s": ok["_series"].to_numpy(), "commit": ok["git_commit"].astype(str).to_numpy(),
+        "value": ok[column].astype(float).to_numpy(),
+        "ctime": (when.astype(object).where(when.notna(), None).to_numpy() if when is not None
+                  else None),
+        "ts": ok["timestamp"].astype(object).where(ok["timestamp"].notna(), None).to_numpy()})
+    g = frame.groupby(["s", "commit"], sort=False)
+    agg = pd.DataFrame({"value": g["value"].median(), "records": g["value"].size(),
+                        "ctime": g["ctime"].min(), "ts": g["ts"].min()}).reset_index()
+    # The commit's time, else its earliest record's timestamp, else nothing (as before).
+    agg["time"] = [str(c) if c is not None and c == c else (str(t) if t is not None and t == t
+                                                            else "")
+                   for c, t in zip(agg["ctime"], agg["ts"], strict=True)]
+    agg = agg.sort_values(["s", "time", "commit"], kind="stable")
+    out: dict[int, list[Point]] = {}
+    for s, commit, when_, value, n in zip(agg["s"], agg["commit"], agg["time"], agg["value"],
+                                          agg["records"], strict=True):
+        out.setdefault(int(s), []).append(Point(commit, when_, float(value), int(n)))
+    return out
 
 
 def _config_of(row: pd.Series, fields: Sequence[str]) -> dict[str, object]:
     return {f: (None if pd.isna(row[f]) else row[f]) for f in fields}
 
 
+def _machines(frame: pd.DataFrame) -> pd.Series:
+    """``machine_key`` of every row, computed once per distinct machine."""
+    present = [c for c in _MACHINE if c in frame.columns]
+    if not present:
+        return pd.Series(machine_key({}), index=frame.index)
+    keys = frame[present].astype(object).where(frame[present].notna(), None)
+    distinct = keys.drop_duplicates()
+    names = {tuple(r): machine_key(dict(zip(present, r, strict=True)))
+             for r in distinct.itertuples(index=False, name=None)}
+    return pd.Series([names[tuple(r)] for r in keys.itertuples(index=False, name=None)],
+                     index=frame.index)
+
+
 def build_history(frame: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS), *,
                   threshold: float = stats.DEFAULT_THRESHOLD, alpha: float = stats.DEFAULT_ALPHA,
-                  min_segment: int = DEFAULT_MIN_SEGMENT) -> list[Series]:
-    """Every (config, machine, metric) series of ``frame`` with its steps."""
+                  min_segment: int = DEFAULT_MIN_SEGMENT, by_runner: bool = False,
+                  ) -> list[Series]:
+    """Every (config, machine, metric) series of ``frame`` with its steps; with ``by_runner``,
+    also one series per host of every machine that several hosts measured (after them)."""
     if frame.empty:
         return []
-    fields = [f for f in CONFIG_FIELDS if f in frame.columns and f not in _NOT_CONFIG]
-    frame = frame.assign(_machine=[machine_key(r) for r in frame.to_dict("records")])
-    out = []
-    for _, rows in frame.groupby([*fields, "_machine"], dropna=False, sort=False):
-        config = _config_of(rows.iloc[0], fields)
-        for metric in metrics:
-            column = _metric_column(rows, metric)
-            if column is None:
-                continue
-            points = points_of(rows, column)
-            if not points:
-                continue
-            _, higher, unit = METRICS[metric]
-            unit = str(rows["throughput_unit"].dropna().iloc[0]) if (
-                metric == "throughput" and rows["throughput_unit"].notna().any()) else unit
-            out.append(Series(metric, column, unit, higher, config,
-                              str(rows["_machine"].iloc[0]), points,
-                              _steps(points, higher, threshold, alpha, min_segment)))
+    fields = [f for f in _KEY_FIELDS if f in frame.columns]
+    frame = frame.assign(_machine=_machines(frame))
+    frame["_series"] = frame.groupby([*fields, "_machine"], dropna=False,
+                                     sort=False).ngroup()
+    out = _series_of(frame, fields, metrics, threshold, alpha, min_segment, None)
+    if by_runner and "host" in frame.columns:
+        hosts = frame["host"].astype(object).where(frame["host"].notna(), "unknown-host")
+        several = hosts.groupby(frame["_series"]).transform("nunique") > 1
+        if several.any():
+            sub = frame[several].assign(_host=hosts[several])
+            sub["_series"] = sub.groupby(["_series", "_host"], sort=False).ngroup()
+            out += _series_of(sub, fields, metrics, threshold, alpha, min_segment, "_host")
     return out
+
+
+def _series_of(frame: pd.DataFrame, fields: list[str], metrics: Sequence[str],
+               threshold: float, alpha: float, min_segment: int,
+               host_column: str | None) -> list[Series]:
+    groups = frame.groupby("_series", sort=True)
+    first = groups.head(1).set_index("_series").sort_index()
+    found: dict[tuple[int, str], Series] = {}
+    for metric in metrics:
+        columns, higher, unit = METRICS[metric]
+        present = [c for c in columns if c in frame.columns]
+        if not present:
+            continue
+        # Per series, the first candidate column that has any value in it (as before).
+        has = frame[present].notna().groupby(frame["_series"]).any()
+        chosen = has.idxmax(axis=1).where(has.any(axis=1))
+        for column in present:
+            ids = chosen.index[chosen == column]
+            rows = frame[frame["_series"].isin(ids)]
+            ok = rows[(rows["status"] == "ok") & rows[column].notna()
+                      & rows["git_commit"].notna()]
+            for s, points in _points(ok, column).items():
+                row = first.loc[s]
+                unit_ = unit
+                if metric == "throughput":
+                    units = frame.loc[frame["_series"] == s, "throughput_unit"].dropna()
+                    unit_ = str(units.iloc[0]) if len(units) else unit
+                found[(s, metric)] = Series(
+                    metric, column, unit_, higher, _config_of(row, fields), str(row["_machine"]),
+                    points, _steps(points, higher, threshold, alpha, min_segment),
+                    host=None if host_column is None else str(row[host_column]))
+    return [found[key] for key in sorted(found, key=lambda k: (k[0], list(metrics).index(k[1])))]
 
 
 def _steps(points: list[Point], higher_is_better: bool, threshold: float, alpha: float,
@@ -251,6 +250,34 @@ def _steps(points: list[Point], higher_is_better: bool, threshold: float, alpha:
 
 
 def regressions(history: Sequence[Series]) -> list[tuple[Series, Step]]:
-    """Every regression step, largest first."""
-    found = [(s, st) for s in history for st in s.steps if st.verdict == stats.REGRESSION]
+    """Every regression step of the pooled series, largest first (``runner_steps``: one
+    runner's own)."""
+    found = [(s, st) for s in history if s.host is None for st in s.steps
+             if st.verdict == stats.REGRESSION]
     return sorted(found, key=lambda pair: -abs(pair[1].change))
+
+
+def runner_steps(history: Sequence[Series]) -> list[tuple[Series, Step]]:
+    """Steps of one runner's series (``by_runner``) that its pooled series has not: no pooled
+    step of the same verdict whose commit range meets the runner step's. Largest first."""
+    pooled = {(s.metric, s.machine, tuple(s.config.items())): s for s in history
+              if s.host is None}
+    out = []
+    for s in history:
+        if s.host is None:
+            continue
+        mine = pooled.get((s.metric, s.machine, tuple(s.config.items())))
+        when = {p.commit: p.time for p in s.points}
+        for st in s.steps:
+            lo, hi = when[st.earliest], when[st.latest]
+            shared = mine is not None and any(
+                other.verdict == st.verdict
+                and _time_of(mine, other.earliest) <= hi and lo <= _time_of(mine, other.latest)
+                for other in mine.steps)
+            if not shared:
+                out.append((s, st))
+    return sorted(out, key=lambda pair: -abs(pair[1].change))
+
+
+def _time_of(series: Series, commit: str) -> str:
+    return next(p.time for p in series.points if p.commit == commit)
