@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "HTML + Markdown report (and hardware comparison) from results files"),
     "history": ("harness.cli.history",
                 "performance over commits with detected steps (HTML + Markdown + PNGs)"),
+    "publish": ("harness.cli.publish",
+                "a static, interactive site of every series over commits (works from disk)"),
     "compare": ("harness.cli.compare", "regression verdicts: baseline vs candidate results"),
     "explain": ("harness.cli.explain",
                 "which operators changed: two profiled results (run --profile), op by op"),

@@ -1,0 +1,240 @@
+"""``trainmark publish``: build or update the static site from results files.
+
+What is rebuilt is decided by a manifest (``data/manifest.json``) of digests of the inputs:
+
+- Records are split into **groups**: one machine (``schema.machine_key``) and one model,
+  dataset, batch size, precision, optimizer and device. Every series of ``analysis.history``
+  lies inside one group (its key has these fields and more), so a group's series depend on its
+  records only. A group's digest is its record count and the order-free sum of a hash of each
+  record's identity, config, commit, status and metric fields. Only groups whose digest
+  changed (or that are new) go through change-point detection again and get their series pages
+  rewritten; the others keep their pages and their overview entries from the manifest.
+- Each results file is one **record shard** (``data/records/KEY.js``, what the record page
+  reads), rewritten only when the file's size or modification time changed.
+- A change of trainmark's version, of the site's format or of the detection's settings
+  rebuilds everything; so does ``full``.
+
+The overview and the matrix are small and rewritten every time. The manifest is written last:
+a build stopped halfway leaves the old one, whose digests then differ, so the next build redoes
+the work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness import __version__
+from harness.analysis.cost import resolve_prices
+from harness.analysis.hardware import machines_named
+from harness.analysis.history import METRICS, build_history
+from harness.core.config import CONFIG_FIELDS
+from harness.errors import UserError
+from harness.render.published import files, payloads
+from harness.schema import COLUMNS, machine_key
+from harness.store.frame import load_results
+
+SITE_FORMAT = 1  # the data layout; a build of another format is rebuilt whole
+GROUP_FIELDS = ("model", "dataset", "batch_size", "precision", "optimizer", "device")
+IDENTITY = ("device_name", "cpu_model", "torch_version", "num_threads", "host")
+KEPT = ("record_id", "source", "status", "git_commit", "git_commit_time", "timestamp",
+        "throughput_unit")
+MACHINE = "site_machine"  # the frame's column of machine keys
+GROUP = "site_group"
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    out: Path
+    records: int
+    series: int
+    groups: int
+    groups_rebuilt: int
+    shards_written: int
+    shards_kept: int
+    regressions: int
+    seconds: float
+
+
+def needed_columns(metrics: Sequence[str]) -> list[str]:
+    """The record fields the site reads in bulk (the record page reads the files themselves)."""
+    cols = [*CONFIG_FIELDS, *IDENTITY, *KEPT]
+    for metric in metrics:
+        cols.extend(METRICS[metric][0])
+    return [c for c in dict.fromkeys(cols) if c in COLUMNS or c == "source"]
+
+
+def load(paths: Sequence[Path], columns: Sequence[str]) -> pd.DataFrame:
+    """The records' ``columns`` (all of them where the store cannot select columns)."""
+    if "columns" in inspect.signature(load_results).parameters:
+        frame = load_results(paths, columns=list(columns))
+    else:
+        frame = load_results(paths)
+    return frame[[c for c in columns if c in frame.columns]]
+
+
+def _machines(frame: pd.DataFrame) -> pd.Series:
+    ids = frame[list(IDENTITY[:4])].astype(object).where(frame[list(IDENTITY[:4])].notna(), None)
+    combos = ids.drop_duplicates()
+    keys = {tuple(r): machine_key(dict(zip(IDENTITY[:4], r, strict=True)))
+            for r in combos.itertuples(index=False)}
+    return pd.Series([keys[tuple(r)] for r in ids.itertuples(index=False)], index=frame.index,
+                     dtype=object)
+
+
+def group_digests(frame: pd.DataFrame, metrics: Sequence[str]) -> dict[str, str]:
+    """{group key: digest} (module docstring)."""
+    cols = [c for c in (*KEPT, *CONFIG_FIELDS, MACHINE,
+                        *(c for m in metrics for c in METRICS[m][0])) if c in frame.columns]
+    hashes = pd.util.hash_pandas_object(frame[cols], index=False)
+    sums = hashes.groupby(frame[GROUP]).sum()
+    counts = frame.groupby(GROUP).size()
+    return {str(g): f"{counts[g]}:{int(sums[g]):016x}" for g in sums.index}
+
+
+def _key_value(value: object) -> object:
+    """A config value as the same JSON whether it came from the frame or from a series."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _group_keys(frame: pd.DataFrame) -> pd.Series:
+    parts = frame[[MACHINE, *GROUP_FIELDS]].astype(object)
+    parts = parts.where(parts.notna(), None)
+    combos = {tuple(r): json.dumps([_key_value(v) for v in r], default=str)
+              for r in parts.drop_duplicates().itertuples(index=False)}
+    return pd.Series([combos[tuple(r)] for r in parts.itertuples(index=False)],
+                     index=frame.index, dtype=object)
+
+
+def group_of(machine: str, config: Mapping[str, object]) -> str:
+    return json.dumps([machine, *(_key_value(config.get(f)) for f in GROUP_FIELDS)],
+                      default=str)
+
+
+def shard_key(source: str) -> str:
+    return hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:16]
+
+
+def _point_records(rows: pd.DataFrame, config: Mapping[str, object], column: str,
+                   commits: Sequence[str], shards: Mapping[str, str]) -> list[list[tuple]]:
+    """Per point (commit) of a series, its records as ``(shard, record_id)`` pairs."""
+    mask = pd.Series(True, index=rows.index)
+    for field, value in config.items():
+        col = rows[field]
+        mask &= col.isna() if value is None else (col == value).fillna(False).astype(bool)
+    ok = rows[mask & rows["status"].eq("ok").fillna(False).astype(bool)
+              & rows[column].notna() & rows["record_id"].notna()]
+    by_commit: dict[str, list[tuple]] = {}
+    for commit, rid, src in zip(ok["git_commit"], ok["record_id"], ok["source"], strict=True):
+        by_commit.setdefault(str(commit), []).append((shards.get(str(src), ""), str(rid)))
+    return [by_commit.get(c, []) for c in commits]
+
+
+def resolve_reference(machines: pd.DataFrame, reference: str | None) -> str:
+    labels = list(dict.fromkeys(machines["machine"]))
+    if not reference:
+        return labels[0]
+    named = machines_named(machines, reference)
+    if not named:
+        raise UserError(f"--reference {reference!r} matches no machine in the results; valid: "
+                        f"{', '.join(labels)} (a machine, host or device name)")
+    return named[0]
+
+
+def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(METRICS),
+            reference: str | None = None, prices: Mapping[str, float] | None = None,
+            threshold: float, alpha: float, min_segment: int, title: str = "trainmark",
+            full: bool = False) -> PublishSummary:
+    """Build the site for the records of ``paths`` into ``out``, redoing only what changed
+    since the last build there (module docstring)."""
+    start = time.perf_counter()
+    frame = load(paths, needed_columns(metrics))
+    frame = frame[frame["git_commit"].notna()].reset_index(drop=True)
+    if frame.empty:
+        raise UserError("no records with a git commit in "
+                        f"{', '.join(str(p) for p in paths[:3])}{' ...' * (len(paths) > 3)}: "
+                        "the site shows performance over commits")
+    frame[MACHINE] = _machines(frame)
+    frame[GROUP] = _group_keys(frame)
+    machines = (frame[[MACHINE, "host", "device_name"]].rename(columns={MACHINE: "machine"})
+                .drop_duplicates().reset_index(drop=True))
+    ref = resolve_reference(machines, reference)
+    priced = resolve_prices(machines, prices) if prices else {}
+
+    params = {"threshold": threshold, "alpha": alpha, "min_segment": min_segment,
+              "metrics": list(metrics), "format": SITE_FORMAT, "version": __version__}
+    manifest_path = out / "data" / "manifest.json"
+    old = {} if full else files.read_manifest(manifest_path)
+    if old.get("params") != params:
+        old = {}
+    old_groups: dict = old.get("groups", {})
+    old_series: dict = old.get("series", {})
+
+    sources = {str(s): shard_key(str(s)) for s in frame["source"].dropna().unique()}
+    digests = group_digests(frame, metrics)
+    changed = {g for g, d in digests.items() if old_groups.get(g, {}).get("digest") != d}
+
+    # shards: one per results file, rewritten when the file changed
+    old_sources: dict = old.get("sources", {})
+    new_sources, written = {}, 0
+    for src, key in sources.items():
+        st = Path(src).stat()
+        stamp = [st.st_size, st.st_mtime_ns]
+        if old_sources.get(key, {}).get("stamp") != stamp or not (
+                out / "data" / "records" / f"{key}.js").exists():
+            files.write_shard(out, key, Path(src))
+            written += 1
+        new_sources[key] = {"source": src, "stamp": stamp}
+    files.remove_data(out, "records", set(old_sources) - set(new_sources))
+
+    # series of the changed groups: detect, write their pages' data
+    groups = {g: {"digest": d, "series": [] if g in changed else old_groups[g]["series"]}
+              for g, d in digests.items()}
+    series_entries = {sid: old_series[sid] for g in groups if g not in changed
+                      for sid in groups[g]["series"]}
+    work = frame[frame[GROUP].isin(changed)]
+    history = build_history(work, metrics, threshold=threshold, alpha=alpha,
+                            min_segment=min_segment)
+    rows_of = dict(iter(work.groupby(GROUP, sort=False))) if len(work) else {}
+    settings = {"threshold": threshold, "alpha": alpha, "min_segment": min_segment}
+    for s in history:
+        sid, g = payloads.series_id(s), group_of(s.machine, s.config)
+        commits = [p.commit for p in s.points]
+        recs = _point_records(rows_of[g], s.config, s.column, commits, sources)
+        files.write_data(out / "data" / "series" / f"{sid}.js", "series/" + sid,
+                         payloads.series_payload(s, sid, recs, settings))
+        series_entries[sid] = payloads.overview_entry(s, sid)
+        groups[g]["series"].append(sid)
+    files.remove_data(out, "series", set(old_series) - set(series_entries))
+
+    entries = payloads.order_entries(list(series_entries.values()))
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info = {r.machine: {"hosts": sorted(frame.loc[frame[MACHINE] == r.machine, "host"]
+                                        .dropna().astype(str).unique().tolist())[:20],
+                        "device_name": None if pd.isna(r.device_name) else str(r.device_name)}
+            for r in machines.drop_duplicates("machine").itertuples(index=False)}
+    regs = sum(1 for e in entries if payloads.newest_regression(e))
+    files.write_data(out / "data" / "overview.js", "overview", {
+        "title": title, "generated": now, "version": __version__, "records": len(frame),
+        "commits": int(frame["git_commit"].nunique()), "sources": len(sources),
+        "params": settings, "series": entries})
+    files.write_data(out / "data" / "matrix.js", "matrix",
+                     payloads.matrix(entries, info, priced, ref))
+    files.write_data(out / "data" / "fields.js", "fields",
+                     payloads.record_fields(CONFIG_FIELDS, list(COLUMNS)))
+    files.write_pages(out, title, now)
+    files.write_manifest(manifest_path, {"params": params, "groups": groups,
+                                         "series": series_entries, "sources": new_sources})
+    return PublishSummary(out, len(frame), len(series_entries), len(groups), len(changed),
+                          written, len(new_sources) - written, regs,
+                          time.perf_counter() - start)
