@@ -63,7 +63,7 @@
     if (model) p.set("model", model);
     history.replaceState(null, "", "#" + p.toString());
   }
-  form.addEventListener("input", render);
+  form.addEventListener("change", render);
   render();
   document.body.dataset.ready = "1";
 })();

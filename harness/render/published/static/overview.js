@@ -115,7 +115,7 @@
     history.replaceState(null, "", p.toString() ? "#" + p.toString() : location.pathname);
   }
 
-  form.addEventListener("input", () => { limit = PAGE; render(); });
+  for (const kind of ["input", "change"]) form.addEventListener(kind, () => { limit = PAGE; render(); });
   form.addEventListener("submit", (e) => e.preventDefault());
   more.addEventListener("click", () => { limit += PAGE; render(); });
   render();
