@@ -63,12 +63,24 @@ COLUMNS: dict[str, str] = {
     # sharded training (core/parallel.py, core/checkpointing.py): how the model was held
     "parallel": "string",  # ddp | fsdp
     "activation_checkpointing": "string",  # none | selective | selective:N | full
+    # emulated low precision (core.precision): asked for, and whether it happened
+    "allow_emulated": "boolean",  # --allow-emulated: measure bf16/fp16 the hardware emulates
+    "precision_emulated": "boolean",  # the autocast dtype ran emulated; null for fp32
     "ac_blocks": "Int64",  # transformer blocks checkpointed
     "fsdp_units": "Int64",  # fully_shard units (blocks + root); null under ddp
     "fsdp_param_dtype": "string",  # what FSDP gathers the parameters as (bfloat16, float32)
     "fsdp_reduce_dtype": "string",  # what it reduces the gradients in
     "fsdp_reduce_op": "string",  # avg, or "sum, then / world size" where gloo reduces
     "float8_linears": "Int64",  # fp8: linear layers converted to torchao's Float8Linear
+    # building and planning the model (core/build.py, core/memplan.py): per rank, in bytes
+    "build": "string",  # whole | meta (built on the meta device, sharded, then materialised)
+    "plan_params_bytes": "Int64",  # float32 master weights this rank holds
+    "plan_grads_bytes": "Int64",  # float32 gradients this rank holds
+    "plan_optimizer_bytes": "Int64",  # optimizer state (sgd 1x, adam 2x, adagrad 1x, float32)
+    "plan_activations_bytes": "Int64",  # saved for the backward pass; null: not estimated
+    "plan_transient_bytes": "Int64",  # FSDP gathers, DDP buckets, autocast copies, a gradient
+    "plan_total_bytes": "Int64",  # the estimated peak: the five above
+    "plan_capacity_bytes": "Int64",  # what the rank may use (GPU memory; host or cgroup share)
     "throughput_per_device": "Float64",  # throughput / ranks (torchtitan's tokens/s per GPU)
     "model_flops_per_step": "Float64",  # analytic: (6N + 12 L d T) x tokens per rank and step
     "mfu_flops": "string",  # which FLOPs `mfu` divides: model (analytic) | counted
@@ -186,6 +198,11 @@ COLUMNS: dict[str, str] = {
     "float32_matmul_precision": "string",
     "cudnn_benchmark": "boolean",
     "omp_num_threads_env": "string",
+    # the CPU features that decide speed (probes.cpu); compare warns when they differ
+    "cpu_capability": "string",  # torch's kernel ISA: DEFAULT | AVX2 | AVX512 | ...
+    "cpu_native_bf16": "boolean",  # AVX512_BF16 / AMX-BF16 (Arm BF16), usable by oneDNN
+    "cpu_native_fp16": "boolean",  # AVX512_FP16 / AMX-FP16 (Arm FP16), usable by oneDNN
+    "cpu_amx": "boolean",  # AMX tiles
     # where a scheduled job ran (`trainmark fleet`, or any run inside a Slurm job); null outside
     # one. probes.provenance reads them from the job's environment (execution/fleet_job.py).
     "executor": "string",  # the engine that ran the job: slurm | local
@@ -218,6 +235,10 @@ MACHINE_LABEL_FIELDS = ("host", "device_name")
 MACHINE_FIELDS = ("device_name", "cpu_model", "driver_version", "torch_version",
                   "torchvision_version", "cuda_version", "cudnn_version", "num_threads",
                   "host_heap")
+# The CPU's features that decide speed (probes.cpu). Two machines with one ``cpu_model`` string
+# can differ in them (a VM that hides AVX-512, ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA):
+# ``compare`` warns, rather than refuses, since a CPU model that differs is already refused.
+CPU_FEATURE_FIELDS = ("cpu_capability", "cpu_native_bf16", "cpu_native_fp16", "cpu_amx")
 
 
 def _known(prov: Mapping[str, Any], name: str) -> Any:

@@ -104,12 +104,32 @@ DESCRIPTIONS: dict[str, str] = {
                 "optimizer state sharded per transformer block).",
     "activation_checkpointing": "`none`, `selective` (per operator), `selective:N` (every Nth "
                                 "block) or `full`.",
+    "allow_emulated": "`--allow-emulated`: measure bf16/fp16 where the hardware only emulates it "
+                      "(refused as `unavailable` otherwise).",
+    "precision_emulated": "The low-precision format ran emulated (no native instructions): the "
+                          "number measures the emulation. Null for fp32.",
     "ac_blocks": "Transformer blocks checkpointed.",
     "fsdp_units": "FSDP units (`fully_shard` calls): the blocks and the root; null under DDP.",
     "fsdp_param_dtype": "What FSDP gathers the parameters as (`bfloat16` for amp-bf16 and fp8).",
     "fsdp_reduce_dtype": "What FSDP reduces the gradients in (`float32`).",
     "fsdp_reduce_op": "`avg`, or `sum, then / world size` where gloo reduces (pytorch#162338).",
     "float8_linears": "fp8: linear layers converted to torchao's float8 training.",
+    "build": "How the model was built: `whole` on its device, or `meta`: on the meta device, "
+             "sharded, then each rank's shards materialised and initialised (core/build.py).",
+    "plan_params_bytes": "Memory plan, per rank: float32 master weights held (B).",
+    "plan_grads_bytes": "Memory plan, per rank: float32 gradients held (B).",
+    "plan_optimizer_bytes": "Memory plan, per rank: optimizer state, float32 (SGD momentum 1x, "
+                            "Adam 2x, Adagrad 1x the parameters held) (B).",
+    "plan_activations_bytes": "Memory plan, per rank: what the forward pass saves for the "
+                              "backward pass at the batch, with activation checkpointing (B); "
+                              "null when it could not be estimated.",
+    "plan_transient_bytes": "Memory plan, per rank: FSDP's gathered units, DDP's buckets, "
+                            "autocast's weight copies and the largest gradient in flight (B).",
+    "plan_total_bytes": "Memory plan: the estimated peak per rank, the sum of the five (B); "
+                        "compare with `peak_memory_allocated_bytes` or `peak_rss_bytes`.",
+    "plan_capacity_bytes": "Memory plan: what one rank may use: the GPU's memory; on the CPU "
+                           "the cgroup limit (else the host's memory) over this host's ranks "
+                           "(B). A larger estimate is an `oom` record before anything starts.",
     "throughput_per_device": "Throughput over the ranks: torchtitan's tokens/s per GPU.",
     "model_flops_per_step": "The model's analytic FLOPs per rank and step: (6N + 12·L·d·T) per "
                             "token for transformer language models; null for other models.",
@@ -179,6 +199,13 @@ DESCRIPTIONS: dict[str, str] = {
     "float32_matmul_precision": "torch's float32 matmul precision setting.",
     "cudnn_benchmark": "cuDNN autotuning on.",
     "omp_num_threads_env": "OMP_NUM_THREADS as set when the run started.",
+    "cpu_capability": "The vector ISA torch dispatches CPU kernels to: `DEFAULT`, `AVX2`, "
+                      "`AVX512`, ... (`torch.backends.cpu.get_cpu_capability()`).",
+    "cpu_native_bf16": "The CPU has bf16 instructions (AVX512_BF16 or AMX-BF16; Arm BF16) and "
+                       "oneDNN may use them; without, CPU bf16 is emulated.",
+    "cpu_native_fp16": "The CPU has fp16 instructions (AVX512_FP16 or AMX-FP16; Arm FP16) and "
+                       "oneDNN may use them.",
+    "cpu_amx": "The CPU has AMX tiles (Intel Sapphire Rapids and newer).",
     "executor": "Engine of the scheduled job: `slurm` or `local`; null outside a job.",
     "job_id": "The scheduler's job id.",
     "partition": "The partition (node type) the job asked for.",

@@ -526,7 +526,8 @@ def test_the_result_is_json_ready_and_describes_both_sides():
         "git_commit": ["abc123", "def456"], "device_name": ["Test CPU"],
         "cpu_model": ["Test CPU"], "driver_version": [], "torch_version": ["2.14.1"],
         "torchvision_version": [], "cuda_version": [], "cudnn_version": [],
-        "num_threads": ["1"], "host_heap": []}
+        "num_threads": ["1"], "host_heap": [], "cpu_capability": [], "cpu_native_bf16": [],
+        "cpu_native_fp16": [], "cpu_amx": []}
     assert result["candidate"]["records"] == 1 and result["candidate"]["sources"] == ["cand.jsonl"]
 
 

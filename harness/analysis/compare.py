@@ -39,7 +39,7 @@ from harness.analysis.matching import (
     unmatched_reason,
 )
 from harness.errors import UserError
-from harness.schema import MACHINE_FIELDS
+from harness.schema import CPU_FEATURE_FIELDS, MACHINE_FIELDS
 
 MIB = 1024 * 1024
 # Exit statuses of compare, ab and baseline check. An inconclusive verdict (a change beyond the
@@ -207,6 +207,13 @@ def judge_config(b: pd.DataFrame, c: pd.DataFrame, settings: Settings) -> dict[s
                 "why": f"ok -> {st_c}" + (f": {err_c}" if err_c else "")}
     if st_b != "ok" and st_c == "ok":
         return {**row, "verdict": stats.IMPROVEMENT, "failed": [], "why": f"{st_b} -> ok"}
+    if st_b == st_c == "unavailable":
+        # The config does not run here on either side (emulated bf16 refused on this CPU, fp8
+        # without float8 tensor cores): nothing to judge, and nothing that could hide a
+        # regression, so it does not block the gate.
+        return {**row, "verdict": stats.INCONCLUSIVE, "failed": [], "blocking": False,
+                "why": "unavailable on both sides" + (f": {err_c or err_b}"
+                                                       if err_c or err_b else "")}
     if st_b != "ok":
         return {**row, "verdict": stats.INCONCLUSIVE, "failed": [],
                 "why": f"not ok on both sides ({st_b} / {st_c})"}
@@ -249,6 +256,9 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
         raise UserError("baseline and candidate come from different machines or software ("
                         + describe_differences(diffs)
                         + "); pass --allow-different-machines to compare anyway")
+    # Same CPU model, different features (a VM that hides AVX-512, ONEDNN_MAX_CPU_ISA): bf16
+    # and vectorised kernels differ many-fold, so say so beside every verdict.
+    cpu_diffs = machine_differences(base, cand, CPU_FEATURE_FIELDS)
     axes, notes = match_axes(base, cand)
     gb, gc = group_rows(base, axes), group_rows(cand, axes)
     matched = [k for k in gb if k in gc]
@@ -271,6 +281,8 @@ def compare_frames(base: pd.DataFrame, cand: pd.DataFrame,
         "matched_on": axes,
         "machine_differences": {k: {"baseline": b, "candidate": c}
                                 for k, (b, c) in diffs.items()},
+        "cpu_feature_differences": {k: {"baseline": b, "candidate": c}
+                                    for k, (b, c) in cpu_diffs.items()},
         "baseline": _side_info(base),
         "candidate": _side_info(cand),
         "rows": rows,
@@ -305,4 +317,4 @@ def _side_info(frame: pd.DataFrame) -> dict[str, Any]:
         return sorted({str(v) for v in column_values(frame, name) if v is not None})
 
     return {"records": len(frame), "sources": values("source"), "git_commit": values("git_commit"),
-            **{k: values(k) for k in MACHINE_FIELDS}}
+            **{k: values(k) for k in (*MACHINE_FIELDS, *CPU_FEATURE_FIELDS)}}

@@ -102,11 +102,13 @@ def group_rows(frame: pd.DataFrame, axes: Sequence[str]) -> dict[tuple, list[int
 # ------------------------------------------------------------------------------ machines
 
 
-def machine_differences(base: pd.DataFrame, cand: pd.DataFrame) -> dict[str, tuple[list, list]]:
-    """Machine fields (``schema.MACHINE_FIELDS``) whose known values differ between the sides
-    (unknown is not a difference: older files or pytest-benchmark files may lack a field)."""
+def machine_differences(base: pd.DataFrame, cand: pd.DataFrame,
+                        fields: Sequence[str] = MACHINE_FIELDS) -> dict[str, tuple[list, list]]:
+    """Machine fields (``schema.MACHINE_FIELDS``, or ``fields``, e.g. ``CPU_FEATURE_FIELDS``)
+    whose known values differ between the sides (unknown is not a difference: older files or
+    pytest-benchmark files may lack a field)."""
     diffs: dict[str, tuple[list, list]] = {}
-    for name in MACHINE_FIELDS:
+    for name in fields:
         vb = sorted({str(v) for v in column_values(base, name) if v is not None})
         vc = sorted({str(v) for v in column_values(cand, name) if v is not None})
         if vb and vc and vb != vc:

@@ -148,7 +148,9 @@ def provenance_table(df: pd.DataFrame) -> pd.DataFrame:
             lambda c: c[:12] + ("-dirty" if c.endswith("-dirty") else ""))
         tf32 = g[["tf32_matmul", "tf32_cudnn"]].dropna().astype(str).agg("/".join, axis=1)
         rows[label] = {
-            **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[:12]},
+            **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[:4]},
+            "CPU features": _joined(cpu_feature_text(g)),
+            **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[4:12]},
             "TF32 matmul/cuDNN": _joined(tf32),
             **{name: _joined(g[col]) for name, col in _PROVENANCE_ROWS[12:]},
             "commit": _joined(commit),
@@ -162,6 +164,29 @@ def provenance_table(df: pd.DataFrame) -> pd.DataFrame:
             f"{int(failures.sum())} ({', '.join(f'{n} {s}' for s, n in failures.items())})",
         }
     return pd.DataFrame(rows)
+
+
+def cpu_feature_text(g: pd.DataFrame) -> pd.Series:
+    """Per record, the CPU features that decide speed in a few words, e.g. ``AVX2, bf16
+    emulated`` or ``AVX512, native bf16, AMX`` (null where a record predates the fields)."""
+    def words(r: pd.Series) -> object:
+        cap, bf16 = r.get("cpu_capability"), r.get("cpu_native_bf16")
+        if pd.isna(cap) and pd.isna(bf16):
+            return pd.NA
+        bits = [] if pd.isna(cap) else [str(cap)]
+        if not pd.isna(bf16):
+            bits.append("native bf16" if bool(bf16) else "bf16 emulated")
+        if not pd.isna(r.get("cpu_native_fp16")) and bool(r.get("cpu_native_fp16")):
+            bits.append("native fp16")
+        if not pd.isna(r.get("cpu_amx")) and bool(r.get("cpu_amx")):
+            bits.append("AMX")
+        return ", ".join(bits)
+
+    cols = [c for c in ("cpu_capability", "cpu_native_bf16", "cpu_native_fp16", "cpu_amx")
+            if c in g]
+    if not cols:
+        return pd.Series(pd.NA, index=g.index, dtype=object)
+    return g[cols].apply(words, axis=1).astype(object)
 
 
 def _fleet_rows(g: pd.DataFrame) -> dict[str, object]:
@@ -240,6 +265,19 @@ def failures_table(df: pd.DataFrame) -> pd.DataFrame:
         "optimizer": bad["optimizer"], "status": bad["status"].fillna("missing"),
         "error": bad["error"],
     }).reset_index(drop=True)
+
+
+def unavailable_reasons(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """Why configs did not run here (status ``unavailable``), each reason once with how many
+    configs it held back, in order of first appearance: e.g. 18 amp-bf16 configs on a CPU
+    without native bf16 are one reason, not 18 lines."""
+    bad = df[df["status"] == "unavailable"]
+    counts: dict[str, int] = {}
+    for err in bad["error"]:
+        text = "no reason recorded" if pd.isna(err) else str(err)
+        text = text.removeprefix("Unavailable: ")
+        counts[text] = counts.get(text, 0) + 1
+    return list(counts.items())
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:

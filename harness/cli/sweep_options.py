@@ -58,6 +58,10 @@ SWEEP_OPTIONS: tuple[SweepOption, ...] = (
     SweepOption("--seeds", "seeds", "int", "repeat each config over N consecutive seeds"),
     SweepOption("--deterministic", "deterministic", "switch",
                 "deterministic algorithms: bitwise-repeatable losses (may be slower)"),
+    SweepOption("--allow-emulated", "allow_emulated", "switch",
+                "measure bf16/fp16 where the hardware only emulates it (a CPU without "
+                "AVX512_BF16/AMX, a GPU below compute capability 8.0): refused as "
+                "unavailable by default, since such a number measures the emulation"),
     SweepOption("--target-accuracy", "target_accuracy", "float",
                 "time-to-accuracy mode: train until held-out accuracy >= X (a fraction)"),
     SweepOption("--eval-interval", "eval_interval", "int",

@@ -99,6 +99,9 @@ class RunConfig:
     memory_budget_gib: float | None = None  # the memory a batch may use where no OOM happens (CPU)
     parallel: str = "ddp"  # PARALLEL_MODES; fsdp runs under torch.distributed.run, even nproc 1
     activation_checkpointing: str = "none"  # AC_MODES
+    # Measure a low-precision format the hardware only emulates (bf16/fp16 on a CPU without their
+    # instructions, bf16 below compute capability 8.0): refused by default (core.precision).
+    allow_emulated: bool = False
 
     def resolved_min_time_s(self) -> float:
         """``min_time_s``, or the device type's default when the config leaves it to that."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.errors import Unavailable
+from harness.probes.cpu import emulation_reason
 
 PRECISIONS = ("fp32", "amp", "amp-fp16", "amp-bf16", "fp8")
 BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first GPUs with bf16 tensor cores
@@ -18,6 +19,8 @@ TORCHAO_MISSING = "fp8 needs the optional torchao package: pip install 'trainmar
 # fp16 trains with dynamic loss scaling (GradScaler) on these: without it small gradients
 # underflow to zero in fp16. torch's GradScaler runs on MPS too.
 SCALED_DEVICE_TYPES = ("cuda", "mps")
+# How a refusal of an emulated format tells the user to measure it anyway.
+ALLOW_EMULATED_HINT = "pass --allow-emulated to measure the emulation"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class PrecisionPlan:
     autocast_dtype: torch.dtype | None  # None: plain fp32, no autocast
     use_scaler: bool  # fp16 on CUDA/MPS needs GradScaler against gradient underflow
     float8: bool = False  # linear layers converted to torchao's float8 training (core.parallel)
+    # The hardware has no native instructions for the autocast dtype and it ran anyway, asked
+    # for with --allow-emulated: the number measures the emulation (record: precision_emulated).
+    emulated: bool = False
 
 
 def resolve_alias(precision: str, device_type: str) -> str:
@@ -35,8 +41,14 @@ def resolve_alias(precision: str, device_type: str) -> str:
     return precision
 
 
-def resolve_precision(precision: str, device: torch.device) -> PrecisionPlan:
-    """A plan for ``precision`` on ``device``; ``Unavailable`` (with the reason) if it can't run."""
+def resolve_precision(precision: str, device: torch.device,
+                      allow_emulated: bool = False) -> PrecisionPlan:
+    """A plan for ``precision`` on ``device``; ``Unavailable`` (with the reason) if it can't run.
+
+    A low-precision format the hardware only emulates (bf16 on a GPU below compute capability
+    8.0; bf16 or fp16 on a CPU without their instructions, ``probes.cpu``) is refused: such a
+    number measures the emulation, up to 45x slower than fp32 on an AVX2 CPU, not the format.
+    ``allow_emulated`` measures it anyway, and the plan says it was emulated."""
     name = resolve_alias(precision, device.type)
     if name == "fp32":
         return PrecisionPlan(name, None, False)
@@ -48,18 +60,29 @@ def resolve_precision(precision: str, device: torch.device) -> PrecisionPlan:
     dtype = torch.float16 if name == "amp-fp16" else torch.bfloat16
     if not torch.amp.is_autocast_available(device.type):
         raise Unavailable(f"autocast is not available on {device.type}")
-    if device.type == "cuda" and dtype == torch.bfloat16:
+    why = emulated_because(dtype, device)
+    if why is not None and not allow_emulated:
+        raise Unavailable(f"{why}; {ALLOW_EMULATED_HINT}")
+    # Loss scaling matters only for fp16 on accelerators; bf16 has fp32's exponent range.
+    use_scaler = dtype == torch.float16 and device.type in SCALED_DEVICE_TYPES
+    return PrecisionPlan(name, dtype, use_scaler, emulated=why is not None)
+
+
+def emulated_because(dtype: torch.dtype, device: torch.device) -> str | None:
+    """Why ``dtype`` (bf16 or fp16) is emulated on ``device``, or None where it is native."""
+    fmt = "bf16" if dtype == torch.bfloat16 else "fp16"
+    if device.type == "cpu":
+        return emulation_reason(fmt)
+    if device.type == "cuda" and fmt == "bf16":
         # torch.cuda.is_bf16_supported() also counts emulation (T4, V100: sm 7.x run bf16
         # through fp32 paths, slowly), which would be recorded as a bf16 speed. Native bf16
         # tensor cores start with Ampere, compute capability 8.0, on the config's own GPU.
         major, minor = torch.cuda.get_device_capability(device)
         if (major, minor) < BF16_MIN_CAPABILITY:
-            raise Unavailable(f"{torch.cuda.get_device_name(device)} (compute capability "
-                              f"{major}.{minor}) has no native bf16; it needs "
-                              f"{BF16_MIN_CAPABILITY[0]}.{BF16_MIN_CAPABILITY[1]} or newer")
-    # Loss scaling matters only for fp16 on accelerators; bf16 has fp32's exponent range.
-    use_scaler = dtype == torch.float16 and device.type in SCALED_DEVICE_TYPES
-    return PrecisionPlan(name, dtype, use_scaler)
+            return (f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor})"
+                    f" has no native bf16; it needs {BF16_MIN_CAPABILITY[0]}."
+                    f"{BF16_MIN_CAPABILITY[1]} or newer")
+    return None
 
 
 def check_float8(device: torch.device) -> None:

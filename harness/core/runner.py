@@ -215,7 +215,7 @@ class Runner:
 
     def _measure(self, cfg: RunConfig, device: torch.device,
                  record_id: str) -> dict[str, object]:
-        plan = resolve_precision(cfg.precision, device)
+        plan = resolve_precision(cfg.precision, device, allow_emulated=cfg.allow_emulated)
         data = self.dataset(cfg)
         # Host memory: what the process held once the data was in (the runtime, the data), and
         # from here a fresh high-water mark for what building and training the model adds.
@@ -273,6 +273,8 @@ class Runner:
                                                        cfg.eval_samples, eval_batch)
         fields = {
             "num_params": sum(p.numel() for p in model.parameters()),
+            # Whether the low-precision format ran emulated (asked for); null for fp32.
+            "precision_emulated": plan.emulated if plan.name != "fp32" else None,
             "eval_batch_size": eval_batch,
             "throughput_unit": data.unit,
             "peak_memory_allocated_bytes": alloc,

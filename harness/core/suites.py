@@ -56,7 +56,8 @@ SCALAR_FIELDS = {"seed": "seed", "warmup": "warmup_steps", "steps": "timed_steps
                  "deterministic": "deterministic", "target_accuracy": "target_accuracy",
                  "eval_interval": "eval_interval", "max_steps": "max_steps",
                  "image_size": "image_size", "num_classes": "num_classes", "seq_len": "seq_len",
-                 "transforms": "transforms", "memory_budget": "memory_budget_gib"}
+                 "transforms": "transforms", "memory_budget": "memory_budget_gib",
+                 "allow_emulated": "allow_emulated"}
 SWEEP_ONLY: dict[str, Any] = {
     "models": ["convnet", "resnet20", "transformer"],
     "datasets": [],  # empty: each model's default dataset
@@ -71,7 +72,7 @@ DEFAULTS: dict[str, Any] = {
 }
 LIST_KEYS = ("models", "datasets", "devices", *LIST_FIELDS)
 SCALAR_KEYS = ("lr", "seeds", *SCALAR_FIELDS)
-BOOLEAN_KEYS = ("deterministic", "compile", "channels_last")
+BOOLEAN_KEYS = ("deterministic", "compile", "channels_last", "allow_emulated")
 # Axes chosen once for the whole sweep: a [model.NAME] table cannot set them.
 SWEEP_WIDE_KEYS = ("models", "devices", "datasets")
 MODEL_KEYS = tuple(k for k in (*LIST_KEYS, *SCALAR_KEYS) if k not in SWEEP_WIDE_KEYS)
@@ -262,6 +263,7 @@ def _scalars(s: dict[str, Any]) -> dict[str, Any]:
         "seq_len": _optional_int("seq len", s["seq_len"]),
         "transforms": _check_choice("transforms", s["transforms"], TRANSFORMS),
         "memory_budget_gib": _budget(s["memory_budget"]),
+        "allow_emulated": _flag("allow_emulated", s["allow_emulated"]),
     }
 
 
@@ -373,6 +375,8 @@ def _meaningful(cfg: RunConfig, task: str) -> RunConfig:
                         f"its own")
     if cfg.input == "resident":
         cfg = dataclasses.replace(cfg, workers=0, transforms="standard")
+    if cfg.precision == "fp32":  # fp32 is never emulated: the opt-in must not split its identity
+        cfg = dataclasses.replace(cfg, allow_emulated=False)
     if cfg.max_batch is not None and cfg.device == "cpu" and cfg.memory_budget_gib is None:
         raise UserError("batch size max on the CPU needs --memory-budget GiB: no out-of-memory "
                         "error happens there to stop the search")

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from harness import __version__
+from harness.probes.cpu import cpu_features
 from harness.probes.telemetry import driver_version
 
 # The directory that holds the ``harness`` package: a checkout's root, or site-packages.
@@ -195,6 +196,7 @@ def collect(device: str = "cpu", query_device: bool = True) -> dict[str, object]
         "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        **cpu_features(),
         **job_placement(),
         **code_identity(),
     }

@@ -161,7 +161,9 @@ def _sections(df: pd.DataFrame, comparison: HardwareComparison | None, charts: l
     figures = [c for c in charts if c.name != "relative_throughput"]
     sections.append(Section("Figures", "figures",
                             [] if figures else ["No figures: no configuration ran ok."], figures))
-    sections.append(Section("Failures", "failures", [], [Table(
+    skipped_here = [f"{n} configuration{'s' if n != 1 else ''} did not run on this "
+                    f"machine (unavailable): {reason}" for reason, n in rd.unavailable_reasons(df)]
+    sections.append(Section("Failures", "failures", skipped_here, [Table(
         drop_machine(failures), empty=f"No failures: all {len(df)} records are ok.")]))
     table = drop_machine(rd.config_table(df))
     table = table.drop(columns=[c for c in ("items per joule",) if table[c].isna().all()])

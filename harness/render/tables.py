@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.analysis.report_data import unavailable_reasons
 from harness.analysis.seeds import seed_summary
 
 MIB = 1024 * 1024
@@ -64,13 +65,23 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(df: pd.DataFrame) -> str:
+    """The summary; configs that did not run here (``unavailable``) point to one note per
+    reason under the table instead of repeating it, cut, on every row."""
     if df.empty:
         return "(no records)"
     table = summary_frame(df)
+    reasons = unavailable_reasons(df)
+    number = {reason: i for i, (reason, _) in enumerate(reasons, 1)}
+    for i, (status, err) in enumerate(zip(df["status"], df["error"], strict=True)):
+        if status == "unavailable":
+            text = "no reason recorded" if pd.isna(err) else str(err)
+            table.loc[i, "error"] = f"[{number[text.removeprefix('Unavailable: ')]}] see below"
     for col in ("error", "axes"):
         if (table[col] == "").all():
             table = table.drop(columns=col)
-    return table.to_string(index=False)
+    notes = [f"[{number[r]}] {n} config{'s' if n != 1 else ''} not run here: {r}"
+             for r, n in reasons]
+    return "\n".join([table.to_string(index=False), *([""] + notes if notes else [])])
 
 
 def seed_table(df: pd.DataFrame) -> str:

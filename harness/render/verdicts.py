@@ -69,6 +69,15 @@ def _settings_line(result: dict[str, Any]) -> str:
             f"{100 * st['accuracy_tolerance']:.2g} pt")
 
 
+def _not_blocking(row: dict[str, Any]) -> str:
+    """Why an inconclusive row does not fail the gate, or "" when it does."""
+    if row.get("blocking", True):
+        return ""
+    if row.get("status", {}).get("baseline") == "unavailable":
+        return " (runs on neither side here: does not fail the gate)"
+    return " (a possible improvement: does not fail the gate)"
+
+
 def _footer_lines(result: dict[str, Any]) -> list[str]:
     lines = []
     for row in result["rows"]:
@@ -76,12 +85,15 @@ def _footer_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"REGRESSION {row['label']}: {row['why']}")
     for row in result["rows"]:
         if row["verdict"] == stats.INCONCLUSIVE:
-            lines.append(f"INCONCLUSIVE {row['label']}: {row['why']}"
-                         + ("" if row.get("blocking", True) else
-                            " (a possible improvement: does not fail the gate)"))
+            lines.append(f"INCONCLUSIVE {row['label']}: {row['why']}" + _not_blocking(row))
     if result["summary"].get("exit_status") == 3:
         lines.append("exit 3: inconclusive verdicts remain; measure more repeats or rounds, or "
                      "pass --allow-inconclusive to accept them")
+    if result.get("cpu_feature_differences"):
+        lines.append("warning: the CPUs differ in features that decide speed (bf16, AVX-512, "
+                     "AMX): " + describe_differences(
+                         {k: (v["baseline"], v["candidate"])
+                          for k, v in result["cpu_feature_differences"].items()}))
     if result["machine_differences"]:
         lines.append("warning: different machines or software (--allow-different-machines): "
                      + describe_differences({k: (v["baseline"], v["candidate"]) for k, v in
