@@ -114,7 +114,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     configs = validated_configs(args)
     prepare_process(any(c.deterministic for c in configs))  # before CUDA starts
     run_id = new_run_id()
-    dist_env = dist.init(configs[0].device.split(":")[0])  # under torchrun / srun
+    # Under torchrun / srun. With --isolation process each config's ranks run in workers of
+    # their own (execution.isolation.RankIsolation): this process only meets the others, on
+    # the CPU, and never opens a GPU.
+    device_type = configs[0].device.split(":")[0] if args.isolation == "none" else "cpu"
+    dist_env = dist.init(device_type)
     if dist_env is not None:
         configs = for_world(configs, dist_env.world_size)
         run_id = str(dist.gather(run_id)[0])  # one run id, rank 0's

@@ -196,13 +196,29 @@ def all_true(flag: bool) -> bool:
     return bool(t.item())
 
 
-def gather(obj: object) -> list[object]:
-    """Every rank's ``obj``, in rank order (on every rank)."""
+def gather(obj: object, group: object = None) -> list[object]:
+    """Every rank's ``obj``, in rank order (on every rank); over ``group`` if given."""
     if not active():
         return [obj]
     out: list[object] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=group)
     return out
+
+
+def sync_group(timeout_s: float) -> object:
+    """A gloo group of all ranks whose collectives wait up to ``timeout_s``: the launcher's
+    processes meet in it between configs, while each config's ranks run in workers of their
+    own (``execution.isolation.RankIsolation``) and may take up to the per-config timeout."""
+    return dist.new_group(backend="gloo", timeout=dt.timedelta(seconds=timeout_s))
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (for the next group's rendezvous on rank 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -7,8 +7,10 @@ Two ways in, one code path:
   harness.execution.distributed CONFIG.json OUTDIR`` and reads back rank 0's record.
 - Under a launcher the user started (multi-node torchrun, SLURM ``srun``), ``trainmark run``
   itself finds ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` (or SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``/
-  ``SLURM_LOCALID`` with ``MASTER_ADDR`` set), joins the process group and runs every config
-  data-parallel; rank 0 alone writes results.
+  ``SLURM_LOCALID`` in an srun step), meets the other ranks and runs every config
+  data-parallel, each config's ranks in fresh workers with a process group of their own
+  (``execution.isolation.RankIsolation``; ``--isolation none``: in the launched processes);
+  rank 0 alone writes results.
 
 Each rank trains ``batch_size`` samples per step (the global batch is ``batch_size x nproc``);
 throughput is global (all ranks) and each timed region lasts as long as its slowest rank. The

@@ -228,6 +228,80 @@ class ProcessIsolation:
         return rec
 
 
+def _run_rank(send: Connection, config: dict[str, Any], run_id: str, data_dir: str,
+              download: bool, peaks: Peaks, profile_dir: str | None,
+              rank_env: dict[str, str]) -> None:
+    """One rank of one config, in a fresh worker: join this config's own process group (the
+    rendezvous port rank 0 chose), measure, leave."""
+    from harness.core import dist
+
+    os.environ.update(rank_env)
+    # torchrun's rank 0 would otherwise wait for its agent's store instead of hosting one
+    os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+    cfg = RunConfig(**config)
+    dist.init(cfg.device.split(":")[0])
+    try:
+        runner = Runner(run_id=run_id, data_dir=data_dir, download=download, peaks=peaks,
+                        isolation="process", profile_dir=profile_dir)
+        send.send(("started", runner.base_record(cfg)))
+        rec = runner.run(cfg)
+    finally:
+        dist.shutdown()
+    send.send(("done", rec))
+
+
+class RankIsolation:
+    """Under an external launcher (srun, a multi-node torchrun): each config's ranks run in
+    fresh workers, one per launched process, which join a process group of their own for that
+    config and leave it. So a distributed config keeps what a single-process one has: a fresh
+    allocator, autotuning and compile state, its own ``timeout_s`` (the worker is killed with
+    its process tree and the config recorded ``timeout``), and a crash that is a record. The
+    launcher's processes never touch a device; between configs they meet in a gloo group whose
+    collectives wait longer than a config may take. Every rank returns a record; rank 0's is
+    the config's, marked failed when another rank's worker failed."""
+
+    def __init__(self, run_id: str, data_dir: str = "data", download: bool = False,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, peaks: Peaks | None = None,
+                 profile_dir: str | None = None) -> None:
+        from harness.core import dist
+
+        self.run_id, self.data_dir, self.download = run_id, data_dir, download
+        self.timeout_s = timeout_s
+        self.peaks = dict(peaks or {})
+        self.profile_dir = profile_dir
+        self.group = dist.sync_group(timeout_s + 300)  # a config's limit, and its teardown
+
+    def run(self, cfg: RunConfig) -> dict[str, object]:
+        from harness.core import dist
+
+        started = time.perf_counter()
+        port = dist.gather(dist.free_port() if dist.rank() == 0 else None, self.group)[0]
+        end = _call(_run_rank, (dataclasses.asdict(cfg), self.run_id, self.data_dir,
+                                self.download, self.peaks, self.profile_dir,
+                                {"MASTER_PORT": str(port)}), self.timeout_s)
+        done = [m for kind, m in end.messages if kind == "done"]
+        if done:
+            rec = dict(done[0])
+        else:
+            base = next((m for kind, m in end.messages if kind == "started"), None)
+            rec = dict(base) if base else bare_record(cfg, self.run_id)
+            if end.timed_out:
+                rec.update(status="timeout", error=f"no record within {self.timeout_s:g} s; "
+                                                    "the rank's worker was killed")
+            else:
+                why, last = _died(end.exitcode, end), end.last_line
+                rec.update(status="crashed", error=f"{why}: {last}" if last else why)
+        outcomes = dist.gather((rec.get("status"), rec.get("error")), self.group)
+        failed = [(r, o) for r, o in enumerate(outcomes) if r and o[0] != "ok"]  # type: ignore[index]
+        if rec.get("status") == "ok" and failed:
+            r, (status, error) = failed[0]
+            rec.update(status="error" if status == "error" else status,
+                       error=f"rank {r}: {status}: {error}"[:300])
+        rec["isolation"] = "process"
+        rec["wall_time_s"] = time.perf_counter() - started
+        return rec
+
+
 def measure_peaks_isolated(configs: list[RunConfig], timeout_s: float = 600.0) -> Peaks:
     """``prepare_peaks`` in a worker, so the parent never opens a device itself."""
     end = _call(_measure_peaks, ([dataclasses.asdict(c) for c in configs],), timeout_s)

@@ -18,7 +18,11 @@ from harness.core.config import CONFIG_FIELDS, RunConfig, record_key
 from harness.core.runner import Runner
 from harness.execution.batch_search import searching
 from harness.execution.distributed import run_config
-from harness.execution.isolation import ProcessIsolation, measure_peaks_isolated
+from harness.execution.isolation import (
+    ProcessIsolation,
+    RankIsolation,
+    measure_peaks_isolated,
+)
 from harness.execution.peaks import prepare_peaks
 
 _NPROC = CONFIG_FIELDS.index("nproc")
@@ -62,15 +66,17 @@ def config_runner(isolation: str, configs: list[RunConfig], *, run_id: str, data
                   download: bool, timeout_s: float, quiet: bool = False,
                   profile_dir: str | None = None) -> Measure:
     """How each config of the sweep is measured, its device peaks prepared first:
-    ``process``, a fresh worker per config (``execution.isolation``); ``none``, this process
-    (debugging, the overhead benchmark, and ranks under an external launcher). A config with
+    ``process``, a fresh worker per config (``execution.isolation``), and under an external
+    launcher (srun, multi-node torchrun) a fresh worker per rank and config, in a process
+    group of its own; ``none``, this process (debugging, the overhead benchmark). A config with
     ``--batch-sizes max`` first has its batch size found by probes (``execution.batch_search``)
     made the same way, one worker each, and never profiled."""
-    if isolation == "process" and not dist.active():
-        peaks = measure_peaks_isolated(configs)
-        measure: Measure = ProcessIsolation(run_id, data_dir, download, timeout_s, peaks,
-                                            profile_dir=profile_dir).run
-        probe = ProcessIsolation(run_id, data_dir, download, timeout_s, peaks).run
+    if isolation == "process":
+        peaks = measure_peaks_isolated(configs)  # each rank its own node's
+        kind = RankIsolation if dist.active() else ProcessIsolation
+        measure: Measure = kind(run_id, data_dir, download, timeout_s, peaks,
+                                profile_dir=profile_dir).run
+        probe = kind(run_id, data_dir, download, timeout_s, peaks).run
     else:
         runner = Runner(run_id=run_id, data_dir=data_dir, download=download,
                         peaks=prepare_peaks(configs, quiet=quiet), profile_dir=profile_dir)
