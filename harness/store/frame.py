@@ -7,61 +7,123 @@ those dtypes whatever subset of files (or fields) it reads; extra fields follow 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from harness.errors import UserError
-from harness.schema import COLUMNS
-from harness.store.jsonl import iter_records
+from harness.store.jsonl import iter_records, read_records
+from harness.store.table import records_to_frame, select_columns
 
-
-def records_to_frame(records: list[dict[str, object]]) -> pd.DataFrame:
-    """Records -> DataFrame with the stable ``COLUMNS`` (and dtypes) first, extras after."""
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
-    extras = [c for c in frame.columns if c not in COLUMNS]
-    out = pd.DataFrame(index=range(len(frame)))
-    for col, dtype in COLUMNS.items():
-        values = frame[col] if col in frame.columns else pd.Series([None] * len(frame))
-        if dtype == "object":
-            out[col] = values.astype("object").where(values.notna(), None)
-        else:
-            try:
-                out[col] = pd.array(values.where(values.notna(), None).tolist(), dtype=dtype)
-            except (TypeError, ValueError) as exc:
-                raise UserError(
-                    f"results field {col!r} holds a value that is not {dtype}: {exc}"
-                ) from None
-    for col in extras:
-        out[col] = frame[col].astype("object")
-    return out
+# Files smaller than this together are parsed on every read; larger ones go through the cache.
+CACHE_MIN_BYTES = 4 * 2**20
+# Columns that no comparison or report reads and that weigh most of a record (the loss curve is
+# ~800 of a CPU record's ~3,700 bytes): ``load_side`` leaves them out.
+HEAVY_COLUMNS = ("loss_curve",)
 
 
 def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                 columns: Sequence[str] | None = None) -> pd.DataFrame:
+                 columns: Sequence[str] | None = None, *, exclude: Collection[str] = (),
+                 file_source: bool = False) -> pd.DataFrame:
     """Read one or more results files into one DataFrame (see ``COLUMNS``), rows in file order
-    then line order; ``source`` is the file a record came from unless the record names one.
+    then line order; ``source`` is the file a record came from unless the record names one
+    (``file_source``: always the file).
 
     ``columns`` selects the columns a caller needs, in that order (each with its ``COLUMNS``
     dtype; a field no record has is all null; one outside ``COLUMNS`` is ``object``); None
-    gives every column, ``COLUMNS`` first and then the extra fields."""
+    gives every column, ``COLUMNS`` first and then the extra fields, less those in ``exclude``
+    (e.g. ``HEAVY_COLUMNS``). Large inputs are read through the Parquet cache of
+    ``store.columnar`` (the same frame, faster; only the asked columns are read)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    frame = records_to_frame(list(iter_records(paths)))
+    paths = list(paths)
+    frame = None
+    if _worth_caching(paths):
+        from harness.store import columnar
+
+        root = columnar.cache_root()
+        if root is not None:
+            try:
+                frame = columnar.read(paths, columns, root, exclude=exclude,
+                                      file_source=file_source)
+            except PermissionError:  # a cache we may not write: parse, as small reads do
+                frame = None
+    if frame is None:
+        records = list(iter_records(paths))
+        if file_source:
+            for rec, path in zip(records, _file_of_each(paths), strict=True):
+                rec["source"] = path
+        frame = records_to_frame(records)
+        if columns is None:
+            frame = frame.drop(columns=[c for c in exclude if c in frame.columns])
     return frame if columns is None else select_columns(frame, columns)
 
 
-def select_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """``frame``'s ``columns`` in that order; absent ones all null with their stable dtype."""
-    out = pd.DataFrame(index=frame.index)
-    for col in columns:
-        if col in frame.columns:
-            out[col] = frame[col]
+def _file_of_each(paths: list[str | os.PathLike[str]]) -> Iterator[str]:
+    for path in paths:
+        for _ in read_records(path):
+            yield str(path)
+
+
+def load_lenient(paths: Sequence[str | os.PathLike[str]], *, exclude: Collection[str] = (),
+                 ) -> tuple[pd.DataFrame, list[str]]:
+    """What ``trainmark report`` reads: the records of every readable file (``source`` the
+    file), and one line per file (or torn line) that was skipped. ``UserError`` only when
+    nothing is readable. Large inputs that are all readable go through the cache at once."""
+    if _worth_caching(list(paths)):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                frame = load_results(paths, exclude=exclude, file_source=True)
+        except UserError:
+            pass  # one bad file: sort them out one by one below
         else:
-            dtype = COLUMNS.get(col, "object")
-            out[col] = pd.Series([None] * len(frame), index=frame.index, dtype=dtype)
-    return out
+            skipped = [str(w.message) for w in caught]
+            counted = set(frame["source"]) if "source" in frame.columns else set()
+            skipped += [f"{p}: no records" for p in paths if str(p) not in counted]
+            if counted:
+                return frame, skipped
+    records: list[dict[str, object]] = []
+    skipped = []
+    for path in paths:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                recs = read_records(path)
+            skipped += [str(w.message) for w in caught]  # torn last lines: said, not hidden
+            if not recs:
+                skipped.append(f"{path}: no records")
+                continue
+            for rec in recs:
+                rec["source"] = str(path)  # the file it came from, whatever the record claims
+            try:
+                records_to_frame(recs)  # type-check this file alone, so the others survive it
+            except UserError as exc:
+                raise UserError(f"{path}: {exc}") from None
+        except UserError as exc:
+            skipped.append(str(exc))
+            continue
+        records.extend(recs)
+    if not records:
+        raise UserError("no readable results: " + "; ".join(skipped))
+    frame = records_to_frame(records)
+    return frame.drop(columns=[c for c in exclude if c in frame.columns]), skipped
+
+
+def _worth_caching(paths: list[str | os.PathLike[str]]) -> bool:
+    """Whether the files are large enough for the Parquet cache (``store.columnar``) to pay:
+    below ``CACHE_MIN_BYTES`` parsing them is as quick as reading the cache."""
+    total = 0
+    for p in paths:
+        try:
+            total += os.stat(p).st_size
+        except OSError:
+            return False  # parsing says what is wrong with it
+        if total >= CACHE_MIN_BYTES:
+            return True
+    return False
 
 
 def export(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -97,9 +159,10 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 def load_side(paths: Iterable[str | os.PathLike[str]], name: str,
               columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Records of files or directories, for one side of a comparison; ``UserError`` if none."""
+    """Records of files or directories, for one side of a comparison (without
+    ``HEAVY_COLUMNS``); ``UserError`` if none."""
     paths = list(paths)
-    frame = load_results(expand_paths(paths), columns)
+    frame = load_results(expand_paths(paths), columns, exclude=HEAVY_COLUMNS)
     if frame.empty:
         raise UserError(f"{name}: no records in {', '.join(str(p) for p in paths)}")
     return frame
