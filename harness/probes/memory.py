@@ -13,10 +13,23 @@ from collections.abc import Mapping
 
 import torch
 
+# The allocator's event counters that ``reset_peak_memory_stats`` leaves running over the
+# process's life; read at each reset so a config's figures count its own events only.
+COUNTERS = ("num_alloc_retries", "num_ooms")
+_counted_at_reset: dict[int, dict[str, int]] = {}
+
 
 def reset_peak_memory(device: torch.device) -> None:
+    """Restart the allocator's peaks, and the retry/OOM counts from here (torch's reset clears
+    the peaks only: after one OOM probe every later in-process record would show one)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        stats = torch.cuda.memory_stats(device)
+        _counted_at_reset[_index(device)] = {k: int(stats.get(k, 0)) for k in COUNTERS}
+
+
+def _index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def peak_memory(device: torch.device) -> tuple[int | None, int | None]:
@@ -47,14 +60,16 @@ def share_pct(part: int | None, whole: int | None) -> float | None:
     return 100.0 * part / whole
 
 
-def allocator_fields(stats: Mapping[str, int], capacity: int | None) -> dict[str, object]:
+def allocator_fields(stats: Mapping[str, int], capacity: int | None,
+                     since: Mapping[str, int] | None = None) -> dict[str, object]:
     """The CUDA caching allocator's figures as torchtitan logs them, from
     ``torch.cuda.memory_stats()`` since the last peak reset: peak *active* memory (bytes in
     live blocks, including the unused tail of a rounded-up block, so a little above
     ``max_memory_allocated``), peak reserved (segments held from the driver), both in GiB and
     as a percentage of the device's ``capacity``; and how often an allocation had to free
     cached blocks and retry (``alloc_retries``: fragmentation, memory pressure) or failed
-    outright (``alloc_ooms``)."""
+    outright (``alloc_ooms``), counted from ``since`` (the counters at the last reset)."""
+    since = since or {}
     active = stats.get("active_bytes.all.peak")
     reserved = stats.get("reserved_bytes.all.peak")
     return {
@@ -63,9 +78,14 @@ def allocator_fields(stats: Mapping[str, int], capacity: int | None) -> dict[str
         "peak_memory_active_pct": share_pct(active, capacity),
         "peak_memory_reserved_gib": None if reserved is None else reserved / GIB,
         "peak_memory_reserved_pct": share_pct(reserved, capacity),
-        "alloc_retries": stats.get("num_alloc_retries"),
-        "alloc_ooms": stats.get("num_ooms"),
+        "alloc_retries": _since(stats, since, "num_alloc_retries"),
+        "alloc_ooms": _since(stats, since, "num_ooms"),
     }
+
+
+def _since(stats: Mapping[str, int], since: Mapping[str, int], key: str) -> int | None:
+    value = stats.get(key)
+    return None if value is None else int(value) - int(since.get(key, 0))
 
 
 def device_memory_fields(device: torch.device) -> dict[str, object]:
@@ -74,7 +94,8 @@ def device_memory_fields(device: torch.device) -> dict[str, object]:
     if device.type == "cuda":
         capacity = torch.cuda.get_device_properties(device).total_memory
         return {"device_memory_capacity_bytes": capacity,
-                **allocator_fields(torch.cuda.memory_stats(device), capacity)}
+                **allocator_fields(torch.cuda.memory_stats(device), capacity,
+                                   _counted_at_reset.get(_index(device)))}
     return {"device_memory_capacity_bytes": host_memory_bytes() if device.type == "cpu"
             else None}
 
