@@ -258,24 +258,26 @@ def regressions(history: Sequence[Series]) -> list[tuple[Series, Step]]:
 
 
 def runner_steps(history: Sequence[Series]) -> list[tuple[Series, Step]]:
-    """Steps of one runner's series (``by_runner``) that its pooled series has not: no pooled
-    step of the same verdict whose commit range meets the runner step's. Largest first."""
-    pooled = {(s.metric, s.machine, tuple(s.config.items())): s for s in history
-              if s.host is None}
-    out = []
+    """Steps of one runner's own series (``by_runner``) that none of the other runners of the
+    same machine, config and metric has: no step of the same verdict whose commit range meets
+    this one's in any sibling's series. Largest first. A code change moves every runner; a
+    step of one runner alone is the runner (the pooled series may show it at half size)."""
+    siblings: dict[tuple, list[Series]] = {}
     for s in history:
-        if s.host is None:
-            continue
-        mine = pooled.get((s.metric, s.machine, tuple(s.config.items())))
-        when = {p.commit: p.time for p in s.points}
-        for st in s.steps:
-            lo, hi = when[st.earliest], when[st.latest]
-            shared = mine is not None and any(
-                other.verdict == st.verdict
-                and _time_of(mine, other.earliest) <= hi and lo <= _time_of(mine, other.latest)
-                for other in mine.steps)
-            if not shared:
-                out.append((s, st))
+        if s.host is not None:
+            siblings.setdefault((s.metric, s.machine, tuple(s.config.items())), []).append(s)
+    out = []
+    for group in siblings.values():
+        for s in group:
+            when = {p.commit: p.time for p in s.points}
+            for st in s.steps:
+                lo, hi = when[st.earliest], when[st.latest]
+                shared = any(
+                    other.verdict == st.verdict and _time_of(o, other.earliest) <= hi
+                    and lo <= _time_of(o, other.latest)
+                    for o in group if o is not s for other in o.steps)
+                if not shared:
+                    out.append((s, st))
     return sorted(out, key=lambda pair: -abs(pair[1].change))
 
 

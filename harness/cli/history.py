@@ -57,25 +57,32 @@ def cmd_history(args: argparse.Namespace) -> int:
         raise UserError(f"--min-segment must be >= 1, got {args.min_segment}")
     writable_dir("--out", args.out)
 
-    from harness.analysis.history import build_history, regressions
+    from harness.analysis.history import HISTORY_COLUMNS, build_history, regressions, runner_steps
     from harness.render.history import write_history
     from harness.store.frame import expand_paths, load_results
 
     paths = expand_paths(args.results)
-    history = build_history(load_results(paths), metrics, threshold=threshold, alpha=alpha,
-                            min_segment=args.min_segment)
+    # Runners of one kind of machine are pooled; each one's own series shows a runner that
+    # alone got slower (analysis.history, "Runners are pooled").
+    everything = build_history(load_results(paths, HISTORY_COLUMNS), metrics,
+                               threshold=threshold, alpha=alpha, min_segment=args.min_segment,
+                               by_runner=True)
+    history = [s for s in everything if s.host is None]
     path = write_history(history, Path(args.out), threshold=threshold, alpha=alpha,
                          min_segment=args.min_segment, sources=[str(p) for p in paths])
     regs = regressions(history)
+    alone = runner_steps(everything)
     if args.format == "json":  # every step, improvements too, for tools
-        print(json.dumps([{"config": s.config, "machine": s.machine, "metric": s.metric,
+        steps = [(s, st) for s in history for st in s.steps] + alone
+        print(json.dumps([{"config": s.config, "machine": s.machine, "host": s.host,
+                           "metric": s.metric,
                            "verdict": st.verdict, "last_good": st.last_before,
                            "first_changed": st.first_after,
                            "first_changed_range": [st.earliest, st.latest],
                            "range_commits": st.candidates, "before": st.before,
                            "after": st.after, "change": st.change, "p_value": st.p_value,
                            "p_adjusted": st.p_adjusted}
-                          for s in history for st in s.steps], indent=2, default=str))
+                          for s, st in steps], indent=2, default=str))
     else:
         from harness.render.figures import series_label
 
@@ -87,6 +94,12 @@ def cmd_history(args: argparse.Namespace) -> int:
             print(f"REGRESSION {series_label(s.config)} {s.metric} {st.change:+.1%} between "
                   f"{st.last_before[:12]} and {st.first_after[:12]} (p={st.p_adjusted:.2g})"
                   + where)
-        print(f"{len(regs)} regression steps in {len(history)} series")
+        for s, st in alone:
+            print(f"RUNNER {s.host}: {series_label(s.config)} {s.metric} {st.change:+.1%} "
+                  f"between {st.last_before[:12]} and {st.first_after[:12]} "
+                  f"(p={st.p_adjusted:.2g}) on this runner alone: the other runners of "
+                  f"{s.machine} did not change (the runner, not the code?)")
+        print(f"{len(regs)} regression steps in {len(history)} series"
+              + (f"; {len(alone)} steps of one runner alone" if alone else ""))
     print(f"history: {path} and {path.with_name('history.md')}", file=sys.stderr)
     return 0
