@@ -72,9 +72,28 @@ GPU_PEAKS: tuple[GpuPeak, ...] = (
 )
 
 
+# A MIG slice's profile, as NVML names it: "NVIDIA H100 80GB HBM3 MIG 1g.10gb" is one of the
+# GPU's 7 compute slices (A100 and H100 alike), so its peak is 1/7 of the whole GPU's.
+MIG_PROFILE = re.compile(r"\bMIG\s+(\d+)g\.\d+gb", re.IGNORECASE)
+MIG_SLICES = 7
+
+
 def lookup_gpu(device_name: str) -> GpuPeak | None:
-    """The table entry whose pattern occurs in ``device_name`` (first match), else None."""
+    """The table entry whose pattern occurs in ``device_name`` (first match), else None. A MIG
+    slice gets its share of the GPU's peak (``Ng`` of 7 compute slices); a MIG name without a
+    readable profile gets None, not the whole GPU's peak (an MFU several times too low)."""
     for entry in GPU_PEAKS:
         if re.search(entry.pattern, device_name, flags=re.IGNORECASE):
-            return entry
-    return None
+            break
+    else:
+        return None
+    if not re.search(r"\bMIG\b", device_name, flags=re.IGNORECASE):
+        return entry
+    profile = MIG_PROFILE.search(device_name)
+    if profile is None or not 1 <= int(profile.group(1)) <= MIG_SLICES:
+        return None
+    share = int(profile.group(1)) / MIG_SLICES
+    return dataclasses.replace(
+        entry, name=f"{entry.name} MIG {profile.group(1)}g",
+        tflops={k: None if v is None else v * share for k, v in entry.tflops.items()},
+        source=f"{entry.source}, x {profile.group(1)}/{MIG_SLICES} (MIG compute slices)")
