@@ -63,8 +63,10 @@ def submitted(out: Path) -> list[dict]:
 def swept(slurm_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("fleet")
     out = root / "fl"
+    # --shared: both partitions are this one node; whole-node jobs would run one after the
+    # other (the whole-node request is tested in test_fleet_sbatch.py and test_multinode.py).
     argv = fleet_cmd("--partitions", ",".join(PARTITIONS), *TINY, "--out-dir", str(out),
-                     "--poll", "1")
+                     "--poll", "1", "--shared")
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

@@ -34,7 +34,7 @@ EXECUTORS = ("slurm", "local")  # execution.executor.EXECUTORS, named here for a
 DEFAULT_TIME_LIMIT_MIN = 60
 DEFAULT_POLL_S = 5.0
 DEFAULT_TIMEOUT_S = 1800.0  # execution.isolation.DEFAULT_TIMEOUT_S
-SLURM_ONLY = ("constraint", "exclude", "account", "qos", "sbatch", "each_node")
+SLURM_ONLY = ("constraint", "exclude", "account", "qos", "sbatch", "each_node", "wckey")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -73,7 +73,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-node", type=int, metavar="N",
                    help="GPUs each job asks for (default: --nproc's count where the partition's "
                         "nodes have GPUs and a device wants one, else 0)")
-    p.add_argument("--cpus-per-task", type=int, metavar="N", help="CPUs per task (rank)")
+    p.add_argument("--cpus-per-task", type=int, metavar="N",
+                   help="CPUs per task (rank) (default: the node's CPUs shared by its tasks)")
+    p.add_argument("--shared", action="store_true",
+                   help="do not take whole nodes: no --exclusive, no --mem=0, CPUs per task "
+                        "only with --cpus-per-task (default: each job has its node to itself, "
+                        "as timing needs)")
+    p.add_argument("--wckey", help="Slurm --wckey (default: none)")
     p.add_argument("--constraint", help="Slurm --constraint (node features)")
     p.add_argument("--exclude", help="Slurm --exclude: nodes not to use, e.g. bad nodes")
     p.add_argument("--account", help="Slurm --account")
@@ -150,6 +156,7 @@ def build_request(args: argparse.Namespace):
     job = JobRequest(name="trainmark", partition="", time_limit_min=args.time_limit,
                      cpus_per_task=args.cpus_per_task, constraint=args.constraint,
                      exclude=args.exclude, account=args.account, qos=args.qos,
+                     whole_node=not args.shared, wckey=args.wckey,
                      sbatch=tuple(args.sbatch), setup=tuple(args.setup), python=args.python)
     return FleetRequest(out_dir=out_dir, partitions=tuple(partitions), settings=settings,
                         run_argv=tuple(run_argv), job=job, executor=args.executor,

@@ -50,7 +50,12 @@ class JobRequest:
     nodes: int = 1
     tasks_per_node: int = 1  # one task per rank: a DDP job has one per GPU
     gpus_per_node: int = 0
-    cpus_per_task: int | None = None
+    cpus_per_task: int | None = None  # None: the node's CPUs shared by its tasks (whole_node)
+    # A timing job takes the whole node (--exclusive, all its memory: --mem=0), so no other
+    # job adds noise to its figures and Slurm's defaults (one core a task, DefMemPerCPU)
+    # neither starve its ranks nor kill a big build. False: ask only for what is set here.
+    whole_node: bool = True
+    wckey: str | None = None  # none unless given: clusters that enforce wckeys reject others
     time_limit_min: int = 60
     nodelist: str | None = None  # pin the job to a node (fleet --each-node)
     constraint: str | None = None
@@ -80,6 +85,7 @@ class Partition:
     nodes: tuple[str, ...]
     gpus_per_node: int  # the fewest GPUs any of its nodes has (0: none)
     time_limit_min: int | None  # None: no limit
+    cpus_per_node: int | None = None  # the fewest CPUs any of its nodes has (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -166,23 +172,27 @@ class SlurmEngine:
     def partitions(self, names: Sequence[str]) -> dict[str, Partition]:
         """The partitions called ``names``, from ``sinfo``; ``UserError`` naming the ones it
         lists when a name is unknown."""
-        proc = _run(["sinfo", "-h", "-N", "-o", "%P|%N|%G|%l"])
+        proc = _run(["sinfo", "-h", "-N", "-o", "%P|%N|%G|%l|%c"])
         nodes: dict[str, list[str]] = {}
         gpus: dict[str, list[int]] = {}
+        cpus: dict[str, list[int]] = {}
         limits: dict[str, int | None] = {}
         for line in proc.stdout.splitlines():
-            part, node, gres, limit = (line.split("|") + ["", "", ""])[:4]
+            part, node, gres, limit, ncpu = (line.split("|") + ["", "", "", ""])[:5]
             part = part.rstrip("*")  # sinfo marks the default partition
             nodes.setdefault(part, [])
             if node not in nodes[part]:
                 nodes[part].append(node)
                 gpus.setdefault(part, []).append(_gpus(gres))
+                if ncpu.strip().isdigit():
+                    cpus.setdefault(part, []).append(int(ncpu))
             limits[part] = _minutes(limit)
         unknown = [n for n in names if n not in nodes]
         if unknown:
             raise UserError(f"unknown partition {unknown[0]!r}; sinfo lists: "
                             f"{', '.join(nodes) or 'none'}")
-        return {n: Partition(n, tuple(nodes[n]), min(gpus[n]), limits[n]) for n in names}
+        return {n: Partition(n, tuple(nodes[n]), min(gpus[n]), limits[n],
+                             min(cpus[n]) if cpus.get(n) else None) for n in names}
 
     def submit(self, fn: Callable[[dict], int], spec: dict, request: JobRequest) -> str:
         """Submit ``fn(spec)`` as one job; its id."""
@@ -190,19 +200,7 @@ class SlurmEngine:
 
         ex = submitit.SlurmExecutor(folder=str(self.folder / "%j"), max_num_timeout=0,
                                     python=request.python)
-        params: dict[str, Any] = {
-            "job_name": request.name, "partition": request.partition,
-            "time": request.time_limit_min, "nodes": request.nodes,
-            "ntasks_per_node": request.tasks_per_node,
-        }
-        optional = {"gpus_per_node": request.gpus_per_node or None,
-                    "cpus_per_task": request.cpus_per_task, "nodelist": request.nodelist,
-                    "constraint": request.constraint, "exclude": request.exclude,
-                    "account": request.account, "qos": request.qos,
-                    "setup": list(request.setup) or None,
-                    "additional_parameters": parse_sbatch_options(request.sbatch) or None}
-        params.update({k: v for k, v in optional.items() if v is not None})
-        ex.update_parameters(**params)
+        ex.update_parameters(**slurm_parameters(request))
         try:
             return str(ex.submit(fn, spec).job_id)
         except Exception as exc:  # sbatch refused the job: the whole message is the answer
@@ -213,7 +211,9 @@ class SlurmEngine:
         """State of each job; ``GONE`` for one Slurm no longer lists; None when Slurm does not
         answer (nothing can be concluded this time)."""
         try:
-            proc = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T|%r|%N"])
+            # --me: this user's jobs only; a poll every few seconds must not list a whole
+            # cluster's queue (-t all: finished jobs too, while slurmctld keeps them)
+            proc = _run(["squeue", "-h", "--me", "-t", "all", "-o", "%i|%T|%r|%N"])
         except (OSError, subprocess.SubprocessError):
             return None
         if proc.returncode != 0:
@@ -234,6 +234,33 @@ class SlurmEngine:
     def cancel(self, job_ids: Sequence[str]) -> None:
         if job_ids:
             _run(["scancel", *job_ids])
+
+
+def slurm_parameters(request: JobRequest) -> dict[str, Any]:
+    """``submitit.SlurmExecutor`` parameters for ``request``. ``wckey`` is None unless given
+    (submitit's default, "submitit", is refused where wckeys are enforced); a whole-node job
+    asks ``--exclusive`` and ``--mem=0``; CPUs per task are exported as
+    ``SRUN_CPUS_PER_TASK``, without which srun of Slurm 22.05-23.02 gives each task one CPU
+    whatever sbatch was asked."""
+    params: dict[str, Any] = {
+        "job_name": request.name, "partition": request.partition,
+        "time": request.time_limit_min, "nodes": request.nodes,
+        "ntasks_per_node": request.tasks_per_node, "wckey": request.wckey,
+    }
+    setup = list(request.setup)
+    if request.cpus_per_task:
+        setup.insert(0, f"export SRUN_CPUS_PER_TASK={request.cpus_per_task}")
+    optional = {"gpus_per_node": request.gpus_per_node or None,
+                "cpus_per_task": request.cpus_per_task, "nodelist": request.nodelist,
+                "constraint": request.constraint, "exclude": request.exclude,
+                "account": request.account, "qos": request.qos,
+                "setup": setup or None}
+    # As sbatch options (submitit would convert a mem figure to "0GB"); --sbatch overrides.
+    whole = {"exclusive": True, "mem": "0"} if request.whole_node else {}
+    extra = {**whole, **parse_sbatch_options(request.sbatch)}
+    optional["additional_parameters"] = extra or None
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
 
 
 _EPITAPHS = (("DUE TO TIME LIMIT", "TIMEOUT"), ("DUE TO NODE FAILURE", "NODE_FAIL"),

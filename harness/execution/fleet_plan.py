@@ -123,6 +123,14 @@ def _gpus(request: FleetRequest, part: Partition, tasks: int) -> int:
     return min(part.gpus_per_node, tasks) if wants and part.gpus_per_node else 0
 
 
+def _cpus(job: JobRequest, part: Partition, tasks: int) -> int | None:
+    """CPUs per task: as given; for a whole-node job the node's CPUs shared by its tasks
+    (Slurm's default of one a task starves ranks that run data loaders and threads)."""
+    if job.cpus_per_task or not job.whole_node or not part.cpus_per_node:
+        return job.cpus_per_task
+    return max(1, part.cpus_per_node // tasks)
+
+
 def plan(request: FleetRequest, partitions: dict[str, Partition]) -> list[SlotPlan]:
     """One ``SlotPlan`` per partition x shape (x node): its configs and what is left to run.
     ``UserError`` (before anything is written) for a device or time limit the partition
@@ -148,6 +156,7 @@ def plan(request: FleetRequest, partitions: dict[str, Partition]) -> list[SlotPl
                 job = dataclasses.replace(request.job, name=f"trainmark-{slot.name}",
                                           partition=name, nodes=request.nodes,
                                           tasks_per_node=tasks, gpus_per_node=gpus,
+                                          cpus_per_task=_cpus(request.job, part, tasks),
                                           nodelist=node or request.job.nodelist)
                 argv = [*request.run_argv, "--nproc", "1", "--out", str(results.resolve()),
                         "--resume", "--no-report", "--timeout", f"{request.timeout_s:g}"]
