@@ -63,7 +63,8 @@ class Prepared:
 def float8_filter(model: nn.Module) -> Callable[[nn.Module, str], bool]:
     """Which linear layers float8 converts: not the output head (the last linear layer:
     its vocabulary-wide matmul stays in bf16, as torchtitan keeps ``output`` out), and only
-    layers whose sizes are multiples of 16."""
+    layers whose sizes are multiples of 16. (The tokens a step feeds them, batch x seq_len,
+    must be one too: ``check_float8_tokens`` refuses the config on its first training step.)"""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     head = linears[-1] if linears else None
 
@@ -76,6 +77,36 @@ def float8_filter(model: nn.Module) -> Callable[[nn.Module, str], bool]:
     return convert
 
 
+def float8_tokens_error(tokens: int) -> str | None:
+    """Why a training step of ``tokens`` rows (batch x seq_len) cannot run in float8, or None:
+    the weight gradient's float8 matmul (grad_out^T @ input) runs over the tokens, and
+    ``torch._scaled_mm`` needs that size a multiple of 16."""
+    if tokens % FLOAT8_MULTIPLE:
+        return (f"float8 training needs batch x seq_len to be a multiple of {FLOAT8_MULTIPLE} "
+                f"(the weight gradient's matmul runs over the tokens); this step has {tokens}")
+    return None
+
+
+def check_float8_tokens(model: nn.Module) -> None:
+    """Refuse, on the first training forward, a step whose token count float8's backward
+    cannot take (``unavailable`` with the reason, instead of a cuBLAS error in the backward);
+    the check removes itself once a training step has passed it."""
+    handles = []
+
+    def check(module: nn.Module, args: tuple) -> None:
+        if not (module.training and torch.is_grad_enabled() and args):
+            return
+        why = float8_tokens_error(args[0].shape[:-1].numel())
+        if why:
+            raise Unavailable(why)
+        for h in handles:
+            h.remove()
+
+    for m in model.modules():
+        if type(m).__name__ == "Float8Linear":
+            handles.append(m.register_forward_pre_hook(check))
+
+
 def convert_float8(model: nn.Module, *, fsdp: bool, emulate: bool = False) -> int:
     """Swap ``model``'s linear layers (``float8_filter``) for torchao's ``Float8Linear`` in
     place; the number converted. ``emulate`` computes the float8 casts and matmuls in higher
@@ -86,6 +117,7 @@ def convert_float8(model: nn.Module, *, fsdp: bool, emulate: bool = False) -> in
         raise Unavailable(f"{TORCHAO_MISSING} ({exc})") from None
     config = Float8LinearConfig(enable_fsdp_float8_all_gather=fsdp, emulate=emulate)
     convert_to_float8_training(model, config=config, module_filter_fn=float8_filter(model))
+    check_float8_tokens(model)
     return sum(type(m).__name__ == "Float8Linear" for m in model.modules())
 
 
