@@ -102,3 +102,23 @@ def test_real_torchrun_tree_is_killed(tmp_path, monkeypatch):
     assert len(pids) == 2
     time.sleep(0.5)
     assert all(gone(p) for p in pids)
+
+
+def test_fsdp_ranks_on_cuda_get_expandable_segments(tmp_path, monkeypatch):
+    """As torchtitan's launcher sets it (issue 29 item 9); the user's own setting wins. The
+    stand-in launcher reports its environment: no GPU is needed to see what ranks get."""
+    seen = tmp_path / "conf"
+    monkeypatch.setattr(distributed, "torchrun_command", lambda cfg, spec, out: [
+        sys.executable, "-c", "import os, sys; open(sys.argv[1], 'w').write("
+        "os.environ.get('PYTORCH_CUDA_ALLOC_CONF', 'unset'))", str(seen)])
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+    fsdp = RunConfig(model="llama3-debug", dataset="synthetic-tokens", device="cuda:0",
+                     parallel="fsdp", nproc=2)
+    distributed.launch(fsdp, str(tmp_path), False, "run", timeout_s=60)
+    assert seen.read_text() == "expandable_segments:True"
+    distributed.launch(RunConfig(model="convnet", dataset="synthetic", nproc=2),
+                       str(tmp_path), False, "run", timeout_s=60)
+    assert seen.read_text() == "unset"  # DDP keeps the allocator's defaults
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:512")
+    distributed.launch(fsdp, str(tmp_path), False, "run", timeout_s=60)
+    assert seen.read_text() == "max_split_size_mb:512"

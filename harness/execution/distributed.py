@@ -58,6 +58,21 @@ def run_config(runner: Runner, cfg: RunConfig,
     return runner.run(cfg)
 
 
+ALLOC_CONF = "PYTORCH_CUDA_ALLOC_CONF"
+EXPANDABLE = "expandable_segments:True"
+
+
+def rank_environment(cfg: RunConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Variables a config's ranks get beyond the launcher's: a sharded (FSDP) config on CUDA
+    runs with the caching allocator's expandable segments, as torchtitan's launcher sets them
+    (its gathers and frees of whole blocks fragment fixed segments), unless the user set the
+    allocator's configuration."""
+    e = os.environ if environ is None else environ
+    if cfg.parallel == "fsdp" and cfg.device.startswith("cuda") and ALLOC_CONF not in e:
+        return {ALLOC_CONF: EXPANDABLE}
+    return {}
+
+
 def torchrun_command(cfg: RunConfig, spec: Path, out_dir: str) -> list[str]:
     """The launcher's command line for one config (its ranks write into ``out_dir``)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
@@ -83,7 +98,8 @@ def launch(cfg: RunConfig, data_dir: str, download: bool, run_id: str,
         cmd = torchrun_command(cfg, spec, tmp)
         limit = timeout_s or dist.collective_timeout_s() * 2 + 120
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": _pythonpath()})
+                                env={**os.environ, **rank_environment(cfg),
+                                     "PYTHONPATH": _pythonpath()})
         try:
             out, err = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:

@@ -234,11 +234,12 @@ def _run_rank(send: Connection, config: dict[str, Any], run_id: str, data_dir: s
     """One rank of one config, in a fresh worker: join this config's own process group (the
     rendezvous port rank 0 chose), measure, leave."""
     from harness.core import dist
+    from harness.execution.distributed import rank_environment
 
-    os.environ.update(rank_env)
+    cfg = RunConfig(**config)
+    os.environ.update({**rank_env, **rank_environment(cfg)})  # before CUDA starts
     # torchrun's rank 0 would otherwise wait for its agent's store instead of hosting one
     os.environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
-    cfg = RunConfig(**config)
     dist.init(cfg.device.split(":")[0])
     try:
         runner = Runner(run_id=run_id, data_dir=data_dir, download=download, peaks=peaks,
