@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "performance over commits with detected steps (HTML + Markdown + PNGs)"),
     "publish": ("harness.cli.publish",
                 "a static, interactive site of every series over commits (works from disk)"),
+    "export": ("harness.cli.export", "stored records into MLflow, one run per record"),
     "compare": ("harness.cli.compare", "regression verdicts: baseline vs candidate results"),
     "explain": ("harness.cli.explain",
                 "which operators changed: two profiled results (run --profile), op by op"),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import inspect
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,7 @@ import pandas as pd
 from harness import __version__
 from harness.analysis.cost import resolve_prices
 from harness.analysis.hardware import machines_named
-from harness.analysis.history import METRICS, build_history
+from harness.analysis.history import HISTORY_COLUMNS, METRICS, build_history
 from harness.core.config import CONFIG_FIELDS
 from harness.errors import UserError
 from harness.render.published import files, payloads
@@ -64,21 +63,16 @@ class PublishSummary:
     seconds: float
 
 
-def needed_columns(metrics: Sequence[str]) -> list[str]:
-    """The record fields the site reads in bulk (the record page reads the files themselves)."""
-    cols = [*CONFIG_FIELDS, *IDENTITY, *KEPT]
-    for metric in metrics:
-        cols.extend(METRICS[metric][0])
+def needed_columns() -> list[str]:
+    """The record fields the site reads in bulk, through the store's columnar reader (the
+    record page's shards copy the files' lines instead)."""
+    cols = [*HISTORY_COLUMNS, *CONFIG_FIELDS, *IDENTITY, *KEPT]
     return [c for c in dict.fromkeys(cols) if c in COLUMNS or c == "source"]
 
 
-def load(paths: Sequence[Path], columns: Sequence[str]) -> pd.DataFrame:
-    """The records' ``columns`` (all of them where the store cannot select columns)."""
-    if "columns" in inspect.signature(load_results).parameters:
-        frame = load_results(paths, columns=list(columns))
-    else:
-        frame = load_results(paths)
-    return frame[[c for c in columns if c in frame.columns]]
+def load(paths: Sequence[Path]) -> pd.DataFrame:
+    """The records' ``needed_columns``; ``source`` is always the file each came from."""
+    return load_results(paths, needed_columns(), file_source=True)
 
 
 def _machines(frame: pd.DataFrame) -> pd.Series:
@@ -158,7 +152,7 @@ def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(
     """Build the site for the records of ``paths`` into ``out``, redoing only what changed
     since the last build there (module docstring)."""
     start = time.perf_counter()
-    frame = load(paths, needed_columns(metrics))
+    frame = load(paths)
     frame = frame[frame["git_commit"].notna()].reset_index(drop=True)
     if frame.empty:
         raise UserError("no records with a git commit in "
