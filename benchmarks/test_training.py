@@ -31,8 +31,9 @@ from models import list_models
 PRECISIONS = ("fp32", "amp")  # amp: bf16 autocast on the CPU, fp16 + GradScaler on CUDA
 # Left out unless asked for: ResNet-18 and the standard workloads take seconds per step on a CPU
 # (benchmarks/standard_models.py measures those).
+# The Llama 3 presets from 1B up: GPU only.
 DEFAULT_EXCLUDED = ("resnet18", "resnet50", "vit_b_16", "gpt2", "llama3.2-1b", "llama3.2-3b",
-                    "llama3.1-8b", "llama3.1-70b")  # the Llama 3 presets from 1B up: GPU only
+                    "llama3.1-8b", "llama3.1-70b", "llama3.1-405b")
 # Samples (sequences for the Transformer) per step: small enough for a CPU runner.
 BATCH_SIZES = {"convnet": 32, "resnet20": 16, "resnet18": 4, "transformer": 4}
 SETTINGS = {"warmup": 2, "steps": 5, "repeats": 3, "eval_samples": 256, "train_samples": 512}

@@ -14,6 +14,7 @@ Presets at the published shapes (Meta's model cards; Hugging Face ``config.json`
 | ``llama3.2-3b`` | 28 | 3,072 | 24 / 8 | 8,192 | yes | 32 | 3,212,749,824 |
 | ``llama3.1-8b`` | 32 | 4,096 | 32 / 8 | 14,336 | no | 8 | 8,030,261,248 |
 | ``llama3.1-70b`` | 80 | 8,192 | 64 / 8 | 28,672 | no | 8 | 70,553,706,496 |
+| ``llama3.1-405b`` | 126 | 16,384 | 128 / 8 | 53,248 | no | 8 | 405,853,388,800 |
 
 All take RoPE base 500,000, RMSNorm eps 1e-5 and Llama 3.1's frequency scaling (long
 wavelengths divided by the factor, short ones kept, a smooth ramp between; original context
@@ -24,13 +25,17 @@ tests, in the spirit of torchtitan's debug model) reads 2,048. The context is th
 Rotary embeddings rotate the two halves of each head (Hugging Face's ``rotate_half``
 convention; Meta's interleaved pairs are the same model with q/k rows permuted), so weights copy
 one to one from ``transformers``' ``LlamaForCausalLM`` (tests/test_llama.py checks the logits).
-Initialisation: normal, std 0.02 for the linears (residual outputs ``wo``, ``w2``: 0.02 /
-sqrt(2 x layers), GPT-2's rule), 1.0 for an untied embedding, width^-0.5 for the output head
-(and a tied embedding), ones for the norms.
+Initialisation (``Llama.init_weights``): normal, std 0.02 for the linears (residual outputs
+``wo``, ``w2``: 0.02 / sqrt(2 x layers), GPT-2's rule), 1.0 for an untied embedding, width^-0.5
+for the output head (and a tied embedding), ones for the norms. Each weight is drawn in blocks
+of rows with a generator per block, seeded from the seed and the weight's name, so a model built
+on the meta device, sharded and then initialised rank by rank (``harness.core.build``) holds
+exactly the values of one built whole under the same seed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -39,6 +44,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models._registry import LANGUAGE_MODELING, register_model
+
+try:  # a torch built without distributed support has no DTensor (nor any shard to fill)
+    from torch.distributed.tensor import DTensor
+except ImportError:  # pragma: no cover
+    DTensor = None  # type: ignore[assignment,misc]
 
 LLAMA3_VOCAB = 128_256  # the Llama 3 tokenizer (tiktoken-based): 128,000 + 256 special
 DEBUG_VOCAB = 2_048  # torchtitan's debug model's vocabulary
@@ -84,6 +94,71 @@ def rope_frequencies(cfg: LlamaConfig) -> torch.Tensor:
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     first, second = x.chunk(2, dim=-1)
     return torch.cat((-second, first), dim=-1)
+
+
+INIT_ROWS = 256  # rows per independently seeded block of a weight's initial values
+
+
+def block_seed(seed: int, key: str, block: int) -> int:
+    """A generator seed for block ``block`` of the weight named ``key``: a stable hash (not
+    Python's salted ``hash``), the same in every process."""
+    digest = hashlib.blake2b(f"{seed}/{key}/{block}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def local_rows(weight: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The part of ``weight`` this process holds and the global index of its first row: the
+    whole tensor at row 0, or a ``DTensor``'s local shard, with FSDP2's placement (rows split
+    in ``torch.chunk``'s chunks of ceil(rows / world) over a one-dimensional mesh)."""
+    if DTensor is None or not isinstance(weight, DTensor):
+        return weight, 0
+    local, rows, start = weight.to_local(), weight.shape[0], 0
+    for placement in weight.placements:
+        if placement.is_replicate():
+            continue
+        if not placement.is_shard(dim=0) or weight.device_mesh.ndim != 1:
+            raise NotImplementedError(f"initialising a weight placed {weight.placements} on a "
+                                      f"{weight.device_mesh.ndim}-d mesh (rows only)")
+        chunk = -(-rows // weight.device_mesh.size())
+        start = min(weight.device_mesh.get_local_rank() * chunk, rows)
+        if local.shape[0] != min(chunk, rows - start):
+            raise NotImplementedError(f"a shard of {local.shape[0]} rows at row {start} of "
+                                      f"{rows} is not a torch.chunk shard")
+    return local, start
+
+
+def init_normal(weight: torch.Tensor, std: float, seed: int, key: str) -> None:
+    """Fill ``weight`` (whole, or this process's shard of it) from N(0, std^2), block by block
+    of ``INIT_ROWS`` rows: each block is drawn whole on the weight's device from its own
+    generator (``block_seed``) and the rows this process holds are kept, so the values do not
+    depend on how the weight is split. Memory: one block beyond the weight."""
+    if weight.is_meta:
+        return
+    local, start = local_rows(weight)
+    rows, held = weight.shape[0], local.shape[0]
+    for block in range(start // INIT_ROWS, -(-(start + held) // INIT_ROWS)):
+        lo, hi = block * INIT_ROWS, min(rows, (block + 1) * INIT_ROWS)
+        gen = torch.Generator(device=local.device).manual_seed(block_seed(seed, key, block))
+        drawn = torch.empty((hi - lo, *weight.shape[1:]), device=local.device,
+                            dtype=local.dtype).normal_(0.0, std, generator=gen)
+        a, z = max(lo, start), min(hi, start + held)
+        local[a - start:z - start].copy_(drawn[a - lo:z - lo])
+
+
+def fill_ones(weight: torch.Tensor) -> None:
+    if not weight.is_meta:
+        local_rows(weight)[0].fill_(1.0)
+
+
+def unwrapped(module: nn.Module, kind: type[nn.Module]) -> nn.Module:
+    """``module``, or the ``kind`` inside the wrappers around it (activation checkpointing
+    wraps a block in a module holding only it): one child each, no parameters of their own."""
+    while not isinstance(module, kind):
+        children = list(module.children())
+        if len(children) != 1 or any(True for _ in module.parameters(recurse=False)):
+            raise TypeError(f"{type(module).__name__} is no {kind.__name__} or wrapper of one")
+        module = children[0]
+    return module
 
 
 class RMSNorm(nn.Module):
@@ -160,24 +235,46 @@ class Llama(nn.Module):
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
-        angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32),
-                             rope_frequencies(cfg))  # (T, hd / 2)
-        angles = torch.cat((angles, angles), dim=-1)  # (T, hd): one angle per rotated pair
-        self.register_buffer("rope_cos", angles.cos(), persistent=False)
-        self.register_buffer("rope_sin", angles.sin(), persistent=False)
-        self.reset_parameters()
+        # cos and sin of one angle per rotated pair, (T, hd); filled by init_weights
+        self.register_buffer("rope_cos", torch.empty(cfg.block_size, cfg.dim // cfg.n_heads),
+                             persistent=False)
+        self.register_buffer("rope_sin", torch.empty_like(self.rope_cos), persistent=False)
+        self.init_weights()
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
+    def init_weights(self, seed: int | None = None) -> None:
+        """Initialise every parameter and recompute the rotary tables, in place, wherever the
+        model lives: built whole, or sharded (FSDP2's ``DTensor`` shards, each rank filling
+        its own rows after ``to_empty``, as torchtitan's ``init_weights``). Every weight is
+        drawn in blocks of ``INIT_ROWS`` rows, each block from its own generator seeded by
+        ``seed`` (default ``torch.initial_seed()``), the weight's name and the block's index
+        (``init_normal``): a shard's values are the whole model's rows, whatever the world
+        size. A model on the meta device is left alone (shapes only)."""
+        if self.rope_cos.is_meta:
+            return
+        seed = torch.initial_seed() if seed is None else seed
+        angles = torch.outer(torch.arange(self.cfg.block_size, dtype=torch.float32),
+                             rope_frequencies(self.cfg))  # (T, hd / 2)
+        angles = torch.cat((angles, angles), dim=-1).to(self.rope_cos.device)  # (T, hd)
+        self.rope_cos.copy_(angles.cos())
+        self.rope_sin.copy_(angles.sin())
         residual_std = 0.02 / math.sqrt(2 * self.cfg.n_layers)
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
-                std = residual_std if name.endswith(("wo", "w2")) else 0.02
-                nn.init.normal_(module.weight, mean=0.0, std=std)
-            elif isinstance(module, RMSNorm):
-                nn.init.ones_(module.weight)
-        nn.init.normal_(self.tok_embeddings.weight, mean=0.0, std=1.0)
-        nn.init.normal_(self.output.weight, mean=0.0, std=self.cfg.dim ** -0.5)  # tied: both
+        for i, layer in enumerate(self.layers):
+            block = unwrapped(layer, Block)
+            for name in ("wq", "wk", "wv", "wo"):
+                std = residual_std if name == "wo" else 0.02
+                init_normal(getattr(block.attention, name).weight, std, seed,
+                            f"layers.{i}.attention.{name}.weight")
+            for name in ("w1", "w3", "w2"):
+                std = residual_std if name == "w2" else 0.02
+                init_normal(getattr(block.feed_forward, name).weight, std, seed,
+                            f"layers.{i}.feed_forward.{name}.weight")
+            fill_ones(block.attention_norm.weight)
+            fill_ones(block.ffn_norm.weight)
+        fill_ones(self.norm.weight)
+        if not self.cfg.tie_embeddings:  # tied: the output head's draw is the embedding's
+            init_normal(self.tok_embeddings.weight, 1.0, seed, "tok_embeddings.weight")
+        init_normal(self.output.weight, self.cfg.dim ** -0.5, seed, "output.weight")
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """``idx`` (B, T) token ids -> logits (B, T, vocab_size)."""
@@ -204,6 +301,8 @@ PRESETS: dict[str, tuple[dict[str, object], int, int]] = {
                     LLAMA3_VOCAB, 8_030_261_248),
     "llama3.1-70b": (dict(dim=8192, n_layers=80, n_heads=64, n_kv_heads=8, ffn_hidden=28672),
                      LLAMA3_VOCAB, 70_553_706_496),
+    "llama3.1-405b": (dict(dim=16384, n_layers=126, n_heads=128, n_kv_heads=8,
+                           ffn_hidden=53248), LLAMA3_VOCAB, 405_853_388_800),
 }
 
 

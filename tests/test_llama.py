@@ -19,9 +19,27 @@ transformers = pytest.importorskip("transformers")
 
 # Published parameter counts: the models' safetensors as released on Hugging Face
 # (meta-llama/Llama-3.2-1B 1,235,814,400; -3.2-3B 3,212,749,824; -3.1-8B 8,030,261,248;
-# -3.1-70B 70,553,706,496), tied embeddings counted once.
+# -3.1-70B 70,553,706,496; -3.1-405B 405,853,388,800: its index's total_size, 811,706,777,600
+# bytes of bf16, over 2), tied embeddings counted once.
 PUBLISHED = {"llama3.2-1b": 1_235_814_400, "llama3.2-3b": 3_212_749_824,
-             "llama3.1-8b": 8_030_261_248, "llama3.1-70b": 70_553_706_496}
+             "llama3.1-8b": 8_030_261_248, "llama3.1-70b": 70_553_706_496,
+             "llama3.1-405b": 405_853_388_800}
+# The published config.json of each (Hugging Face meta-llama/...): width, SwiGLU hidden width,
+# layers, query heads, key/value heads, tied embeddings; all read the 128,256-token vocabulary.
+PUBLISHED_CONFIGS = {
+    "llama3.2-1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                        num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
+    "llama3.2-3b": dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+                        num_attention_heads=24, num_key_value_heads=8, tie_word_embeddings=True),
+    "llama3.1-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                        num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+    "llama3.1-70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+                         num_attention_heads=64, num_key_value_heads=8,
+                         tie_word_embeddings=False),
+    "llama3.1-405b": dict(hidden_size=16384, intermediate_size=53248, num_hidden_layers=126,
+                          num_attention_heads=128, num_key_value_heads=8,
+                          tie_word_embeddings=False),
+}
 
 
 def hf_twin(cfg: LlamaConfig):
@@ -103,9 +121,25 @@ def test_rope_frequencies_match_transformers():
     assert plain[0] == rope_frequencies(cfg)[0]  # shortest wavelength kept
 
 
+def count_by_hand(hidden_size: int, intermediate_size: int, num_hidden_layers: int,
+                  num_attention_heads: int, num_key_value_heads: int,
+                  tie_word_embeddings: bool, vocab_size: int = 128_256) -> int:
+    """A Llama's parameters from its config.json: per layer the q/o projections (width x
+    heads x head width), k/v (width x kv heads x head width), the SwiGLU's three matrices and two
+    norms; then the embedding, the output head (unless tied) and the final norm."""
+    head = hidden_size // num_attention_heads
+    layer = (2 * hidden_size * num_attention_heads * head
+             + 2 * hidden_size * num_key_value_heads * head
+             + 3 * hidden_size * intermediate_size + 2 * hidden_size)
+    tables = vocab_size * hidden_size * (1 if tie_word_embeddings else 2)
+    return num_hidden_layers * layer + tables + hidden_size
+
+
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_presets_have_the_published_parameter_counts(name):
-    assert count_parameters(name, use_declared=False) == PUBLISHED[name]
+    assert count_by_hand(**PUBLISHED_CONFIGS[name]) == PUBLISHED[name]
+    assert count_parameters(name, use_declared=False) == PUBLISHED[name]  # built on meta
+    assert count_parameters(name) == PUBLISHED[name]  # as declared
 
 
 def test_presets_read_the_llama3_vocabulary_and_train_on_token_ids():

@@ -12,8 +12,8 @@ from models import (
 )
 from models.convnet import ConvNet
 
-ZOO = ["convnet", "gpt2", "llama3-debug", "llama3.1-70b", "llama3.1-8b", "llama3.2-1b",
-       "llama3.2-3b", "resnet18", "resnet20", "resnet50", "transformer", "vit_b_16"]
+ZOO = ["convnet", "gpt2", "llama3-debug", "llama3.1-405b", "llama3.1-70b", "llama3.1-8b",
+       "llama3.2-1b", "llama3.2-3b", "resnet18", "resnet20", "resnet50", "transformer", "vit_b_16"]
 # Above this many parameters a model is built on the meta device here: shapes, no memory (the
 # Llama 3 presets from 1B up would take gigabytes and minutes even at a 65-token vocabulary).
 META_ABOVE = 300_000_000

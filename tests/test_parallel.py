@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from harness.cli import main
+from harness.core import memplan
 from harness.core.checkpointing import apply_checkpointing
 from harness.core.config import RunConfig
 from harness.core.flops import model_flops_per_token, train_step_flops
@@ -212,6 +213,19 @@ def test_fsdp_keeps_the_loss_with_checkpointing_and_float8_stays_close_to_bf16(t
 
 
 @pytest.mark.slow
+def test_a_model_built_on_meta_and_sharded_equals_one_built_whole(two_ranks):
+    """Under one seed, each rank's shards, materialised and initialised after fully_shard,
+    hold what building whole and then sharding gives: every parameter (gathered back in full),
+    the rotary tables, the first loss; with checkpointing, float8 and a tied head too."""
+    assert set(two_ranks["meta"]) == {"plain", "selective", "fp8-full", "tied"}
+    for case, got in two_ranks["meta"].items():
+        assert got["builds"] == ("whole", "meta"), case
+        assert got["names"] and got["params_equal"] and got["rope_equal"], case
+        assert got["losses"][0] == got["losses"][1], case
+    assert two_ranks["meta"]["tied"]["tied"]  # the head still is the embedding
+
+
+@pytest.mark.slow
 def test_a_sharded_run_records_what_torchtitan_logs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     argv = ["run", "--models", "llama3-debug", "--devices", "cpu", "--parallel", "fsdp",
@@ -229,6 +243,15 @@ def test_a_sharded_run_records_what_torchtitan_logs(tmp_path, monkeypatch, capsy
     assert rec["model_flops_per_step"] == model_flops_by_hand(2, 32)  # per rank
     assert rec["flops_per_step"] == counted_by_hand(2, 32, WK + WO + W3)  # with recompute
     assert rec["mfu_flops"] == "model" and rec["hfu"] > rec["mfu"] > 0
+    # built sharded, and planned: 459,328 parameters over 2 ranks, float32 weights and
+    # gradients (229,664 x 4 B each), Adam's two moments; half of what this process may use
+    assert rec["build"] == "meta"
+    assert rec["plan_params_bytes"] == rec["plan_grads_bytes"] == 229_664 * 4
+    assert rec["plan_optimizer_bytes"] == 2 * 229_664 * 4
+    assert rec["plan_activations_bytes"] > 0 and rec["plan_transient_bytes"] > 0
+    assert rec["plan_total_bytes"] == sum(rec[f"plan_{part}_bytes"] for part in (
+        "params", "grads", "optimizer", "activations", "transient"))
+    assert rec["plan_capacity_bytes"] == memplan.process_memory_bytes() // 2
     assert rec["hfu"] / rec["mfu"] == pytest.approx(rec["flops_per_step"]
                                                     / rec["model_flops_per_step"])
     # memory on the CPU: the host's, sane; the CUDA allocator's figures absent, not zero

@@ -141,7 +141,8 @@ def test_benchmark_grid_comes_from_the_registry():
     from models import list_models
 
     slow = {"resnet18", "resnet50", "vit_b_16", "gpt2",  # seconds per step on a CPU
-            "llama3.2-1b", "llama3.2-3b", "llama3.1-8b", "llama3.1-70b"}  # minutes, or no fit
+            "llama3.2-1b", "llama3.2-3b", "llama3.1-8b", "llama3.1-70b",  # minutes,
+            "llama3.1-405b"}  # or no fit
     assert tt.bench_models(None) == [m for m in list_models() if m not in slow]
     assert tt.bench_models("all") == list_models()
     assert tt.bench_models("convnet, transformer") == ["convnet", "transformer"]

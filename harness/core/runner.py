@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from harness.core import dist
+from harness.core.build import build_model
 from harness.core.config import RunConfig
 from harness.core.data import Dataset, ImageData, input_spec, load_dataset
 from harness.core.determinism import determinism
@@ -29,6 +30,7 @@ from harness.core.failures import DoesNotFit, classify, does_not_fit
 from harness.core.flops import StepFlops, model_flops_per_token, train_step_flops
 from harness.core.knob import injected_slowdown
 from harness.core.loop import Clock, check_finite, run_timed, run_to_target
+from harness.core.memplan import plan_memory, rank_capacity
 from harness.core.optim import make_optimizer, step_syncs_host, uses_fused
 from harness.core.parallel import compiled, prepare
 from harness.core.pipeline import LoaderData, loader_data
@@ -64,7 +66,7 @@ from harness.probes.memory import (
 )
 from harness.probes.telemetry import NvmlSampler, device_memory_used, power_limit_w
 from harness.schema import new_run_id
-from models import create_model, get_model_info
+from models import get_model_info
 
 COMPILE_BACKEND_ENV = "TRAINMARK_COMPILE_BACKEND"  # torch.compile backend; default inductor
 # Batch-index rows drawn per config before timing; steps cycle through them (core.loop). A fixed
@@ -97,6 +99,7 @@ class Runner:
         self._peak_before_profile: int | None = None
         self._data_key: tuple | None = None
         self._data: Dataset | None = None
+        self._planned: dict[str, object] = {}  # the config's memory plan (core.memplan)
         # Per step shape: the count, or why there is none (shapes alone decide the count).
         self._flops: dict[tuple, tuple[StepFlops | None, str | None]] = {}
 
@@ -166,6 +169,7 @@ class Runner:
         a failing config (KeyboardInterrupt excepted)."""
         rec = self.base_record(cfg)
         self._hwm_before_model = self._peak_before_profile = None
+        self._planned = {}
         if cfg.nproc != dist.world_size():
             rec.update(status="error", error=f"nproc {cfg.nproc} but {dist.world_size()} "
                                              "processes run it (launch with torchrun)")
@@ -183,6 +187,7 @@ class Runner:
         finally:
             gc.collect()
             release_memory(device)
+        rec.update(self._planned)  # what the plan estimated, whether or not the config ran
         rec["wall_time_s"] = time.perf_counter() - started
         # The process's peak: this config's own in a fresh worker (isolation "process"); in a
         # shared process it also holds what earlier configs left behind.
@@ -191,6 +196,22 @@ class Runner:
                                     self._hwm_before_model or 0)
         rec["peak_rss_pct"] = share_pct(rec["peak_rss_bytes"], host_memory_bytes())
         return rec
+
+    def plan_fits(self, cfg: RunConfig, model_kwargs: dict[str, int], precision: str,
+                  device: torch.device) -> None:
+        """The config's memory plan per rank (``core.memplan``), kept for the record; a
+        ``DoesNotFit`` (an ``oom`` record naming the estimate) when it exceeds what some rank
+        may use. Every rank decides together, so none is left waiting in a collective."""
+        world = dist.world_size()
+        memory = plan_memory(cfg.model, model_kwargs, batch_size=cfg.batch_size,
+                             precision=precision, optimizer=cfg.optimizer,
+                             parallel=cfg.parallel, world=world,
+                             activation_checkpointing=cfg.activation_checkpointing,
+                             capacity=rank_capacity(device, world))
+        self._planned = memory.fields()
+        if not dist.all_true(memory.fits):
+            memory.check()  # this rank's estimate, if it is the one that does not fit
+            raise DoesNotFit("memory plan: another rank's estimate exceeds what it may use")
 
     def _step_flops(self, cfg: RunConfig, model: torch.nn.Module, data: Dataset | LoaderData,
                     idx: torch.Tensor, plan: PrecisionPlan) -> tuple[StepFlops | None, str | None]:
@@ -217,17 +238,17 @@ class Runner:
                  record_id: str) -> dict[str, object]:
         plan = resolve_precision(cfg.precision, device, allow_emulated=cfg.allow_emulated)
         data = self.dataset(cfg)
+        self.plan_fits(cfg, data.model_kwargs, plan.name, device)
         # Host memory: what the process held once the data was in (the runtime, the data), and
         # from here a fresh high-water mark for what building and training the model adds.
         trim_host_heap()  # what loading the data freed is not the data
         rss_before_model, self._hwm_before_model = current_rss_bytes(), peak_rss_bytes()
         fresh_mark = reset_peak_rss()
-        torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)
-        if cfg.parallel == "fsdp":  # built where it trains: no host copy of a model that is
-            with torch.device(device):  # only sharded once every rank holds all of it
-                model = create_model(cfg.model, **data.model_kwargs)
-        else:
-            model = create_model(cfg.model, **data.model_kwargs).to(device)
+        # Same initial weights on every rank; sharded on the meta device where the model can
+        # initialise its own shards after sharding (core.build), else whole on the device.
+        built = build_model(cfg.model, data.model_kwargs, device,
+                            sharded=cfg.parallel == "fsdp", seed=cfg.seed)
+        model = built.model
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         model.train()
@@ -235,6 +256,7 @@ class Runner:
         prepared = prepare(model, device, parallel=cfg.parallel, plan=plan,
                            activation_checkpointing=cfg.activation_checkpointing)
         plan = prepared.plan  # under FSDP its mixed-precision policy replaces autocast
+        built.materialize(device)  # a meta build: each rank's shards, initialised
         optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr,
                                    fused=uses_fused(device.type))  # FSDP's shards, if sharded
         prepared.attach(optimizer)
@@ -273,6 +295,7 @@ class Runner:
                                                        cfg.eval_samples, eval_batch)
         fields = {
             "num_params": sum(p.numel() for p in model.parameters()),
+            "build": built.build,
             # Whether the low-precision format ran emulated (asked for); null for fp32.
             "precision_emulated": plan.emulated if plan.name != "fp32" else None,
             "eval_batch_size": eval_batch,
