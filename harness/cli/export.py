@@ -40,8 +40,8 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
     from harness.store.jsonl import iter_records
     from harness.store.mlflow_export import client, export_records
 
-    client(args.tracking_uri)  # mlflow missing: one line naming the extra, before any work
     paths = expand_paths(args.results)
+    client(args.tracking_uri)  # mlflow missing: one line naming the extra, before any work
     summary = export_records(iter_records(paths), args.tracking_uri, args.experiment)
     names = ", ".join(f"{n} (id {i})" for n, i in summary.experiments.items())
     print(f"exported {summary.created} runs, {summary.skipped} already there, into {names} "
