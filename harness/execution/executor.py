@@ -363,7 +363,8 @@ def job_environment() -> JobEnvironment:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     executor = os.environ.get("SUBMITIT_EXECUTOR", "local")
     job_id = str(env.job_id)
-    port = str(20000 + int(re.sub(r"\D", "", job_id) or 0) % 20000)  # one port per job
+    # one port per job, under Linux's ephemeral range (32768-60999), as core.dist picks it
+    port = str(20000 + int(re.sub(r"\D", "", job_id) or 0) % 12000)
     rank_env: dict[str, str] = {}
     if env.num_tasks > 1 and executor == "slurm":
         rank_env = {"MASTER_ADDR": env.hostnames[0], "MASTER_PORT": port}

@@ -68,8 +68,9 @@ def run_job(spec: dict) -> int:
            JOB_ENV["executor"]: where.executor, JOB_ENV["job_id"]: where.job_id,
            JOB_ENV["partition"]: spec["partition"], JOB_ENV["node"]: where.node}
     cmd = [sys.executable, "-m", "harness", "run", *spec["argv"]]
+    meet = f" (MASTER_ADDR={where.rank_env['MASTER_ADDR']})" if where.rank_env else ""
     print(f"trainmark fleet job {where.job_id} task {where.rank}/{where.world_size} on "
-          f"{where.node}: {' '.join(cmd)}", file=sys.stderr, flush=True)
+          f"{where.node}{meet}: {' '.join(cmd)}", file=sys.stderr, flush=True)
     code = subprocess.run(cmd, env=env, check=False).returncode
     if where.rank == 0:
         _write_end(spec["out_dir"], where.job_id, {**ended, "exit_code": code, "ended": _now()})
