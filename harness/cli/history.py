@@ -68,10 +68,11 @@ def cmd_history(args: argparse.Namespace) -> int:
                                threshold=threshold, alpha=alpha, min_segment=args.min_segment,
                                by_runner=True)
     history = [s for s in everything if s.host is None]
-    path = write_history(history, Path(args.out), threshold=threshold, alpha=alpha,
-                         min_segment=args.min_segment, sources=[str(p) for p in paths])
-    regs = regressions(history)
     alone = runner_steps(everything)
+    path = write_history(history, Path(args.out), threshold=threshold, alpha=alpha,
+                         min_segment=args.min_segment, sources=[str(p) for p in paths],
+                         alone=alone)
+    regs = regressions(history)
     if args.format == "json":  # every step, improvements too, for tools
         steps = [(s, st) for s in history for st in s.steps] + alone
         print(json.dumps([{"config": s.config, "machine": s.machine, "host": s.host,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__
-from harness.analysis.history import METRICS, SUPPORT, Series, regressions
+from harness.analysis.history import METRICS, SUPPORT, Series, Step, regressions
 from harness.errors import UserError
 from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, history_figure, series_label
@@ -28,10 +28,12 @@ def _unit(series: Series) -> str:
     return "MiB" if series.unit == "bytes" else series.unit
 
 
-def steps_table(pairs: Sequence[tuple[Series, object]]) -> pd.DataFrame:
-    """One row per step: where (the commit range), how large, how sure."""
+def steps_table(pairs: Sequence[tuple[Series, object]], hosts: bool = False) -> pd.DataFrame:
+    """One row per step: where (the commit range), how large, how sure (``hosts``: and on
+    which runner)."""
     rows = [{
-        "config": series_label(s.config), "machine": s.machine, "metric": s.metric,
+        "config": series_label(s.config),
+        "machine": f"{s.machine} on {s.host}" if hosts else s.machine, "metric": s.metric,
         "last good": st.last_before[:12], "first changed": st.first_after[:12],
         "may be": (st.first_after[:12] if st.candidates == 1
                    else f"{st.earliest[:12]} .. {st.latest[:12]} ({st.candidates} commits)"),
@@ -63,7 +65,8 @@ def series_table(history: Sequence[Series]) -> pd.DataFrame:
 
 
 def history_sections(history: Sequence[Series], charts: Sequence[Chart], threshold: float,
-                     alpha: float, min_segment: int) -> list[Section]:
+                     alpha: float, min_segment: int,
+                     alone: Sequence[tuple[Series, Step]] = ()) -> list[Section]:
     regs = regressions(history)
     steps = [(s, st) for s in history for st in s.steps]
     method = (f"A step is reported where binary segmentation splits a series into two stretches "
@@ -83,6 +86,12 @@ def history_sections(history: Sequence[Series], charts: Sequence[Chart], thresho
             "change landed after 'last good' and no later than it, if that commit's point "
             "is not itself noise; 'may be' is the range the noise allows (bisect it)."],
             [Table(steps_table(regs), empty="No regression step in any series.")]),
+        *([Section("Runners", "runners", [
+            f"{len(alone)} step{'s' * (len(alone) != 1)} of one runner alone: a runner's own "
+            "series stepped where no other runner of the same machine did. Series pool the "
+            "runners of one kind of machine, so such a step shows in them at a fraction of its "
+            "size, or not at all; it points at the runner (hardware, neighbours), not the "
+            "code."], [Table(steps_table(alone, hosts=True))])] if alone else []),
         Section("Method", "method", [method]),
         Section("Series", "series", [], [*charts, Table(series_table(history), "All series")]),
         Section("All steps", "steps", [], [Table(steps_table(steps),
@@ -93,7 +102,7 @@ def history_sections(history: Sequence[Series], charts: Sequence[Chart], thresho
 
 def write_history(history: Sequence[Series], out_dir: str | os.PathLike[str], *,
                   threshold: float, alpha: float, min_segment: int,
-                  sources: Sequence[str]) -> Path:
+                  sources: Sequence[str], alone: Sequence[tuple[Series, Step]] = ()) -> Path:
     """history.html, history.md and ``history_METRIC.png`` into ``out_dir``; the HTML's path."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -108,7 +117,7 @@ def write_history(history: Sequence[Series], out_dir: str | os.PathLike[str], *,
             charts.append(Chart(f"history_{metric}", f"{metric.capitalize()} by commit",
                                 "Dashed lines: detected steps (red regression, green "
                                 "improvement); thin lines: the medians on either side.", png))
-    sections = history_sections(history, charts, threshold, alpha, min_segment)
+    sections = history_sections(history, charts, threshold, alpha, min_segment, alone)
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     commits = {p.commit for s in history for p in s.points}
     meta = [f"Generated {now} by trainmark {__version__} from {len(sources)} input(s): "
