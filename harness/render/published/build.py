@@ -14,9 +14,9 @@ What is rebuilt is decided by a manifest (``data/manifest.json``) of digests of 
 - A change of trainmark's version, of the site's format or of the detection's settings
   rebuilds everything; so does ``full``.
 
-The overview and the matrix are small and rewritten every time. The manifest is written last:
-a build stopped halfway leaves the old one, whose digests then differ, so the next build redoes
-the work.
+The overview and the matrix are small and rewritten every time. A build removes the manifest
+first and writes it last: a build stopped halfway leaves none, so the next one redoes
+everything (series and record files are written in place, not renamed into place).
 """
 
 from __future__ import annotations
@@ -119,19 +119,46 @@ def shard_key(source: str) -> str:
     return hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:16]
 
 
-def _point_records(rows: pd.DataFrame, config: Mapping[str, object], column: str,
-                   commits: Sequence[str], shards: Mapping[str, str]) -> list[list[tuple]]:
-    """Per point (commit) of a series, its records as ``(shard, record_id)`` pairs."""
-    mask = pd.Series(True, index=rows.index)
-    for field, value in config.items():
-        col = rows[field]
-        mask &= col.isna() if value is None else (col == value).fillna(False).astype(bool)
-    ok = rows[mask & rows["status"].eq("ok").fillna(False).astype(bool)
-              & rows[column].notna() & rows["record_id"].notna()]
-    by_commit: dict[str, list[tuple]] = {}
-    for commit, rid, src in zip(ok["git_commit"], ok["record_id"], ok["source"], strict=True):
-        by_commit.setdefault(str(commit), []).append((shards.get(str(src), ""), str(rid)))
-    return [by_commit.get(c, []) for c in commits]
+class PointRecords:
+    """Per point (commit) of a series, its records as ``(shard, record_id)`` pairs: the ok
+    records of the series' config with a value in its column. The rows of each group are taken
+    apart once, and each config's rows found once for all its metrics."""
+
+    def __init__(self, work: pd.DataFrame, shards: Mapping[str, str]) -> None:
+        self.work = work
+        self.groups = work.groupby(GROUP, sort=False).indices if len(work) else {}
+        self.commit = work["git_commit"].to_numpy(dtype=object)
+        self.rid = work["record_id"].to_numpy(dtype=object, na_value=None)
+        self.shard = work["source"].map(shards).to_numpy(dtype=object, na_value="")
+        self.ok = work["status"].eq("ok").fillna(False).to_numpy(dtype=bool) & (
+            work["record_id"].notna().to_numpy())
+        self.rows: dict[tuple[str, str], object] = {}
+
+    def _config_rows(self, group: str, config: Mapping[str, object]):
+        key = (group, json.dumps(sorted(config.items()), default=str))
+        if key not in self.rows:
+            idx = self.groups[group]
+            rows = self.work.iloc[idx]
+            mask = self.ok[idx].copy()
+            for field, value in config.items():
+                col = rows[field]
+                if col.nunique(dropna=False) == 1 and (
+                        col.isna().iloc[0] if value is None else col.iloc[0] == value):
+                    continue  # the whole group has this value
+                mask &= (col.isna() if value is None else (col == value).fillna(False)
+                         ).to_numpy(dtype=bool)
+            self.rows[key] = idx[mask]
+        return self.rows[key]
+
+    def of(self, group: str, config: Mapping[str, object], column: str,
+           commits: Sequence[str]) -> list[list[tuple[str, str]]]:
+        idx = self._config_rows(group, config)
+        idx = idx[self.work[column].iloc[idx].notna().to_numpy()]
+        by_commit: dict[str, list[tuple[str, str]]] = {}
+        for commit, shard, rid in zip(self.commit[idx], self.shard[idx], self.rid[idx],
+                                      strict=True):
+            by_commit.setdefault(str(commit), []).append((shard, str(rid)))
+        return [by_commit.get(c, []) for c in commits]
 
 
 def resolve_reference(machines: pd.DataFrame, reference: str | None) -> str:
@@ -169,6 +196,7 @@ def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(
               "metrics": list(metrics), "format": SITE_FORMAT, "version": __version__}
     manifest_path = out / "data" / "manifest.json"
     old = {} if full else files.read_manifest(manifest_path)
+    manifest_path.unlink(missing_ok=True)  # until this build is whole (module docstring)
     if old.get("params") != params:
         old = {}
     old_groups: dict = old.get("groups", {})
@@ -199,14 +227,14 @@ def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(
     work = frame[frame[GROUP].isin(changed)]
     history = build_history(work, metrics, threshold=threshold, alpha=alpha,
                             min_segment=min_segment)
-    rows_of = dict(iter(work.groupby(GROUP, sort=False))) if len(work) else {}
+    links = PointRecords(work, sources)
     settings = {"threshold": threshold, "alpha": alpha, "min_segment": min_segment}
     for s in history:
         sid, g = payloads.series_id(s), group_of(s.machine, s.config)
         commits = [p.commit for p in s.points]
-        recs = _point_records(rows_of[g], s.config, s.column, commits, sources)
+        recs = links.of(g, s.config, s.column, commits)
         files.write_data(out / "data" / "series" / f"{sid}.js", "series/" + sid,
-                         payloads.series_payload(s, sid, recs, settings))
+                         payloads.series_payload(s, sid, recs, settings), atomic=False)
         series_entries[sid] = payloads.overview_entry(s, sid)
         groups[g]["series"].append(sid)
     files.remove_data(out, "series", set(old_series) - set(series_entries))

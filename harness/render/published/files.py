@@ -27,9 +27,14 @@ HERE = Path(__file__).resolve().parent
 PAGES = ("index.html", "series.html", "matrix.html", "record.html")
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all (a reader never sees half a file)."""
+def write_text(path: Path, text: str, atomic: bool = True) -> None:
+    """Write ``path``; ``atomic``: whole or not at all (a reader never sees half a file). The
+    many series and record files are written in place (a rename each cost more than the
+    write); a build that stops halfway leaves no manifest, so the next one redoes them all."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not atomic:
+        path.write_text(text, encoding="utf-8")
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -40,8 +45,8 @@ def data_script(name: str, data: object) -> str:
     return f"TM.put({json.dumps(name)}, {json.dumps(data, separators=(',', ':'))});\n"
 
 
-def write_data(path: Path, name: str, data: object) -> None:
-    write_text(path, data_script(name, data))
+def write_data(path: Path, name: str, data: object, atomic: bool = True) -> None:
+    write_text(path, data_script(name, data), atomic)
 
 
 def plotly_js() -> Path:
@@ -94,9 +99,9 @@ def record_lines(path: Path) -> list[str]:
 def write_shard(out: Path, key: str, source: Path) -> None:
     """``data/records/KEY.js``: every record of one results file, for the record page."""
     body = ",\n".join(record_lines(source))
-    write_text(out / "data" / "records" / f"{key}.js",
-               f"TM.put({json.dumps('records/' + key)}, {{\"source\": {json.dumps(str(source))}"
-               f", \"records\": [\n{body}\n]}});\n")
+    text = (f"TM.put({json.dumps('records/' + key)}, {{\"source\": {json.dumps(str(source))}, "
+            f"\"records\": [\n{body}\n]}});\n")
+    write_text(out / "data" / "records" / f"{key}.js", text, atomic=False)
 
 
 def remove_data(out: Path, folder: str, keys: Iterable[str]) -> None:
