@@ -189,3 +189,18 @@ def test_the_command_names_a_runner_that_alone_got_slower(tmp_path, capsys):
     assert "RUNNER runner-01: convnet bs64 fp32 adam cpu throughput" in printed
     assert "1 steps of one runner alone" in printed
     assert "on runner-01" in (out / "history.md").read_text().split("## Runners")[1]
+
+
+def test_a_file_parsed_by_two_readers_at_once_is_read_once(cache, tmp_path, monkeypatch):
+    import shutil
+
+    a, b = tmp_path / "runs" / "a.jsonl", tmp_path / "runs" / "b.jsonl"
+    for path, value in ((a, 1.0), (b, 2.0)):
+        ResultsWriter(path).write({"model": "m", "status": "ok", "throughput": value})
+    assert load_results([a])["throughput"].tolist() == [1.0]
+    (pack,) = cache.rglob("*.parquet")
+    shutil.copy(pack, pack.with_name("f" * 32 + ".parquet"))  # the other reader's pack of a
+    assert load_results([a])["throughput"].tolist() == [1.0]
+    monkeypatch.setattr(columnar, "MAX_PACKS", 1)  # merge them with b's pack
+    assert load_results([a, b])["throughput"].tolist() == [1.0, 2.0]
+    assert load_results([a, b])["throughput"].tolist() == [1.0, 2.0]

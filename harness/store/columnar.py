@@ -43,6 +43,8 @@ MAX_PACKS = 16
 PACK_ROWS = 20_000  # records parsed into one pack at most (bounds the memory of a cold read)
 META = b"trainmark"
 FILE, KEY, LINE = "__tm_file", "__tm_key", "__tm_line"  # a pack's own columns
+PACK = "__tm_pack"  # the pack a row was read from (DuckDB's filename column): two readers may
+# parse one file into two packs at once, and only one of them is read
 _ARROW = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_(),
           "string": pa.string()}
 
@@ -182,7 +184,7 @@ def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
         list[Pack], pa.Table, list[list[str]], list[list[str]]]:
     """Bring the cache in step with ``paths`` and say where their rows are: the packs to read,
     the wanted (file, key, position, given path) table, each file's extras and warnings."""
-    wanted = {"file": [], "key": [], "pos": [], "given": []}
+    wanted = {"file": [], "key": [], "pack": [], "pos": [], "given": []}
     extras: list[list[str]] = []
     warns: list[list[str]] = []
     by_folder: dict[str, list[tuple[int, Path, str, str]]] = {}
@@ -197,7 +199,7 @@ def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
         by_folder.setdefault(folder_of(resolved), []).append((pos, p, str(resolved),
                                                               file_key(st)))
     used: dict[Path, Pack] = {}
-    entries: dict[int, tuple[str, str, list[str], list[str]]] = {}
+    entries: dict[int, tuple[str, str, str, list[str], list[str]]] = {}
     for name, items in by_folder.items():
         folder = root / name
         packs = _packs(folder) if folder.is_dir() else []
@@ -215,11 +217,12 @@ def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
             pack, ex, w = where[(r, k)]
             if pack.files[r][1]:
                 used[pack.path] = pack
-            entries[pos] = (r, k, ex, w)
+            entries[pos] = (r, k, str(pack.path), ex, w)
     for pos, given in enumerate(paths):
-        r, k, ex, w = entries[pos]
+        r, k, pack_path, ex, w = entries[pos]
         wanted["file"].append(r)
         wanted["key"].append(k)
+        wanted["pack"].append(pack_path)
         wanted["pos"].append(pos)
         wanted["given"].append(str(given))
         extras.append(ex)
@@ -252,14 +255,16 @@ def compact(folder: Path, packs: list[Pack], keep: set[tuple[str, str]]) -> list
         return packs
     listing = [[f, pack.files[f][0], *pack.files[f][1:]] for f, pack in owner.items()
                if any(pack is m for m in merged)]
-    keys = pa.table({"f": [e[0] for e in listing], "k": [e[1] for e in listing]})
+    keys = pa.table({"f": [e[0] for e in listing], "k": [e[1] for e in listing],
+                     "p": [str(owner[e[0]].path) for e in listing]})
     final = folder / f"{uuid.uuid4().hex}.parquet"
     tmp = folder / f".{final.name}.tmp"
     meta = json.dumps({"files": listing}).replace("'", "''")
     with _connect() as con:
         con.register("live_keys", keys)
-        con.execute(f"COPY (SELECT t.* FROM read_parquet({_sql_list(merged)}, union_by_name="
-                    f"true) t SEMI JOIN live_keys l ON t.{FILE} = l.f AND t.{KEY} = l.k) TO "
+        con.execute(f"COPY (SELECT t.* EXCLUDE ({PACK}) FROM read_parquet("
+                    f"{_sql_list(merged)}, union_by_name=true, filename='{PACK}') t SEMI JOIN "
+                    f"live_keys l ON t.{FILE} = l.f AND t.{KEY} = l.k AND t.{PACK} = l.p) TO "
                     f"{_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, "
                     f"KV_METADATA {{trainmark: '{meta}'}})")
     os.replace(tmp, final)
@@ -309,8 +314,9 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
         select = [f"t.{_ident(c)}" if c in present else f"NULL AS {_ident(c)}"
                   for c in dict.fromkeys(names)]
         sql = (f"SELECT {', '.join(select)}, w.given AS {FILE} FROM read_parquet("
-               f"{_sql_list(packs)}, union_by_name=true) t JOIN wanted w ON t.{FILE} = w.file "
-               f"AND t.{KEY} = w.key ORDER BY w.pos, t.{LINE}")
+               f"{_sql_list(packs)}, union_by_name=true, filename='{PACK}') t JOIN wanted w "
+               f"ON t.{FILE} = w.file AND t.{KEY} = w.key AND t.{PACK} = w.pack "
+               f"ORDER BY w.pos, t.{LINE}")
         try:
             with _connect() as con:
                 con.register("wanted", wanted)
