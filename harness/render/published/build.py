@@ -239,7 +239,7 @@ def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(
         groups[g]["series"].append(sid)
     files.remove_data(out, "series", set(old_series) - set(series_entries))
 
-    entries = payloads.order_entries(list(series_entries.values()))
+    entries = payloads.varying_details(payloads.order_entries(list(series_entries.values())))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     info = {r.machine: {"hosts": sorted(frame.loc[frame[MACHINE] == r.machine, "host"]
                                         .dropna().astype(str).unique().tolist())[:20],

@@ -104,6 +104,19 @@ def series_payload(series: Series, sid: str, records: Sequence[Sequence[tuple[st
     return entry
 
 
+def varying_details(entries: Sequence[dict[str, object]]) -> list[dict[str, object]]:
+    """The entries with only the details that tell series apart: a config field with one value
+    in every series (a default nobody swept) is left out, as the hardware comparison does."""
+    values: dict[str, set[str]] = {}
+    for e in entries:
+        for k, v in e["details"].items():
+            values.setdefault(k, set()).add(json.dumps(v, default=str))
+    counts = {k: sum(1 for e in entries if k in e["details"]) for k in values}
+    keep = {k for k, v in values.items() if len(v) > 1 or counts[k] < len(entries)}
+    return [{**e, "details": {k: v for k, v in e["details"].items() if k in keep}}
+            for e in entries]
+
+
 def newest_regression(entry: Mapping[str, object]) -> str:
     """The time of the newest regression step of an overview entry ('' if none): the overview
     lists these first, newest on top."""

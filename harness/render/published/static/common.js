@@ -58,6 +58,12 @@ window.TM = {
     return (change > 0 ? "+" : "") + (100 * change).toFixed(1) + " %";
   },
   day(time) { return time ? String(time).slice(0, 10) : ""; },
+  // The page is drawn: tests wait for data-ready, benchmarks/publish_scale.py reads readyAt
+  // (milliseconds from navigation).
+  ready() {
+    this.readyAt = performance.now();
+    document.body.dataset.ready = "1";
+  },
   fail(message) {
     const box = document.getElementById("missing");
     if (box) { box.hidden = false; box.textContent = message; }

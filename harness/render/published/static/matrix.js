@@ -65,5 +65,5 @@
   }
   form.addEventListener("change", render);
   render();
-  document.body.dataset.ready = "1";
+  TM.ready();
 })();

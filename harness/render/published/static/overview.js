@@ -31,7 +31,11 @@
     svg.setAttribute("width", W); svg.setAttribute("height", H);
     svg.setAttribute("class", "spark");
     if (!values.length) return svg;
-    const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
+    // at least 20 % of the middle value tall: 2 % noise stays a ripple, a 10 % step shows
+    let lo = Math.min(...values), hi = Math.max(...values);
+    const floor = 0.2 * Math.abs((lo + hi) / 2);
+    if (hi - lo < floor) { const pad = (floor - (hi - lo)) / 2; lo -= pad; hi += pad; }
+    const span = hi - lo || 1;
     const n = entry.spark.length;
     const pts = [];
     entry.spark.forEach((v, i) => {
@@ -119,5 +123,5 @@
   form.addEventListener("submit", (e) => e.preventDefault());
   more.addEventListener("click", () => { limit += PAGE; render(); });
   render();
-  document.body.dataset.ready = "1";
+  TM.ready();
 })();

@@ -41,7 +41,7 @@
     if (!curve.length) {
       note.textContent = "This record has no loss curve.";
       document.getElementById("loss-chart").hidden = true;
-      document.body.dataset.ready = "1";
+      TM.ready();
       return;
     }
     const every = Number(rec.loss_curve_every) || 1;
@@ -50,6 +50,6 @@
       (rec.loss_curve_sha256 ? `; sha256 of every step's loss ${rec.loss_curve_sha256}` : "");
     Plotly.newPlot("loss-chart", [{ x: steps, y: curve, type: "scatter", mode: "lines", name: "train loss" }],
       { margin: { t: 10, r: 20, b: 40, l: 60 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: "training loss" } } },
-      { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"] }).then(() => { document.body.dataset.ready = "1"; });
+      { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"] }).then(() => { TM.ready(); });
   }
 })();

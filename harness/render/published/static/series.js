@@ -57,7 +57,7 @@
         title: { text: dated ? "commit time" : "commit (in order)" } } };
     Plotly.newPlot("chart", traces, layout, { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"] }).then((gd) => {
       gd.on("plotly_click", (ev) => { if (ev.points.length) recordsOf(s, ev.points[0].pointIndex); });
-      document.body.dataset.ready = "1";
+      TM.ready();
     });
     recordsOf(s, pts.value.length - 1);
 
