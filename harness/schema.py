@@ -178,6 +178,7 @@ COLUMNS: dict[str, str] = {
     # epoch-based experiments (reproduce article)
     "experiment": "string",
     "epoch": "Int64",
+    "epochs": "Int64",  # epochs the experiment trains in all (its records: one per epoch)
     # provenance
     "host": "string",
     "os": "string",

@@ -178,6 +178,8 @@ DESCRIPTIONS: dict[str, str] = {
     "steps_run": "Steps run in time-to-accuracy mode.",
     "experiment": "Epoch-based experiment name (`reproduce article`).",
     "epoch": "Epoch of an epoch-based experiment.",
+    "epochs": "Epochs the experiment trains in all (`reproduce --epochs`); `epoch` counts "
+              "up to it.",
     # provenance
     "host": "Host name.",
     "os": "Operating system.",

@@ -10,6 +10,7 @@ just above it; a ``python`` block of a guide is run as a script."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -64,7 +65,7 @@ def test_the_reference_names_every_command_flag_field_suite_and_status(site):
     from harness.core.suites import list_suites
     from harness.schema import COLUMNS
 
-    commands = _text(site / "reference" / "commands" / "index.html")
+    commands = _text(site / "reference" / "commands.html")
     described = describe_commands()
     # Every registered command, and the subcommands, each with arguments of its own.
     assert set(COMMANDS) <= {c["name"] for c in described}
@@ -78,20 +79,146 @@ def test_the_reference_names_every_command_flag_field_suite_and_status(site):
     # What describe_commands found is what the parser accepts: --steps is one of run's flags.
     run = next(c for c in described if c["name"] == "run")
     assert any("--steps" in a["flags"] for a in run["arguments"])
-    record = _text(site / "reference" / "record" / "index.html")
+    record = _text(site / "reference" / "record.html")
     missing = [c for c in COLUMNS if f"<code>{c}</code>" not in record]
     assert missing == [], f"record fields missing from the reference: {missing}"
-    suites = _text(site / "reference" / "suites" / "index.html")
+    suites = _text(site / "reference" / "suites.html")
     assert all(f"<code>{s}</code>" in suites for s in list_suites())
-    exits = _text(site / "reference" / "exit-status" / "index.html")
+    exits = _text(site / "reference" / "exit-status.html")
     assert all(f"<code>{c}</code>" in exits for c in BY_COMMAND)
+
+
+def _page_text(html: str) -> str:
+    """What a reader sees of a page: tags dropped, entities decoded."""
+    import html as html_lib
+
+    return html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def _rows(html: str) -> list[str]:
+    """Each table row's text, its cells joined by single spaces."""
+    return [" ".join(_page_text(row).split()) for row in re.findall(r"<tr>(.*?)</tr>", html,
+                                                                      re.S)]
+
+
+def test_the_command_reference_says_what_the_help_says(site):
+    from harness.cli.describe import describe_commands
+
+    html = _text(site / "reference" / "commands.html")
+    text = _page_text(html)
+    assert "%%" not in text  # argparse's escaped percent sign, shown as written
+    described = describe_commands()
+    for command in described:
+        for arg in command["arguments"]:
+            assert arg["help"].strip(), f"{command['name']} {arg['flags']} has no help"
+            # Placeholders such as results/<run_id>.jsonl must not vanish as HTML tags.
+            for placeholder in re.findall(r"<[^<>\s]+(?: [^<>]+)?>", arg["help"]):
+                assert placeholder in text, f"{command['name']}: {placeholder} was swallowed"
+    rows = _rows(html)
+    assert any("results/<run_id>.jsonl" in r for r in rows)  # run --out
+    for flag in ("--steps", "--repeats", "--seed", "--eval-samples", "--train-samples",
+                 "--seeds"):  # sweep flags: the suite's value, else the built-in default
+        flagged = [r for r in rows if r.startswith(flag + " ")]
+        assert flagged and all("default" in r for r in flagged), flag
+    assert any(r.startswith("--steps ") and "without it, 10" in r for r in rows)
+
+
+def test_the_record_reference_has_a_section_per_group_of_the_schema(site):
+    html = _text(site / "reference" / "record.html")
+    headings = re.findall(r"<h2 id=\"([^\"]+)\"", html)
+    assert {"identity", "outcome", "speed", "memory", "provenance"} <= set(headings)
+    assert len(headings) >= 10
+    # The page's table of contents (the right-hand sidebar) lists them.
+    toc = html.split('data-md-component="toc"', 1)[1]
+    assert all(f'href="#{h}"' in toc for h in headings)
+
+
+def test_every_field_a_writer_emits_is_described():
+    # The committed examples hold records of each writer: a sweep (cpu-quick), a sharded
+    # sweep (cpu-fsdp), the article's epoch loop (reproduce-article-...), the newest runner.
+    from harness.schema_docs import DESCRIPTIONS
+
+    seen: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "results" / "examples").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            for key in json.loads(line):
+                seen.setdefault(key, set()).add(path.name)
+    assert "epochs" in seen  # reproduce writes it
+    missing = {k: sorted(v) for k, v in seen.items() if k not in DESCRIPTIONS}
+    assert missing == {}, f"describe these in harness/schema_docs.py: {missing}"
+
+
+def test_the_suites_reference_counts_configs_and_names_only_the_suites_models(site):
+    from harness.core.suites import expand, load_suite, merge_settings
+
+    html = _text(site / "reference" / "suites.html")
+    rows = _rows(html)
+    quick = next(r for r in rows if r.startswith("quick"))
+    n = len(expand(merge_settings(load_suite("quick"), {}), resolve=lambda d: "cpu"))
+    assert quick.split()[1] == str(n), quick
+    assert "1 min" in quick and "AMD EPYC" in quick  # the committed quick example's time
+    gpt2 = next(r for r in rows if r.startswith("[model.gpt2]") and "steps = 3" in r)
+    assert "not one of this suite's models" in gpt2  # quick's table for --models gpt2
+    defaults = _rows(html.split('id="defaults"', 1)[1])
+    assert next(r for r in defaults if r.startswith("steps ")).split()[1] == "10"  # RunConfig
+
+
+def test_links_and_pictures_resolve_in_the_built_site(site):
+    # Every relative href and src of every page names a file of the site (the site is opened
+    # from disk, where a link to a folder shows a directory listing, not a page).
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 20
+    broken = []
+    for page in pages:  # (404.html is for a web server: its links are absolute)
+        for url in re.findall(r'(?:href|src)="([^"#?]*)[^"]*"', _text(page)):
+            if url and not re.match(r"[a-z]+:", url) and page.name != "404.html":
+                target = (page.parent / url).resolve()
+                if not target.is_file():
+                    broken.append(f"{page.relative_to(site)}: {url}")
+    assert broken == []
+    for name in ("quick-throughput",):
+        png = site / "img" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_no_link_became_a_doubled_code_path():
+    # "`x.yml` (`x.yml`)" or "figures (`results/...`)": a Markdown link flattened to text.
+    doubled = re.compile(r"(`?)([\w./-]+)\1 \(`\2`\)|\w \(`(?:results|reports)/examples/[^`]+`\)")
+    for page in sorted(DOCS.rglob("*.md")):
+        found = doubled.search(_text(page))
+        assert found is None, f"{page.relative_to(DOCS)}: {found.group(0)}"
+
+
+def test_the_site_works_from_disk(site):
+    # Pages are files (use_directory_urls: false); search reads its index from a script and
+    # runs its worker through the vendored iframe shim, so nothing is fetched.
+    index = _text(site / "index.html")
+    assert 'href="getting-started.html"' in index
+    assert (site / "search" / "search_index.js").read_text(encoding="utf-8").startswith(
+        "var __index =")
+    scripts = re.findall(r'<script src="([^"]+)"', index)
+    assert "assets/javascripts/iframe-worker-shim.js" in scripts
+    assert not [s for s in scripts if "://" in s]
+
+
+def test_the_pages_show_what_trainmark_prints_and_draws(site):
+    started = _page_text(_text(site / "getting-started.html"))
+    assert re.search(r"convnet\s+synthetic\s+cpu\s+32\s+fp32\s+sgd\s+ok", started)
+    gate = _page_text(_text(site / "guides" / "gate-pull-requests.html"))
+    workflow = (ROOT / ".github" / "workflows" / "benchmarks.yml").read_text(encoding="utf-8")
+    ab_job = workflow.split("\n  ab:\n", 1)[1].split("\n\n  history:", 1)[0]
+    assert ab_job.strip() in gate  # the guide's YAML is the project's own job
+    for must in ("download.pytorch.org/whl/cpu", "cache: pip", "timeout-minutes",
+                 "if [ -f ab-results/comment.md ]"):
+        assert must in gate
+    assert "92–139 s" in gate and "182–353 s" in gate
 
 
 def test_every_page_of_the_nav_is_built_and_has_a_title(site):
     nav = re.findall(r":\s*([\w./-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
     assert len(nav) >= 18
     for page in nav:
-        html = site / (page[:-3] + "/index.html" if page != "index.md" else "index.html")
+        html = site / (page[:-3] + ".html")  # use_directory_urls: false (works from disk)
         assert html.is_file(), f"{page} was not built"
         assert "<h1" in _text(html), f"{page} has no title"
 
@@ -178,3 +305,69 @@ def test_the_add_a_model_example_registers_the_model_it_describes(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.mark.long
+@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                    reason="needs Debian's chromium and chromium-driver at /usr/bin")
+def test_the_site_read_from_disk_in_chromium(site, tmp_path):
+    """Opened as a newcomer opens it, site/index.html from disk: the sidebar's links open pages,
+    search finds text, names do not break mid-word, code does not scroll sideways in the
+    cluster guide, the sharded guide's table fits, and every picture loads."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver
+    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    browser.implicitly_wait(5)
+
+    def page(path: str) -> None:
+        browser.get((site / path).as_uri())
+
+    try:
+        page("index.html")
+        browser.find_element(By.LINK_TEXT, "Run on a Slurm cluster").click()
+        assert browser.current_url.endswith("guides/cluster.html")
+        assert browser.find_element(By.TAG_NAME, "h1").text == "Run on a Slurm cluster"
+
+        search = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")
+        search.click()
+        search.send_keys("nodelist")
+        hits = browser.find_elements(By.CSS_SELECTOR, ".md-search-result__item")
+        assert hits and "Slurm" in hits[0].text
+
+        page("guides/cluster.html")
+        wide = browser.execute_script(
+            "return [...document.querySelectorAll('.md-content pre > code')]"
+            ".filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText.slice(0, 60))")
+        assert wide == [], f"code blocks that scroll sideways: {wide}"
+
+        page("reference/record.html")
+        broken = browser.execute_script(
+            "return [...document.querySelectorAll('.md-typeset table td:first-child code')]"
+            ".filter(c => c.getClientRects().length > 1).map(c => c.innerText)")
+        assert broken == [], f"field names broken over lines: {broken[:5]}"
+
+        page("guides/sharded-training.html")
+        links = browser.execute_script(
+            "return [...document.querySelectorAll('table a')].map(a => a.href)")
+        assert any("torchtitan" in u for u in links) and any("Megatron" in u for u in links)
+
+        for path in ("index.html", "getting-started.html"):
+            page(path)
+            images = browser.execute_script(
+                "return [...document.images].map(i => [i.src, i.complete && i.naturalWidth])")
+            assert images and all(width > 300 for _, width in images), (path, images)
+    finally:
+        browser.quit()

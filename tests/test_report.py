@@ -173,6 +173,7 @@ def test_malformed_file_is_one_warning_and_the_rest_still_report(fixture_report)
 
 def test_hardware_comparison_relative_memory_and_per_watt(fixture_report):
     folder = fixture_report[3]
+    assert "all from one machine" not in fixture_report[2]  # three machines: no warning
     cmp = pd.read_csv(folder / "comparison.csv")
     conv = cmp[(cmp["model"] == "convnet") & (cmp["batch size"] == 32)]
     fp32 = conv[conv["precision"] == "fp32"].iloc[0]
@@ -239,6 +240,17 @@ def test_baseline_picks_the_reference_machine(tmp_path, baseline):
               & (cmp["precision"] == "fp32")].iloc[0]
     assert row[f"{EPYC} × ref"] == pytest.approx(0.1)
     assert f"{H100} × ref" not in cmp.columns
+
+
+def test_several_files_of_one_machine_get_a_warning_not_a_silent_single_machine(tmp_path):
+    # Two copies of one machine's results (e.g. two VMs both called `vm`, same CPU model): the
+    # report has no comparison to make, and says so instead of only leaving it out.
+    other = tmp_path / "other.jsonl"
+    other.write_text(CPU.read_text(encoding="utf-8"), encoding="utf-8")
+    code, out, err = run_main(["report", str(CPU), str(other), "--out", str(tmp_path / "r")])
+    assert code == 0, err
+    assert "2 files, all from one machine (AMD EPYC 7B13 on host ci-runner-7)" in err
+    assert not (tmp_path / "r" / "comparison.csv").exists()
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -63,6 +63,19 @@ def test_optional_axes_split_configs_only_where_they_vary():
     assert sorted(cmp.only_some["missing on"]) == ["GPU A", "GPU B"]
 
 
+def test_sharding_and_checkpointing_are_axes_of_the_comparison():
+    # The cpu-fsdp suite on two machines: DDP and FSDP, with and without checkpointing, are
+    # four configs, never one median of the four.
+    axes = [("ddp", "none"), ("fsdp", "none"), ("ddp", "selective"), ("fsdp", "selective")]
+    df = frame(*[rec(host=h, device_name=d, throughput=t * (i + 1), parallel=p,
+                     activation_checkpointing=ac)
+                 for h, d, t in (("a", "Xeon", 100.0), ("b", "EPYC", 150.0))
+                 for i, (p, ac) in enumerate(axes)])
+    cmp = hardware_comparison(df)
+    assert {"parallel", "activation_checkpointing"} <= set(cmp.key)
+    assert len(cmp.table) == 4 and list(cmp.table["EPYC × ref"]) == pytest.approx([1.5] * 4)
+
+
 def test_relative_throughput_is_a_geometric_mean_and_repeats_use_the_median():
     df = frame(rec(bs=32, throughput=100.0), rec(bs=64, throughput=100.0),
                rec(host="g", device_name="GPU B", bs=32, throughput=200.0),

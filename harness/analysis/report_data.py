@@ -23,7 +23,10 @@ MIB = 1024 * 1024
 # absent (it is the hardware being compared), and so are lr/seed/steps: they change accuracy or
 # noise, not what is measured. Optional axes join the key only where the results have them.
 BASE_KEY = ("model", "dataset", "batch_size", "precision", "optimizer")
-OPTIONAL_AXES = ("compile", "channels_last", "nproc", "deterministic", "target_accuracy")
+# Config axes that split configs where they vary (and are ignored where they do not, so older
+# files without them still match): DDP vs FSDP, or checkpointing, are different configs.
+OPTIONAL_AXES = ("compile", "channels_last", "nproc", "parallel", "activation_checkpointing",
+                 "deterministic", "target_accuracy")
 PRECISION_ORDER = ("fp32", "amp", "amp-bf16", "amp-fp16")
 FAILED = tuple(s for s in STATUSES if s != "ok")
 

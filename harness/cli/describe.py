@@ -38,18 +38,21 @@ class _Recording(Parser):
         return sub
 
 
-def _help(action: argparse.Action) -> str:
+def _help(action: argparse.Action, prog: str) -> str:
     text = action.help if action.help not in (None, argparse.SUPPRESS) else ""
-    if "%(default)" in text:
-        text = text % {"default": action.default}
+    if "%" in text:  # argparse %-formats help: "5%%" prints "5%", "%(default)s" the default
+        text = text % {**vars(action), "prog": prog}
     if action.choices and "choices" not in text and not isinstance(action.choices, dict):
         text += " (choices: " + ", ".join(str(c) for c in action.choices) + ")"
+    unstated = action.default not in (None, argparse.SUPPRESS, []) and action.nargs != 0
+    if unstated and action.option_strings and "default" not in text.lower():
+        text += f" (default {action.default})"
     return text
 
 
-def _argument(action: argparse.Action) -> dict[str, Any]:
+def _argument(action: argparse.Action, prog: str) -> dict[str, Any]:
     return {"flags": list(action.option_strings), "name": action.metavar or action.dest,
-            "takes_value": action.nargs != 0, "help": _help(action)}
+            "takes_value": action.nargs != 0, "help": _help(action, prog)}
 
 
 def _commands(parser: _Recording, prefix: str = "") -> list[dict[str, Any]]:
@@ -58,7 +61,8 @@ def _commands(parser: _Recording, prefix: str = "") -> list[dict[str, Any]]:
         full = f"{prefix}{name}"
         out.append({"name": full, "description": sub.description or "",
                     "usage": sub.format_usage().strip(),
-                    "arguments": [_argument(a) for a in sub.recorded if a.dest != "help"]})
+                    "arguments": [_argument(a, sub.prog) for a in sub.recorded
+                                  if a.dest != "help"]})
         out += _commands(sub, f"{full} ")
     return out
 

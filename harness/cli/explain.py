@@ -15,7 +15,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", help="results file or folder, recorded with --profile")
     p.add_argument("candidate", help="results file or folder, recorded with --profile")
     p.add_argument("--top", type=int, default=10, help="operators per config (default 10)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print: a text table or JSON (default text)")
     p.set_defaults(func=cmd_explain)
 
 

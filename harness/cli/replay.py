@@ -26,7 +26,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     verify = p.prog.split()[-1] == "verify"
     p.add_argument("results", help="results .jsonl file")
     p.add_argument("--record", help=f"{'verify' if verify else 'replay'} only this record_id")
-    p.add_argument("--data-dir", default="data")
+    p.add_argument("--data-dir", default="data",
+                   help="where the records' datasets live (default: ./data)")
     add_isolation_options(p)
     if not verify:
         p.add_argument("--out", help="new results file (default results/rerun-<id>.jsonl)")
@@ -50,7 +51,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="rerun a config whose throughput regressed up to N more times, each in "
                         "a fresh worker; it fails only if every rerun regresses too (default 1; "
                         "0 trusts the first replay)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print: a text table or JSON (default text)")
     p.set_defaults(func=cmd_verify)
 
 

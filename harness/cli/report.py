@@ -44,8 +44,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_same_code(frame, "the report", args.allow_different_code)
     for line in skipped:
         print(f"trainmark: warning: {line} (skipped)", file=sys.stderr)
+    _warn_one_machine(frame)
     out = Path(args.out) if args.out else default_out_dir(args.files)
     path = write_report(frame, out, baseline=args.baseline, skipped=skipped, prices=prices)
     print(f"report: {path} and {path.with_name('report.md')} "
           f"({len(frame)} records, {time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _warn_one_machine(frame) -> None:  # noqa: ANN001 (a results DataFrame)
+    """Several files from what the report takes for one machine (same host and device name:
+    e.g. two machines both called ``vm``) get no hardware comparison: say so, not only by the
+    comparison's absence."""
+    from harness.analysis.report_data import machine_labels
+
+    labels = machine_labels(frame)
+    if frame["source"].nunique() > 1 and labels.nunique() == 1:
+        print(f"trainmark: warning: {frame['source'].nunique()} files, all from one machine "
+              f"({labels.iloc[0]} on host {frame['host'].iloc[0]}): no hardware comparison. "
+              "A machine is its host and device name; give two machines different host names",
+              file=sys.stderr)

@@ -23,7 +23,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
     p.add_argument("--dataset", default="cifar10",
                    help="cifar10 (the article) or synthetic (offline stand-in, 50,000 images)")
-    p.add_argument("--train-samples", type=int, help="cap on training images (for quick checks)")
+    p.add_argument("--train-samples", type=int,
+                   help="cap on training images (for quick checks; default: all of them)")
     p.add_argument("--out", help="results file (default results/reproduce-article-<id>.jsonl)")
     p.add_argument("--report",
                    help="report path (default reports/reproduce-article-<id>/report.md)")
