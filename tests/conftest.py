@@ -82,13 +82,13 @@ SLOW_NODE = "n3"
 @pytest.fixture(scope="session")
 def multinode_cluster():
     """A real three-node Slurm cluster on this machine (``scripts/multinode-slurm``: one slurmd
-    per node, each in its own UTS + mount namespace; node n3 in a cgroup with a quarter of one
+    per node, each in its own UTS + mount namespace; node n3 in a cgroup with a tenth of one
     CPU), started for the session and stopped after it. Yields the environment its clients
     need (``SLURM_CONF``; ``MN_DIR`` for powering nodes off and on). Its own ports, state and
     SLURM_CONF, so it never meets scripts/local-slurm's one-node cluster. Skips, saying why,
     only where it cannot start (no root, no slurmd/slurmctld/munge, no unshare)."""
     env = {**os.environ, "MN_DIR": MULTINODE_DIR, "MN_NODES": "3", "MN_CPUS": "2",
-           "MN_SLOW_NODE": SLOW_NODE, "MN_SLOW_PCT": "25",
+           "MN_SLOW_NODE": SLOW_NODE, "MN_SLOW_PCT": "10",
            "SLURM_CONF": f"{MULTINODE_DIR}/etc/slurm.conf"}
     proc = subprocess.run([str(MULTINODE_SLURM), "start"], capture_output=True, text=True,
                           timeout=120, env=env)
