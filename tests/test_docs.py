@@ -29,7 +29,7 @@ GUIDES = ["getting-started.md", *sorted(f"guides/{p.name}" for p in (DOCS / "gui
 LONG_GUIDES = {"getting-started.md", "guides/gate-pull-requests.md", "guides/find-slowdowns.md",
                "guides/provenance.md", "guides/sharded-training.md", "guides/cluster.md",
                "guides/compare-machines.md", "guides/add-a-model.md",
-               "guides/reproduce-article.md"}
+               "guides/reproduce-article.md", "guides/publish.md"}
 BLOCK = re.compile(r"(?:<!--\s*not run:(?P<why>[^>]*)-->\s*\n)?```(?P<lang>\w+)[^\n]*\n"
                    r"(?P<body>.*?)```", re.S)
 
@@ -282,7 +282,7 @@ def test_guide_commands_run(guide, tmp_path):
 def test_every_guide_is_run_by_one_of_the_guide_tests():
     # A guide that is neither default nor long would never run: LONG_GUIDES names files.
     assert set(LONG_GUIDES) <= set(GUIDES)
-    assert len(GUIDES) == 9
+    assert len(GUIDES) == 10
 
 
 @pytest.mark.long
