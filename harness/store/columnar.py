@@ -102,10 +102,14 @@ def pack_table(files: Sequence[tuple[str, str, list[dict[str, object]]]]) -> tup
     raw: list[dict[str, object]] = []
     for name, key, records in files:
         extras: dict[str, None] = {}
+        known = set(COLUMNS)  # COLUMNS and the extras seen so far: a set difference per record
         for rec in records:
-            extras.update(dict.fromkeys(k for k in rec if k not in COLUMNS))
-            if "source" not in rec:
+            if rec.keys() - known:  # new fields, in this record's order
+                extras.update(dict.fromkeys(k for k in rec if k not in known))
+                known.update(rec.keys())
+            if "source" not in rec and "source" not in extras:
                 extras["source"] = None  # where iter_records' default goes in the key order
+                known.add("source")
         extras_seen.update(extras)
         listing.append([name, key, len(records), list(extras), []])
         columns[FILE] += [name] * len(records)
