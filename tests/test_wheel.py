@@ -23,8 +23,11 @@ _NOT_SOURCES = shutil.ignore_patterns(
     ".pytest_cache", ".ruff_cache", ".benchmarks", "data", "results", "reports")
 
 PACKAGE_DATA = ("harness/suites/quick.toml", "harness/suites/smoke.toml",
-                "harness/render/templates/report.html.j2")
-PACKAGE_DATA_DIRS = ("harness/suites", "harness/render/templates")
+                "harness/render/templates/report.html.j2",
+                "harness/render/published/templates/index.html.j2",  # trainmark publish
+                "harness/render/published/static/overview.js")
+PACKAGE_DATA_DIRS = ("harness/suites", "harness/render/templates",
+                     "harness/render/published/templates", "harness/render/published/static")
 
 
 def _run(cmd: list[str | Path], *, cwd: Path, env: dict[str, str] | None = None,
