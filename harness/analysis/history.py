@@ -134,25 +134,23 @@ def _points(ok: pd.DataFrame, column: str) -> dict[int, list[Point]]:
     """Points of every series of ``ok`` (its ``_series`` column) at once: one groupby."""
     if ok.empty:
         return {}
-    when = ok["git_commit_time"] if "git_commit_time" in ok.columns else None
+    missing = pd.Series(pd.NA, index=ok.index, dtype="string")
     frame = pd.DataFrame({
-        "s": ok["_series"].to_numpy(), "commit": ok["git_commit"].astype(str).to_numpy(),
+        "s": ok["_series"].to_numpy(), "commit": ok["git_commit"].astype("string"),
         "value": ok[column].astype(float).to_numpy(),
-        "ctime": (when.astype(object).where(when.notna(), None).to_numpy() if when is not None
-                  else None),
-        "ts": ok["timestamp"].astype(object).where(ok["timestamp"].notna(), None).to_numpy()})
+        "ctime": (ok["git_commit_time"].astype("string") if "git_commit_time" in ok.columns
+                  else missing),
+        "ts": ok["timestamp"].astype("string")})
     g = frame.groupby(["s", "commit"], sort=False)
     agg = pd.DataFrame({"value": g["value"].median(), "records": g["value"].size(),
                         "ctime": g["ctime"].min(), "ts": g["ts"].min()}).reset_index()
     # The commit's time, else its earliest record's timestamp, else nothing (as before).
-    agg["time"] = [str(c) if c is not None and c == c else (str(t) if t is not None and t == t
-                                                            else "")
-                   for c, t in zip(agg["ctime"], agg["ts"], strict=True)]
+    agg["time"] = agg["ctime"].fillna(agg["ts"]).fillna("")
     agg = agg.sort_values(["s", "time", "commit"], kind="stable")
     out: dict[int, list[Point]] = {}
-    for s, commit, when_, value, n in zip(agg["s"], agg["commit"], agg["time"], agg["value"],
-                                          agg["records"], strict=True):
-        out.setdefault(int(s), []).append(Point(commit, when_, float(value), int(n)))
+    for s, commit, when, value, n in zip(*(agg[c].tolist() for c in (
+            "s", "commit", "time", "value", "records")), strict=True):
+        out.setdefault(int(s), []).append(Point(str(commit), str(when), float(value), int(n)))
     return out
 
 
