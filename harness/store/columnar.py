@@ -47,6 +47,9 @@ PACK = "__tm_pack"  # the pack a row was read from (DuckDB's filename column): t
 # parse one file into two packs at once, and only one of them is read
 _ARROW = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_(),
           "string": pa.string()}
+_PANDAS = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
+           pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype("pyarrow"),
+           pa.large_string(): pd.StringDtype("pyarrow")}
 
 
 def cache_root() -> Path | None:
@@ -180,8 +183,9 @@ def _fill(folder: Path, todo: list[tuple[Path, str, str]]) -> list[Pack]:
     return made
 
 
-def folder_of(path: Path) -> str:
-    return hashlib.sha256(str(path.parent).encode()).hexdigest()[:20]
+def folder_of(path: str) -> str:
+    """The cache folder of a file's directory (absolute ``path``)."""
+    return hashlib.sha256(os.path.dirname(path).encode()).hexdigest()[:20]
 
 
 def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
@@ -195,12 +199,12 @@ def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
     for pos, given in enumerate(paths):
         p = Path(given)
         try:
-            resolved = p.resolve(strict=True)
-            st = resolved.stat()
+            st = os.stat(p)  # the key holds inode and device: a link's name is only a name
         except OSError:
             read_records(p)  # the same error as parsing it would give (UserError)
             raise
-        by_folder.setdefault(folder_of(resolved), []).append((pos, p, str(resolved),
+        resolved = os.path.abspath(p)
+        by_folder.setdefault(folder_of(resolved), []).append((pos, p, resolved,
                                                               file_key(st)))
     used: dict[Path, Pack] = {}
     entries: dict[int, tuple[str, str, str, list[str], list[str]]] = {}
@@ -337,7 +341,8 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
         arrow = table.column(col)
         dtype = COLUMNS.get(col)
         if dtype is not None and dtype != "object":
-            out[col] = arrow.to_pandas().astype(dtype)
+            # straight into pandas' masked and Arrow-backed dtypes: no Python object per cell
+            out[col] = arrow.to_pandas(types_mapper=_PANDAS.get).astype(dtype)
         elif dtype == "object":
             out[col] = pd.Series(_decode(arrow, "null"), dtype=object)
         elif col == "source":
