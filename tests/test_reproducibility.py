@@ -10,6 +10,7 @@ import torch
 
 from harness.analysis.seeds import mean_ci, seed_summary
 from harness.cli import main
+from harness.core import build as build_mod
 from harness.core import runner as runner_mod
 from harness.core.config import RunConfig
 from harness.core.data import ImageData, load_dataset, synthetic_text
@@ -89,7 +90,7 @@ def test_evaluation_uses_the_held_out_split(monkeypatch):
                      torch.ones(32, dtype=torch.long))
     monkeypatch.setattr(runner_mod, "load_dataset", lambda *a, **k: data)
     seen = []
-    real_create = runner_mod.create_model
+    real_create = build_mod.create_model  # the runner builds through core.build
 
     def create_model(*args, **kwargs):
         model = real_create(*args, **kwargs)
@@ -97,7 +98,7 @@ def test_evaluation_uses_the_held_out_split(monkeypatch):
             lambda module, inputs: None if module.training else seen.append(inputs[0].clone()))
         return model
 
-    monkeypatch.setattr(runner_mod, "create_model", create_model)
+    monkeypatch.setattr(build_mod, "create_model", create_model)
     rec = Runner().run(cfg("convnet", "synthetic", optimizer="adam", lr=1e-2, warmup_steps=1,
                            timed_steps=10, repeats=2, eval_samples=32))
     assert rec["status"] == "ok", rec["error"]
