@@ -176,7 +176,7 @@ def test_links_and_pictures_resolve_in_the_built_site(site):
                 if not target.is_file():
                     broken.append(f"{page.relative_to(site)}: {url}")
     assert broken == []
-    for name in ("quick-throughput",):
+    for name in ("quick-throughput", "hardware-relative", "history-throughput"):
         png = site / "img" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -212,6 +212,10 @@ def test_the_pages_show_what_trainmark_prints_and_draws(site):
                  "if [ -f ab-results/comment.md ]"):
         assert must in gate
     assert "92–139 s" in gate and "182–353 s" in gate
+    machines = _page_text(_text(site / "guides" / "compare-machines.html"))
+    assert "× ref" in machines and "--allow-different-code" in machines
+    slow = _page_text(_text(site / "guides" / "find-slowdowns.html"))
+    assert "regression" in slow and "adam" in slow
 
 
 def test_every_page_of_the_nav_is_built_and_has_a_title(site):
@@ -315,8 +319,8 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
                     reason="needs Debian's chromium and chromium-driver at /usr/bin")
 def test_the_site_read_from_disk_in_chromium(site, tmp_path):
     """Opened as a newcomer opens it, site/index.html from disk: the sidebar's links open pages,
-    search finds text, names do not break mid-word, code does not scroll sideways in the
-    cluster guide, the sharded guide's table fits, and every picture loads."""
+    search finds text, names do not break mid-word, no guide's code scrolls sideways, the
+    sharded guide's sources are links, and every picture loads."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -347,11 +351,13 @@ def test_the_site_read_from_disk_in_chromium(site, tmp_path):
         hits = browser.find_elements(By.CSS_SELECTOR, ".md-search-result__item")
         assert hits and "Slurm" in hits[0].text
 
-        page("guides/cluster.html")
-        wide = browser.execute_script(
-            "return [...document.querySelectorAll('.md-content pre > code')]"
-            ".filter(c => c.scrollWidth > c.clientWidth + 1).map(c => c.innerText.slice(0, 60))")
-        assert wide == [], f"code blocks that scroll sideways: {wide}"
+        for guide in GUIDES:  # at 1280 px, beside the sidebar
+            page(guide[:-3] + ".html")
+            wide = browser.execute_script(
+                "return [...document.querySelectorAll('.md-content pre > code')]"
+                ".filter(c => c.scrollWidth > c.clientWidth + 1)"
+                ".map(c => c.innerText.slice(0, 60))")
+            assert wide == [], f"{guide}: code blocks that scroll sideways: {wide}"
 
         page("reference/record.html")
         broken = browser.execute_script(
@@ -364,7 +370,8 @@ def test_the_site_read_from_disk_in_chromium(site, tmp_path):
             "return [...document.querySelectorAll('table a')].map(a => a.href)")
         assert any("torchtitan" in u for u in links) and any("Megatron" in u for u in links)
 
-        for path in ("index.html", "getting-started.html"):
+        for path in ("index.html", "getting-started.html", "guides/compare-machines.html",
+                     "guides/find-slowdowns.html"):
             page(path)
             images = browser.execute_script(
                 "return [...document.images].map(i => [i.src, i.complete && i.naturalWidth])")

@@ -6,7 +6,8 @@ by trainmark's own code when the site builds (docs/hooks/examples.py places them
 - ``hardware``: the hardware comparison of one suite measured on two machines, its figure and
   its table;
 - ``history``: the history chart of a series of commits with a step in it, and the step found;
-- ``workflow-ab``: the regression gate's job of the project's own GitHub workflow.
+- ``workflow-ab``: the regression gate's job of the project's own GitHub workflow;
+- ``gate-comment``: the pull-request comment of an A/B that found a regression.
 
 Each returns Markdown, and the pictures it refers to as {site path: PNG bytes}.
 ``EXAMPLES_BY_NAME`` also names the committed files each is made from.
@@ -37,6 +38,7 @@ QUICK = EXAMPLES / "cpu-quick.jsonl"
 MACHINES = (EXAMPLES / "cpu-fsdp.jsonl", EXAMPLES / "cpu-fsdp-epyc.jsonl")
 HISTORY = EXAMPLES / "history-commits.jsonl"
 WORKFLOW = EXAMPLES.parents[1] / ".github" / "workflows" / "benchmarks.yml"
+COMMENT = EXAMPLES / "ab-comment.md"  # an A/B's comment.md (docs/guides/gate-pull-requests.md)
 
 
 def _frame(paths: tuple[Path, ...]) -> pd.DataFrame:
@@ -101,7 +103,8 @@ def hardware() -> tuple[str, dict[str, bytes]]:
 def _narrow(table: pd.DataFrame) -> str:
     """The table without the columns that hold one value in every row (or none), which a
     sentence above it states instead: a page has room for six columns, not fourteen."""
-    same = [c for c in table.columns if table[c].astype(str).nunique() == 1]
+    same = [c for c in table.columns
+            if len(table) > 1 and table[c].astype(str).nunique() == 1]
     said = [f"{c} {table[c].iloc[0]}" for c in same if str(table[c].iloc[0]) not in ("", "nan")]
     rest = table.drop(columns=same).rename(columns=lambda c: c.replace("_", " "))  # can wrap
     return (f"In every row: {', '.join(said)}.\n\n" if said else "") + markdown_table(rest)
@@ -130,9 +133,19 @@ def workflow_ab() -> tuple[str, dict[str, bytes]]:
     return f"```yaml\n{header}{job}\n```", {}
 
 
+def gate_comment() -> tuple[str, dict[str, bytes]]:
+    """The committed ``comment.md`` of an A/B, in a box; its headings become bold lines, so
+    that they stay out of the page's table of contents."""
+    text = re.sub(r"^#{1,6} (.+)$", r"**\1**", COMMENT.read_text(encoding="utf-8").strip(),
+                  flags=re.M)
+    body = "\n".join(f"    {line}" if line else "" for line in text.splitlines())
+    return f'!!! example "comment.md"\n\n{body}\n', {}
+
+
 # name -> (what makes it, the committed files it is made from)
 EXAMPLES_BY_NAME = {"first-run": (first_run, (QUICK,)),
                     "report-figure": (report_figure, (QUICK,)),
                     "hardware": (hardware, MACHINES),
                     "history": (history, (HISTORY,)),
-                    "workflow-ab": (workflow_ab, (WORKFLOW,))}
+                    "workflow-ab": (workflow_ab, (WORKFLOW,)),
+                    "gate-comment": (gate_comment, (COMMENT,))}

@@ -55,6 +55,6 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001
             missing = [str(p) for p in example_outputs.EXAMPLES_BY_NAME[name][1]
                        if not p.is_file()]
             raise ValueError(f"{page.file.src_uri}: example {name!r} needs {', '.join(missing)}")
-        return _made[name].replace("{root}", root)
+        return _made[name].replace("{root}", root) + "\n"  # a block: never glued to the next
 
     return MARKER.sub(example, markdown)
