@@ -158,7 +158,7 @@ def test_70b_and_405b_over_two_sharded_ranks_are_oom_records(tmp_path):
     assert main(["run", "--models", "llama3.1-70b,llama3.1-405b", "--nproc", "2",
                  "--parallel", "fsdp", "--devices", "cpu", "--batch-sizes", "1",
                  "--precisions", "amp-bf16", "--optimizers", "adam", "--quiet", "--no-report",
-                 "--out", str(out)]) == 1
+                 "--out", str(out)]) == 0  # failures are records
     recs = {r["model"]: r for r in map(json.loads, out.read_text().splitlines())}
     for model, params in (("llama3.1-70b", 70_553_706_496), ("llama3.1-405b", 405_853_388_800)):
         rec = recs[model]
