@@ -172,6 +172,23 @@ def resolve_reference(machines: pd.DataFrame, reference: str | None) -> str:
     return named[0]
 
 
+def _series_pages(work: pd.DataFrame, out: Path, sources: Mapping[str, str],
+                  metrics: Sequence[str], settings: Mapping[str, object],
+                  groups: dict[str, dict], entries: dict[str, dict]) -> None:
+    """Detect the series of the changed groups' records ``work``, write their pages' data, and
+    add them to ``groups`` and the overview ``entries``."""
+    history = build_history(work, metrics, threshold=settings["threshold"],
+                            alpha=settings["alpha"], min_segment=settings["min_segment"])
+    links = PointRecords(work, sources)
+    for s in history:
+        sid, g = payloads.series_id(s), group_of(s.machine, s.config)
+        recs = links.of(g, s.config, s.column, [p.commit for p in s.points])
+        files.write_data(out / "data" / "series" / f"{sid}.js", "series/" + sid,
+                         payloads.series_payload(s, sid, recs, settings), atomic=False)
+        entries[sid] = payloads.overview_entry(s, sid)
+        groups[g]["series"].append(sid)
+
+
 def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(METRICS),
             reference: str | None = None, prices: Mapping[str, float] | None = None,
             threshold: float, alpha: float, min_segment: int, title: str = "trainmark",
@@ -208,35 +225,28 @@ def publish(paths: Sequence[Path], out: Path, *, metrics: Sequence[str] = tuple(
 
     # shards: one per results file, rewritten when the file changed
     old_sources: dict = old.get("sources", {})
-    new_sources, written = {}, 0
+    new_sources, jobs = {}, []
     for src, key in sources.items():
         st = Path(src).stat()
         stamp = [st.st_size, st.st_mtime_ns]
         if old_sources.get(key, {}).get("stamp") != stamp or not (
                 out / "data" / "records" / f"{key}.js").exists():
-            files.write_shard(out, key, Path(src))
-            written += 1
+            jobs.append((key, Path(src)))
         new_sources[key] = {"source": src, "stamp": stamp}
     files.remove_data(out, "records", set(old_sources) - set(new_sources))
-
-    # series of the changed groups: detect, write their pages' data
+    settings = {"threshold": threshold, "alpha": alpha, "min_segment": min_segment}
     groups = {g: {"digest": d, "series": [] if g in changed else old_groups[g]["series"]}
               for g, d in digests.items()}
     series_entries = {sid: old_series[sid] for g in groups if g not in changed
                       for sid in groups[g]["series"]}
-    work = frame[frame[GROUP].isin(changed)]
-    history = build_history(work, metrics, threshold=threshold, alpha=alpha,
-                            min_segment=min_segment)
-    links = PointRecords(work, sources)
-    settings = {"threshold": threshold, "alpha": alpha, "min_segment": min_segment}
-    for s in history:
-        sid, g = payloads.series_id(s), group_of(s.machine, s.config)
-        commits = [p.commit for p in s.points]
-        recs = links.of(g, s.config, s.column, commits)
-        files.write_data(out / "data" / "series" / f"{sid}.js", "series/" + sid,
-                         payloads.series_payload(s, sid, recs, settings), atomic=False)
-        series_entries[sid] = payloads.overview_entry(s, sid)
-        groups[g]["series"].append(sid)
+    shards = files.ShardWriter(out, jobs)  # written while the series are detected
+    try:
+        _series_pages(frame[frame[GROUP].isin(changed)], out, sources, metrics, settings,
+                      groups, series_entries)
+        written = shards.wait()
+    except BaseException:
+        shards.cancel()
+        raise
     files.remove_data(out, "series", set(old_series) - set(series_entries))
 
     entries = payloads.varying_details(payloads.order_entries(list(series_entries.values())))

@@ -14,7 +14,8 @@ import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jinja2
@@ -80,28 +81,52 @@ def write_pages(out: Path, title: str, generated: str) -> None:
         shutil.copyfile(source, dest)
 
 
-def record_lines(path: Path) -> list[str]:
-    """The records of one results file as JSON texts. A JSON Lines file's lines are taken as
-    they are (its loader has just parsed them; a torn last line is left out, as the loader
-    does); any other file (pytest-benchmark JSON) is converted by the store."""
+def record_body(path: Path) -> str:
+    """The records of one results file as JSON texts joined by commas (the inside of a JS
+    array). A JSON Lines file's lines are taken as they are (its loader has just parsed them;
+    a torn last line is left out, as the loader does); any other file (pytest-benchmark JSON)
+    is converted by the store."""
     if path.suffix != ".jsonl":
-        return [json.dumps(r, default=str) for r in read_records(path)]
+        return ",\n".join(json.dumps(r, default=str) for r in read_records(path))
     text = path.read_text(encoding="utf-8")
-    lines = [line for line in text.split("\n") if line.strip()]
-    if lines and not text.endswith("\n"):
+    if not text.endswith("\n"):
+        head, _, last = text.rpartition("\n")
         try:
-            json.loads(lines[-1])
+            json.loads(last)
         except ValueError:
-            lines.pop()
-    return lines
+            text = head
+    text = text.strip()
+    if "\n\n" in text or "\r" in text or "\n " in text:  # blank lines: drop them
+        return ",\n".join(line for line in text.splitlines() if line.strip())
+    return text.replace("\n", ",\n")  # one pass, no list of lines: the common case
 
 
 def write_shard(out: Path, key: str, source: Path) -> None:
     """``data/records/KEY.js``: every record of one results file, for the record page."""
-    body = ",\n".join(record_lines(source))
     text = (f"TM.put({json.dumps('records/' + key)}, {{\"source\": {json.dumps(str(source))}, "
-            f"\"records\": [\n{body}\n]}});\n")
+            f"\"records\": [\n{record_body(source)}\n]}});\n")
     write_text(out / "data" / "records" / f"{key}.js", text, atomic=False)
+
+
+class ShardWriter:
+    """Writes the shards of ``jobs`` ((key, results file) pairs) in background threads, so
+    that file reads and writes overlap the caller's change-point detection. ``wait`` returns
+    the count written or raises the first error; ``cancel`` drops what has not started."""
+
+    def __init__(self, out: Path, jobs: Sequence[tuple[str, Path]]) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shards")
+        self.futures = [self.pool.submit(write_shard, out, key, path) for key, path in jobs]
+
+    def wait(self) -> int:
+        try:
+            for future in self.futures:
+                future.result()
+        finally:
+            self.cancel()
+        return len(self.futures)
+
+    def cancel(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def remove_data(out: Path, folder: str, keys: Iterable[str]) -> None:
