@@ -60,12 +60,12 @@ COLUMNS: dict[str, str] = {
     "transforms": "string",
     "max_batch": "Int64",  # --batch-sizes max[:LIMIT]: the search's limit (batch_size: found)
     "memory_budget_gib": "Float64",
-    # sharded training (core/parallel.py, core/checkpointing.py): how the model was held
-    "parallel": "string",  # ddp | fsdp
-    "activation_checkpointing": "string",  # none | selective | selective:N | full
     # emulated low precision (core.precision): asked for, and whether it happened
     "allow_emulated": "boolean",  # --allow-emulated: measure bf16/fp16 the hardware emulates
     "precision_emulated": "boolean",  # the autocast dtype ran emulated; null for fp32
+    # sharded training (core/parallel.py, core/checkpointing.py): how the model was held
+    "parallel": "string",  # ddp | fsdp
+    "activation_checkpointing": "string",  # none | selective | selective:N | full
     "ac_blocks": "Int64",  # transformer blocks checkpointed
     "fsdp_units": "Int64",  # fully_shard units (blocks + root); null under ddp
     "fsdp_param_dtype": "string",  # what FSDP gathers the parameters as (bfloat16, float32)

@@ -15,6 +15,7 @@ Each returns Markdown, and the pictures it refers to as {site path: PNG bytes}.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import warnings
@@ -41,11 +42,16 @@ WORKFLOW = EXAMPLES.parents[1] / ".github" / "workflows" / "benchmarks.yml"
 COMMENT = EXAMPLES / "ab-comment.md"  # an A/B's comment.md (docs/guides/gate-pull-requests.md)
 
 
+@functools.lru_cache(maxsize=8)  # the quick example feeds two outputs: read it once a build
 def _frame(paths: tuple[Path, ...]) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a committed example is whole; nothing to say
         frame, _ = load_inputs(list(paths))
     return frame
+
+
+def clear_cache() -> None:
+    _frame.cache_clear()
 
 
 def _figure(src: str, alt: str, caption: str) -> str:

@@ -33,6 +33,7 @@ def on_files(files: Files, config) -> Files:  # noqa: ANN001 (MkDocs' config obj
                 uri = f"{target}/{path.relative_to(source).as_posix()}"
                 files.append(File.generated(config, uri, abs_src_path=str(path)))
     _made.clear()
+    example_outputs.clear_cache()  # `mkdocs serve` rebuilds in one process: read files anew
     for name, (make, inputs) in example_outputs.EXAMPLES_BY_NAME.items():
         if not all(path.is_file() for path in inputs):
             continue  # a page that shows it fails the build, naming the missing file
