@@ -331,9 +331,7 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
         try:
             with _connect() as con:
                 con.register("wanted", wanted)
-                result = con.execute(sql)
-                # to_arrow_table from duckdb 1.5 on (fetch_arrow_table is deprecated there)
-                table = _in_order(getattr(result, "to_arrow_table", result.fetch_arrow_table)())
+                table = _in_order(con.sql(sql).to_arrow_table())  # duckdb >= 1.5 (and 2.x)
             break
         except duckdb.IOException:  # a pack compacted away by another reader meanwhile
             if attempt:
