@@ -68,8 +68,8 @@ def _link(path: Path) -> str:
 
 def _machine(frame: pd.DataFrame) -> str:
     first = frame.iloc[0]
-    return (f"{first['cpu_model']}, {int(first['num_threads'])} threads, "
-            f"torch {first['torch_version']}")
+    return html.escape(f"{first['cpu_model']}, {int(first['num_threads'])} threads, "
+                       f"torch {first['torch_version']}")  # strings of a results file
 
 
 def first_run() -> tuple[str, dict[str, bytes]]:
@@ -96,8 +96,9 @@ def hardware() -> tuple[str, dict[str, bytes]]:
         png = relative_figure(comparison.relative, comparison.baseline)
     machines = " and ".join(_link(p) for p in MACHINES)
     figure = _figure("img/hardware-relative.png", "Relative throughput per model and precision",
-                     f"The <code>cpu-fsdp</code> suite on {comparison.machines[1]} relative "
-                     f"to {comparison.baseline} ({machines}): throughput relative to the "
+                     f"The <code>cpu-fsdp</code> suite on {html.escape(comparison.machines[1])} "
+                     f"relative to {html.escape(comparison.baseline)} ({machines}): throughput "
+                     "relative to the "
                      "reference machine on the same configs, geometric mean over the configs "
                      "of each model and precision.")
     throughput = [c for c in comparison.table.columns if "MiB" not in c]
