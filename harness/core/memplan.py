@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,9 +228,12 @@ def _in_block(model: nn.Module, saved: SavedTensors) -> Iterator[None]:
             handle.remove()
 
 
-def saved_activations(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> SavedTensors:
+def saved_activations(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      per_operator: bool = False) -> SavedTensors:
     """Run ``model`` (on the meta device) on ``x`` and the loss against ``y``, recording what
-    the pass saves for its backward pass (parameters and buffers excluded)."""
+    the pass saves for its backward pass (parameters and buffers excluded); with
+    ``per_operator``, also what ``selective`` checkpointing would keep (a dispatch mode, which
+    costs a first-time import of torch._dynamo, half a second, so only when asked)."""
     saved = SavedTensors()
     state = {StorageWeakRef(t.untyped_storage())
              for t in (*model.parameters(), *model.buffers())}
@@ -241,7 +244,7 @@ def saved_activations(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Sav
         return t
 
     with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _in_block(model, saved),
-          _FusedAttention(saved), _KeptOutputs(saved)):
+          _FusedAttention(saved), _KeptOutputs(saved) if per_operator else nullcontext()):
         loss_fn(model(x), y)
     return saved
 
@@ -318,7 +321,8 @@ def plan_memory(name: str, kwargs: dict[str, object], *, batch_size: int, precis
         try:
             x, y = meta_batch(info.task, kwargs, batch_size)
             x = x.to(dtype) if x.is_floating_point() else x  # images: in the step's dtype
-            saved = saved_activations(model.to(dtype), x, y)
+            saved = saved_activations(model.to(dtype), x, y,
+                                      per_operator=activation_checkpointing == "selective")
             activations, largest = saved.total(activation_checkpointing), saved.largest
         except Exception:  # a model that cannot run on meta: its activations stay unknown
             activations = None
