@@ -28,39 +28,16 @@ from harness.analysis.node_health import ALPHA, MIN_CONFIGS, THRESHOLD, NodeHeal
 from harness.errors import UserError, one_line
 from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, report_charts
-from harness.store.frame import export, records_to_frame
-from harness.store.jsonl import read_records
+from harness.store.frame import HEAVY_COLUMNS, export, load_lenient
 
 REPORTS_DIR = Path("reports")
 
 
 def load_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, list[str]]:
     """Records of every readable file, and one line per file (or torn line) that was skipped.
-    ``UserError`` only when nothing at all is readable."""
-    records: list[dict[str, object]] = []
-    skipped: list[str] = []
-    for path in paths:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                recs = read_records(path)
-            skipped += [str(w.message) for w in caught]  # torn last lines: said, not hidden
-            if not recs:
-                skipped.append(f"{path}: no records")
-                continue
-            for rec in recs:
-                rec["source"] = str(path)  # the file it came from, whatever the record claims
-            try:
-                records_to_frame(recs)  # type-check this file alone, so the others survive it
-            except UserError as exc:
-                raise UserError(f"{path}: {exc}") from None
-        except UserError as exc:
-            skipped.append(str(exc))
-            continue
-        records.extend(recs)
-    if not records:
-        raise UserError("no readable results: " + "; ".join(skipped))
-    return records_to_frame(records), skipped
+    ``UserError`` only when nothing at all is readable (``store.frame.load_lenient``: large
+    inputs through the results cache; the loss curves, which no section draws, left out)."""
+    return load_lenient(paths, exclude=HEAVY_COLUMNS)
 
 
 def default_out_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
