@@ -114,10 +114,14 @@ def test_compaction_keeps_only_live_rows(cache, tmp_path, monkeypatch):
     assert load_results(paths)["throughput"].tolist() == [50.0, 1.0, 2.0, 3.0]
 
 
-def test_cache_off_parses(tmp_path, monkeypatch):
+def test_cache_off_parses_and_an_unusable_cache_is_said_and_bypassed(tmp_path, monkeypatch):
     monkeypatch.setenv(columnar.CACHE_ENV, "off")
     monkeypatch.setattr(store_frame, "CACHE_MIN_BYTES", 0)
     pd.testing.assert_frame_equal(load_results(EXAMPLES[:2]), parsed(EXAMPLES[:2]))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(columnar.CACHE_ENV, str(tmp_path / "a-file" / "cache"))
+    with pytest.warns(UserWarning, match="results cache .* not usable"):
+        pd.testing.assert_frame_equal(load_results(EXAMPLES[:2]), parsed(EXAMPLES[:2]))
 
 
 # ------------------------------------------------------------------------ change points

@@ -48,7 +48,10 @@ def load_results(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
             try:
                 frame = columnar.read(paths, columns, root, exclude=exclude,
                                       file_source=file_source)
-            except PermissionError:  # a cache we may not write: parse, as small reads do
+            except OSError as exc:  # a cache we may not write, a full disk: parse instead
+                warnings.warn(f"results cache {root} not usable ({exc}); reading the files "
+                              f"without it (set {columnar.CACHE_ENV}=off to skip it)",
+                              stacklevel=2)
                 frame = None
     if frame is None:
         records = list(iter_records(paths))
