@@ -208,3 +208,33 @@ def test_a_file_parsed_by_two_readers_at_once_is_read_once(cache, tmp_path, monk
     monkeypatch.setattr(columnar, "MAX_PACKS", 1)  # merge them with b's pack
     assert load_results([a, b])["throughput"].tolist() == [1.0, 2.0]
     assert load_results([a, b])["throughput"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_fields_and_nulls_load_as_parsing_loads_them(cache, tmp_path, seed):
+    """Extra fields of every JSON type, explicit nulls and missing fields, a record's own
+    source, a file read twice and an empty one: the cached frame is the parsed one."""
+    rng = random.Random(seed)
+    values = [None, 1, 2.5, "x", True, False, [1, 2], {"a": 1}, 10**18, -0.0]
+    paths = []
+    for f in range(5):
+        lines = []
+        for _ in range(rng.randint(0, 5)):
+            rec = {"model": rng.choice(["a", "b", None]), "status": "ok",
+                   "throughput": rng.choice([None, 1, 2.5]),
+                   "batch_size": rng.choice([None, 8, 16.0]),
+                   "repeat_throughputs": rng.choice([None, [1.0, 2.0], []])}
+            rec.update({f"extra{rng.randint(0, 6)}": rng.choice(values)
+                        for _ in range(rng.randint(0, 4))})
+            if rng.random() < 0.2:
+                rec["source"] = rng.choice(["elsewhere", None])
+            keys = list(rec)
+            rng.shuffle(keys)
+            lines.append(json.dumps({k: rec[k] for k in keys}) + "\n")
+        path = tmp_path / f"{f}.jsonl"
+        path.write_text("".join(lines))
+        paths.append(path)
+    own = tmp_path / "own-source.jsonl"  # a null source beside the files' names: pandas
+    own.write_text('{"model": "a", "source": null}\n{"model": "b"}\n')  # infers strings
+    paths += [paths[0], own]
+    pd.testing.assert_frame_equal(load_results(paths), parsed(paths))

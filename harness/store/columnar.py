@@ -349,8 +349,8 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
         elif col == "source":
             given = table.column(FILE).to_pylist()
             out[col] = pd.Series(given if file_source else [  # NaN: the record has none
-                g if v != v else v for v, g in zip(_decode(arrow, "NaN"), given, strict=True)],
-                dtype=object)
+                g if v != v else v for v, g in zip(_decode(arrow, "NaN"), given, strict=True)]
+                ).astype(object)  # inferred, then object: as for any extra field
         elif col in extra_names:  # inferred as DataFrame.from_records would (a missing field
             out[col] = pd.Series(_decode(arrow, "NaN")).astype(object)  # is NaN), then object
         else:
