@@ -94,7 +94,8 @@ CASES: list[Case] = [
          ["'rmsprop'", ", ".join(OPTIMIZERS)]),
     # issue 24: an unknown Llama preset names every model, the presets among them
     Case("run-unknown-llama-preset", ["run", "--models", "llama3.1-7b"],
-         ["'llama3.1-7b'", "llama3-debug, llama3.1-70b, llama3.1-8b, llama3.2-1b, llama3.2-3b"]),
+         ["'llama3.1-7b'", "llama3-debug, llama3.1-405b, llama3.1-70b, llama3.1-8b, llama3.2-1b, "
+          "llama3.2-3b"]),
     Case("run-unknown-parallel", ["run", "--suite", "smoke", "--parallel", "zero3"],
          ["'zero3'", ", ".join(PARALLEL_MODES)]),
     Case("run-bad-activation-checkpointing",
