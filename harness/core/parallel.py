@@ -165,7 +165,8 @@ def shard(model: nn.Module, device: torch.device, plan: PrecisionPlan) -> dict[s
 def prepare(model: nn.Module, device: torch.device, *, parallel: str,
             activation_checkpointing: str, plan: PrecisionPlan,
             emulate_float8: bool = False) -> Prepared:
-    """Convert and wrap ``model`` (built on ``device``, identical on every rank) for training:
+    """Convert and wrap ``model`` (built on ``device``, identical on every rank, or, sharded,
+    on the meta device: ``core.build`` materialises it afterwards) for training:
     float8, then activation checkpointing, then DDP or FSDP2 (torchtitan's order). FSDP shards
     ``model`` in place, so ``model`` itself is what the FLOPs are counted on either way.
     ``emulate_float8``: torchao's emulation (tests, on the CPU; ``convert_float8``)."""

@@ -5,9 +5,11 @@ device and batches are index slices drawn before timing (a pool of ``POOL_STEPS`
 an untimed warm-up, adaptive unless the config fixes its length; ``repeats`` timed regions of at
 least ``timed_steps`` steps and the config's minimum time, synchronized only at their edges
 (``core.loop``); loss finiteness is checked after the regions; evaluation is untimed and comes
-last. The runner builds what a config needs (``core.parallel`` converts and wraps the model:
-float8, activation checkpointing, DDP or FSDP2), hands it to the loop, and assembles the record
-from what the loop measured (``core.record`` turns the results into fields).
+last. The runner plans the config's memory per rank before building anything (``core.memplan``:
+a config that cannot fit is an ``oom`` record), builds what it needs (``core.build``: a sharded
+model on the meta device where it can; ``core.parallel`` converts and wraps the model: float8,
+activation checkpointing, DDP or FSDP2), hands it to the loop, and assembles the record from
+what the loop measured (``core.record`` turns the results into fields).
 """
 
 from __future__ import annotations
