@@ -10,7 +10,7 @@ the throughput), so that the hardware matrix has two columns. Each publish is on
 process (wall time, peak RSS):
 
 - ``cold``: an empty site and an empty results cache (every file parsed into the store's
-  Parquet packs first);
+  Parquet packs first; with ``--warm``, the cache of an earlier run in ``--dir`` is kept);
 - ``full``: ``--full`` with the cache warm (everything redone but the parsing);
 - ``nothing new``: the same files again;
 - ``one new commit``: one more commit from every runner, which adds a point to every series.
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loads", type=int, default=3)
     p.add_argument("--price", action="append", default=[])
     p.add_argument("--pictures", type=Path, default=None)
+    p.add_argument("--warm", action="store_true", help="keep the results cache of an earlier "
+                   "run in --dir: the first publish then parses no file")
     args = p.parse_args(argv)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="publish-scale-"))
     store, site, cache = base / "store", base / "site", base / "cache"
@@ -179,10 +181,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t:.0f} s", flush=True)
     try:
         shutil.rmtree(site, ignore_errors=True)
-        shutil.rmtree(cache, ignore_errors=True)
+        if not args.warm:
+            shutil.rmtree(cache, ignore_errors=True)
         prices = [f"--price={x}" for x in args.price]
         rows = []
-        for label, extra in (("cold", ()), ("full", ("--full",)), ("nothing new", ())):
+        first = "first (warm)" if args.warm else "cold"
+        for label, extra in ((first, ()), ("full", ("--full",)), ("nothing new", ())):
             seconds, rss, line = publish(store, site, cache, *prices, *extra)
             rows.append((label, seconds, rss, line))
             print(f"{label:>15}: {seconds:6.1f} s, peak RSS {rss:6.0f} MiB  | {line}", flush=True)
