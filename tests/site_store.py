@@ -57,3 +57,17 @@ def write_store(folder: Path, commits: int = 24, **kwargs: object) -> Path:
         for machine in MACHINES:
             write_commit(folder, commit, machine, **kwargs)
     return folder
+
+
+def write_runner_store(folder: Path, commits: int = 24, step_at: int = 12) -> Path:
+    """One machine (m1, config 0) measured by two runners, host-a and host-b; host-b alone is
+    15% slower from ``step_at`` on (a sick runner, not a code change)."""
+    rng = random.Random(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for commit in range(commits):
+        for host in ("host-a", "host-b"):
+            slow = 0.85 if host == "host-b" and commit >= step_at else 1.0
+            rec = record(commit, "m1", 0, 1000 * slow * (1 + rng.gauss(0, 0.01)))
+            rec.update(host=host, record_id=f"{rec['record_id']}-{host}")
+            (folder / f"{commit:04d}-{host}.jsonl").write_text(json.dumps(rec) + "\n")
+    return folder

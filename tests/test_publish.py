@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from tests.site_store import sha, write_commit, write_store
+from tests.site_store import sha, write_commit, write_runner_store, write_store
 
 PUT = re.compile(r'^TM\.put\("([^"]+)", (.*)\);\s*$', re.S)
 
@@ -149,3 +149,24 @@ def test_a_results_file_with_records_of_no_commit_is_refused(
     err = capsys.readouterr().err
     assert "no records with a git commit" in err and "r.jsonl" in err
     assert not (tmp_path / "site").exists()
+
+
+def test_a_runner_that_alone_got_slower_has_its_own_series_with_the_step(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runners of one machine pool into its series; one of them 15% slower from commit 12
+    on, the other not: that runner's own series carries the step, its sibling's none (and the
+    browser lists a runner's series only when it alone changed)."""
+    store = write_runner_store(tmp_path / "store")
+    site = tmp_path / "site"
+    publish(capsys, str(store), "--out", str(site), "--metrics", "throughput")
+    series = data(site, "overview")["series"]
+    runners = {e["runner"]: e for e in series if e["runner"]}
+    assert set(runners) == {"host-a", "host-b"}
+    [step] = runners["host-b"]["steps"]
+    assert step["first_after"] == sha(12) and -0.17 < step["change"] < -0.13
+    assert runners["host-a"]["steps"] == []
+    own = data(site, f"series/{runners['host-b']['id']}")
+    assert all(rid.endswith("host-b") for per in own["records"] for _, rid in per)
+    # the matrix compares machines, not runners
+    matrix = data(site, "matrix")
+    assert [len(r["cells"]) for r in matrix["rows"]] == [1]

@@ -27,7 +27,7 @@ pytestmark = [
 ]
 
 from harness.cli import main  # noqa: E402
-from tests.site_store import sha, write_store  # noqa: E402
+from tests.site_store import sha, write_runner_store, write_store  # noqa: E402
 from tests.test_publish import data  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -208,3 +208,18 @@ def test_hostile_strings_are_shown_as_text_on_every_page(tmp_path, browser):
             "return document.querySelectorAll('img[src=\"x\"], h1 + h1').length") == 0, page
         assert not problems(browser), (page, problems(browser))
     assert "<script>window.__pwned=1</script>" in browser.find_element("tag name", "body").text
+
+
+def test_a_runner_that_alone_changed_is_listed_and_the_others_on_demand(tmp_path, browser):
+    from selenium.webdriver.support.ui import Select
+
+    site = tmp_path / "site"
+    assert main(["publish", str(write_runner_store(tmp_path / "store")), "--out", str(site),
+                 "--metrics", "throughput"]) == 0
+    open_page(browser, site, "index.html")
+    shown = {r[1]: r for r in rows(browser)}  # host-a's own series, flat, is not listed
+    assert set(shown) == {"cpu-m1-torch2.14.1-4t · runner host-b alone", "cpu-m1-torch2.14.1-4t"}
+    assert sha(12)[:12] in shown["cpu-m1-torch2.14.1-4t · runner host-b alone"][5]
+    Select(browser.find_element("name", "runners")).select_by_value("all")
+    assert len(rows(browser)) == 3
+    assert not problems(browser)

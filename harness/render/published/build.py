@@ -21,6 +21,7 @@ everything (series and record files are written in place, not renamed into place
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -34,14 +35,14 @@ import pandas as pd
 from harness import __version__
 from harness.analysis.cost import resolve_prices
 from harness.analysis.hardware import machines_named
-from harness.analysis.history import HISTORY_COLUMNS, METRICS, build_history
+from harness.analysis.history import HISTORY_COLUMNS, METRICS, build_history, runner_steps
 from harness.core.config import CONFIG_FIELDS
 from harness.errors import UserError
 from harness.render.published import files, payloads
 from harness.schema import COLUMNS, machine_key
 from harness.store.frame import load_results
 
-SITE_FORMAT = 1  # the data layout; a build of another format is rebuilt whole
+SITE_FORMAT = 2  # the data layout (2: runners' own series); another format: rebuilt whole
 GROUP_FIELDS = ("model", "dataset", "batch_size", "precision", "optimizer", "device")
 IDENTITY = ("device_name", "cpu_model", "torch_version", "num_threads", "host")
 KEPT = ("record_id", "source", "status", "git_commit", "git_commit_time", "timestamp",
@@ -151,9 +152,13 @@ class PointRecords:
         return self.rows[key]
 
     def of(self, group: str, config: Mapping[str, object], column: str,
-           commits: Sequence[str]) -> list[list[tuple[str, str]]]:
+           commits: Sequence[str], host: str | None = None) -> list[list[tuple[str, str]]]:
+        """``host``: a runner's own series (``analysis.history``'s by_runner) has its rows."""
         idx = self._config_rows(group, config)
         idx = idx[self.work[column].iloc[idx].notna().to_numpy()]
+        if host is not None:
+            hosts = self.work["host"].iloc[idx].astype(object)
+            idx = idx[hosts.where(hosts.notna(), "unknown-host").eq(host).to_numpy(dtype=bool)]
         by_commit: dict[str, list[tuple[str, str]]] = {}
         for commit, shard, rid in zip(self.commit[idx], self.shard[idx], self.rid[idx],
                                       strict=True):
@@ -178,11 +183,17 @@ def _series_pages(work: pd.DataFrame, out: Path, sources: Mapping[str, str],
     """Detect the series of the changed groups' records ``work``, write their pages' data, and
     add them to ``groups`` and the overview ``entries``."""
     history = build_history(work, metrics, threshold=settings["threshold"],
-                            alpha=settings["alpha"], min_segment=settings["min_segment"])
+                            alpha=settings["alpha"], min_segment=settings["min_segment"],
+                            by_runner=True)
+    # A runner's own series keeps only the steps no sibling runner has (a sick runner, not a
+    # code change: the pooled series shows those).
+    alone = {(id(s), st.index) for s, st in runner_steps(history)}
+    history = [s if s.host is None else dataclasses.replace(
+        s, steps=[st for st in s.steps if (id(s), st.index) in alone]) for s in history]
     links = PointRecords(work, sources)
     for s in history:
         sid, g = payloads.series_id(s), group_of(s.machine, s.config)
-        recs = links.of(g, s.config, s.column, [p.commit for p in s.points])
+        recs = links.of(g, s.config, s.column, [p.commit for p in s.points], s.host)
         files.write_data(out / "data" / "series" / f"{sid}.js", "series/" + sid,
                          payloads.series_payload(s, sid, recs, settings), atomic=False)
         entries[sid] = payloads.overview_entry(s, sid)

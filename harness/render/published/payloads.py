@@ -24,8 +24,10 @@ SHOWN = ("model", "dataset", "batch_size", "precision", "optimizer", "device")
 def series_id(series: Series) -> str:
     """A stable, file-name-safe id: the same config, machine and metric give the same id in
     every build, so a series page's address survives rebuilds."""
-    key = json.dumps([series.machine, series.metric, sorted(series.config.items())],
-                     default=str)
+    parts = [series.machine, series.metric, sorted(series.config.items())]
+    if series.host is not None:  # a runner's own series (pooled ones keep their old ids)
+        parts.append(series.host)
+    key = json.dumps(parts, default=str)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
@@ -76,6 +78,7 @@ def overview_entry(series: Series, sid: str) -> dict[str, object]:
     return {
         "id": sid, "metric": series.metric, "unit": series.unit,
         "higher_is_better": series.higher_is_better, "machine": series.machine,
+        "runner": series.host,  # a runner's own series; None: every runner of the machine
         **{k: config.get(k) for k in SHOWN}, "label": series_label(series.config),
         "details": {k: v for k, v in config.items() if k not in SHOWN},
         "n": len(series.points), "first_time": series.points[0].time,
@@ -143,6 +146,8 @@ def matrix(entries: Sequence[Mapping[str, object]], machines: Mapping[str, Mappi
     latest: dict[str, tuple[str, str]] = {}  # machine -> (time, commit) of its newest point
     rows: dict[tuple[str, str], dict[str, object]] = {}
     for e in entries:
+        if e.get("runner"):
+            continue  # the matrix compares machines: their pooled series
         last = e["last"]
         m = str(e["machine"])
         if (last["time"], last["commit"]) > latest.get(m, ("", "")):

@@ -23,7 +23,10 @@
   }
   // the filters live in the address, so a filtered view can be shared
   const params = new URLSearchParams(location.hash.slice(1));
-  for (const key of [...FILTERS, "q"]) if (params.get(key)) form.elements[key].value = params.get(key);
+  for (const key of [...FILTERS, "q", "runners"]) if (params.get(key)) form.elements[key].value = params.get(key);
+  // A machine's series pool its runners; a runner's own series is listed when it alone changed
+  // (analysis.history's runner_steps), or when the reader asks for every runner.
+  const machineOf = (e) => (e.runner ? `${e.machine} · runner ${e.runner} alone` : e.machine);
 
   function sparkline(entry) {
     const W = 160, H = 32, values = entry.spark.filter((v) => v !== null);
@@ -68,7 +71,7 @@
     return TM.el("tr", { "data-series": entry.id },
       TM.el("td", {}, TM.el("a", { href, text: entry.label }),
         details ? TM.el("div", { class: "meta", text: details }) : null),
-      TM.el("td", { text: entry.machine }),
+      TM.el("td", { text: machineOf(entry) }),
       TM.el("td", { text: entry.metric }),
       TM.el("td", {}, TM.el("a", { href }, sparkline(entry))),
       TM.el("td", { class: "num", text: TM.fmt(entry.last.value, entry.unit) }),
@@ -77,11 +80,12 @@
   }
 
   function matches(entry, chosen, words) {
+    if (entry.runner && !entry.steps.length && form.elements.runners.value !== "all") return false;
     for (const key of FILTERS) {
       if (chosen[key] && String(entry[key]) !== chosen[key]) return false;
     }
     if (!words.length) return true;
-    const text = [entry.label, entry.machine, entry.metric, entry.dataset,
+    const text = [entry.label, machineOf(entry), entry.metric, entry.dataset,
       ...Object.entries(entry.details).map(([k, v]) => `${k}=${v}`)].join(" ").toLowerCase();
     return words.every((w) => text.includes(w));
   }
@@ -107,7 +111,7 @@
       rfrag.appendChild(TM.el("tr", {},
         TM.el("td", { text: `${TM.short(st.first_after)} (${TM.day(st.time)})` }),
         TM.el("td", {}, TM.el("a", { href: "series.html#" + e.id, text: e.label })),
-        TM.el("td", { text: e.machine }), TM.el("td", { text: e.metric }),
+        TM.el("td", { text: machineOf(e) }), TM.el("td", { text: e.metric }),
         TM.el("td", { class: "regression", text: TM.pct(st.change) }),
         TM.el("td", { text: st.candidates === 1 ? TM.short(st.first_after)
           : `${TM.short(st.earliest)} .. ${TM.short(st.latest)} (${st.candidates})` })));
@@ -115,7 +119,7 @@
     if (!steps.length) rfrag.appendChild(TM.el("tr", {}, TM.el("td", { colspan: 6, text: "No regression step in the series shown." })));
     regs.replaceChildren(rfrag);
     const p = new URLSearchParams();
-    for (const key of [...FILTERS, "q"]) if (form.elements[key].value) p.set(key, form.elements[key].value);
+    for (const key of [...FILTERS, "q", "runners"]) if (form.elements[key].value) p.set(key, form.elements[key].value);
     history.replaceState(null, "", p.toString() ? "#" + p.toString() : location.pathname);
   }
 

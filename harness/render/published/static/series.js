@@ -20,7 +20,7 @@
     document.title = `${s.label} · ${s.metric}`;
     document.getElementById("series-title").textContent = `${s.label} — ${s.metric}`;
     document.getElementById("series-meta").textContent =
-      `${s.machine} · ${s.n} commits · ${s.points.runs.reduce((a, b) => a + b, 0)} records · field ${s.column}` +
+      `${s.machine}${s.runner ? ` · runner ${s.runner} alone (its own records; steps the other runners share are on the pooled series)` : ""} · ${s.n} commits · ${s.points.runs.reduce((a, b) => a + b, 0)} records · field ${s.column}` +
       ` · ${s.higher_is_better ? "higher" : "lower"} is better`;
     const pts = s.points;
     const dated = pts.time.every((t) => t);
