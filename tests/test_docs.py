@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import HAVE_CHROMIUM, start_chromium
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 GUIDES = ["getting-started.md", *sorted(f"guides/{p.name}" for p in (DOCS / "guides").glob("*.md"))]
@@ -311,29 +313,16 @@ def test_the_add_a_model_example_registers_the_model_it_describes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
-
 @pytest.mark.long
-@pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+@pytest.mark.skipif(not HAVE_CHROMIUM,
                     reason="needs Debian's chromium and chromium-driver at /usr/bin")
 def test_the_site_read_from_disk_in_chromium(site, tmp_path):
     """Opened as a newcomer opens it, site/index.html from disk: the sidebar's links open pages,
     search finds text, names do not break mid-word, no guide's code scrolls sideways, the
     sharded guide's sources are links, and every picture loads."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(arg)
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver
-    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    browser = start_chromium(tmp_path / "profile", 1280, 900)
     browser.implicitly_wait(5)
 
     def page(path: str) -> None:

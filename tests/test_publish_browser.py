@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from tests.browser import HAVE_CHROMIUM, start_chromium  # noqa: E402
+
 pytestmark = [
     pytest.mark.long,  # ~20 s: a browser start and a dozen page loads
     pytest.mark.skipif(
-        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        not HAVE_CHROMIUM,
         reason="needs Debian's chromium and chromium-driver at /usr/bin (.ci/run installs them: "
                "apt-get install -y chromium chromium-driver)"),
 ]
@@ -31,26 +31,6 @@ from tests.site_store import sha, write_runner_store, write_store  # noqa: E402
 from tests.test_publish import data  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def start_chromium(profile: Path, width: int = 1400, height: int = 1000):
-    """Headless Debian chromium, offline: the driver and browser paths are given, so Selenium
-    Manager never runs."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", f"--window-size={width},{height}",
-                f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    return driver
 
 
 def open_page(driver, site: Path, page: str, timeout: float = 30.0) -> float:

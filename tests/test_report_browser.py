@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+from tests.browser import HAVE_CHROMIUM, start_chromium  # noqa: E402
+
 pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    not HAVE_CHROMIUM,
     reason="needs Debian's chromium and chromium-driver at /usr/bin (.ci/run installs them: "
            "apt-get install -y chromium chromium-driver)",
 )
@@ -39,21 +39,8 @@ def report_html(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     old = os.environ.get("SE_OFFLINE")
-    os.environ["SE_OFFLINE"] = "true"  # belt and braces: Selenium Manager must never fetch
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,2400",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"), 1280, 2400)
     yield driver
     driver.quit()
     if old is None:

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.cli.paths import writable_dir
 from harness.cli.verdict_options import parse_percent
@@ -22,6 +23,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "appends on every push to main)")
     p.add_argument("--out", default="reports/history", help="report folder "
                    "(default reports/history)")
+    add_step_options(p)
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="what to print: the regression steps as text, or every step as JSON")
+    p.set_defaults(func=cmd_history)
+
+
+def add_step_options(p: argparse.ArgumentParser) -> None:
+    """The change-point options ``history`` and ``publish`` share."""
     p.add_argument("--metrics", default=",".join(METRIC_NAMES),
                    help=f"comma list of {', '.join(METRIC_NAMES)} (default all)")
     p.add_argument("--threshold", default="5%",
@@ -30,22 +39,23 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="significance level after the Bonferroni correction (default 0.01)")
     p.add_argument("--min-segment", type=int, default=4, metavar="N",
                    help="commits needed on each side of a step (default 4)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="what to print: the regression steps as text, or every step as JSON")
-    p.set_defaults(func=cmd_history)
 
 
-def _metrics(text: str) -> list[str]:
-    chosen = [m.strip() for m in text.split(",") if m.strip()]
+class StepOptions(NamedTuple):
+    metrics: list[str]
+    threshold: float  # relative change of the median (0.05 = 5%)
+    alpha: float
+    min_segment: int
+
+
+def step_options(args: argparse.Namespace) -> StepOptions:
+    """The shared change-point options, checked: ``UserError`` naming a bad value."""
+    chosen = [m.strip() for m in args.metrics.split(",") if m.strip()]
     bad = [m for m in chosen if m not in METRIC_NAMES]
     if bad or not chosen:
-        raise UserError(f"--metrics: unknown metric {', '.join(map(repr, bad)) or repr(text)}; "
+        raise UserError(f"--metrics: unknown metric "
+                        f"{', '.join(map(repr, bad)) or repr(args.metrics)}; "
                         f"valid: {', '.join(METRIC_NAMES)}")
-    return chosen
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    metrics = _metrics(args.metrics)
     threshold = parse_percent(args.threshold, "--threshold")
     try:
         alpha = float(args.alpha)
@@ -55,6 +65,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         raise UserError(f"--alpha must be a probability in (0, 1), got {args.alpha!r}")
     if args.min_segment < 1:
         raise UserError(f"--min-segment must be >= 1, got {args.min_segment}")
+    return StepOptions(chosen, threshold, alpha, args.min_segment)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    metrics, threshold, alpha, _ = step_options(args)
     writable_dir("--out", args.out)
 
     from harness.analysis.history import HISTORY_COLUMNS, build_history, regressions, runner_steps

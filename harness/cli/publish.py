@@ -10,10 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.history import METRIC_NAMES
+from harness.cli.history import add_step_options, step_options
 from harness.cli.paths import writable_dir
-from harness.cli.verdict_options import parse_percent
-from harness.errors import UserError
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -29,44 +27,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--price", action="append", default=[], metavar="LABEL=USD_PER_HOUR",
                    help="hourly price of a machine (a machine, host or device name), for the "
                         "matrix's cost per million items; repeat per machine")
-    p.add_argument("--metrics", default=",".join(METRIC_NAMES),
-                   help=f"comma list of {', '.join(METRIC_NAMES)} (default all)")
-    p.add_argument("--threshold", default="5%",
-                   help="smallest change of the median that is a step (default 5%%)")
-    p.add_argument("--alpha", default="0.01",
-                   help="significance level after the Bonferroni correction (default 0.01)")
-    p.add_argument("--min-segment", type=int, default=4, metavar="N",
-                   help="commits needed on each side of a step (default 4)")
+    add_step_options(p)
     p.add_argument("--full", action="store_true",
                    help="rebuild everything, not only what new records changed")
     p.set_defaults(func=cmd_publish)
 
 
-def _metrics(text: str) -> list[str]:
-    chosen = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in chosen if m not in METRIC_NAMES]
-    if bad or not chosen:
-        raise UserError(f"--metrics: unknown metric {', '.join(map(repr, bad)) or repr(text)}; "
-                        f"valid: {', '.join(METRIC_NAMES)}")
-    return chosen
-
-
-def _alpha(text: str) -> float:
-    try:
-        alpha = float(text)
-    except ValueError:
-        alpha = -1.0
-    if not 0 < alpha < 1:
-        raise UserError(f"--alpha must be a probability in (0, 1), got {text!r}")
-    return alpha
-
-
 def cmd_publish(args: argparse.Namespace) -> int:
-    metrics = _metrics(args.metrics)
-    threshold = parse_percent(args.threshold, "--threshold")
-    alpha = _alpha(args.alpha)
-    if args.min_segment < 1:
-        raise UserError(f"--min-segment must be >= 1, got {args.min_segment}")
+    metrics, threshold, alpha, _ = step_options(args)
     out = writable_dir("--out", args.out)
 
     from harness.analysis.cost import parse_prices
