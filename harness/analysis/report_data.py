@@ -274,13 +274,16 @@ def unavailable_reasons(df: pd.DataFrame) -> list[tuple[str, int]]:
     """Why configs did not run here (status ``unavailable``), each reason once with how many
     configs it held back, in order of first appearance: e.g. 18 amp-bf16 configs on a CPU
     without native bf16 are one reason, not 18 lines."""
-    bad = df[df["status"] == "unavailable"]
     counts: dict[str, int] = {}
-    for err in bad["error"]:
-        text = "no reason recorded" if pd.isna(err) else str(err)
-        text = text.removeprefix("Unavailable: ")
-        counts[text] = counts.get(text, 0) + 1
+    for err in df.loc[df["status"] == "unavailable", "error"]:
+        reason = unavailable_reason(err)
+        counts[reason] = counts.get(reason, 0) + 1
     return list(counts.items())
+
+
+def unavailable_reason(error: object) -> str:
+    """An ``unavailable`` record's reason as ``unavailable_reasons`` names it."""
+    return "no reason recorded" if pd.isna(error) else str(error).removeprefix("Unavailable: ")
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:

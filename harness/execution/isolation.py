@@ -192,6 +192,22 @@ def bare_record(cfg: RunConfig, run_id: str) -> dict[str, object]:
     return {**identity_fields(cfg, run_id), "isolation": "process"}
 
 
+def unreported_record(end: WorkerEnd, cfg: RunConfig, run_id: str, timeout_s: float,
+                      worker: str) -> dict[str, object]:
+    """The record of a config whose worker ended without one: what it reported before it
+    trained (else the parent's ``bare_record``), ``timeout`` when it was killed for running past
+    ``timeout_s``, else ``crashed`` with how it died and its last line."""
+    base = next((m for kind, m in end.messages if kind == "started"), None)
+    rec = dict(base) if base else bare_record(cfg, run_id)
+    if end.timed_out:
+        rec.update(status="timeout", error=f"no record within {timeout_s:g} s; {worker} was "
+                                            "killed")
+    else:
+        why, last = _died(end.exitcode, end), end.last_line
+        rec.update(status="crashed", error=f"{why}: {last}" if last else why)
+    return rec
+
+
 class ProcessIsolation:
     """Runs each config in a fresh worker process; same interface as ``Runner`` for a sweep."""
 
@@ -215,14 +231,7 @@ class ProcessIsolation:
         done = [m for kind, m in end.messages if kind == "done"]
         if done:
             return done[0]
-        base = next((m for kind, m in end.messages if kind == "started"), None)
-        rec = dict(base) if base else bare_record(cfg, self.run_id)
-        if end.timed_out:
-            rec.update(status="timeout", error=f"no record within {self.timeout_s:g} s; "
-                                                "the worker was killed")
-        else:
-            why, last = _died(end.exitcode, end), end.last_line
-            rec.update(status="crashed", error=f"{why}: {last}" if last else why)
+        rec = unreported_record(end, cfg, self.run_id, self.timeout_s, "the worker")
         rec["peak_rss_bytes"] = rec.get("peak_rss_bytes") or end.peak_rss_bytes
         rec["wall_time_s"] = time.perf_counter() - started
         return rec
@@ -281,17 +290,8 @@ class RankIsolation:
                                 self.download, self.peaks, self.profile_dir,
                                 {"MASTER_PORT": str(port)}), self.timeout_s)
         done = [m for kind, m in end.messages if kind == "done"]
-        if done:
-            rec = dict(done[0])
-        else:
-            base = next((m for kind, m in end.messages if kind == "started"), None)
-            rec = dict(base) if base else bare_record(cfg, self.run_id)
-            if end.timed_out:
-                rec.update(status="timeout", error=f"no record within {self.timeout_s:g} s; "
-                                                    "the rank's worker was killed")
-            else:
-                why, last = _died(end.exitcode, end), end.last_line
-                rec.update(status="crashed", error=f"{why}: {last}" if last else why)
+        rec = (dict(done[0]) if done else
+               unreported_record(end, cfg, self.run_id, self.timeout_s, "the rank's worker"))
         outcomes = dist.gather((rec.get("status"), rec.get("error")), self.group)
         failed = [(r, o) for r, o in enumerate(outcomes) if r and o[0] != "ok"]  # type: ignore[index]
         if rec.get("status") == "ok" and failed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.analysis.report_data import unavailable_reasons
+from harness.analysis.report_data import unavailable_reason, unavailable_reasons
 from harness.analysis.seeds import seed_summary
 
 MIB = 1024 * 1024
@@ -74,8 +74,7 @@ def summary_table(df: pd.DataFrame) -> str:
     number = {reason: i for i, (reason, _) in enumerate(reasons, 1)}
     for i, (status, err) in enumerate(zip(df["status"], df["error"], strict=True)):
         if status == "unavailable":
-            text = "no reason recorded" if pd.isna(err) else str(err)
-            table.loc[i, "error"] = f"[{number[text.removeprefix('Unavailable: ')]}] see below"
+            table.loc[i, "error"] = f"[{number[unavailable_reason(err)]}] see below"
     for col in ("error", "axes"):
         if (table[col] == "").all():
             table = table.drop(columns=col)
