@@ -23,6 +23,7 @@ COLUMNS: dict[str, str] = {
     # identity
     "schema_version": "Int64",
     "run_id": "string",
+    "suite": "string",  # the suite the sweep was expanded from (core.suites.suite_name)
     "record_id": "string",
     "timestamp": "string",
     # config

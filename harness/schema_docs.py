@@ -10,6 +10,11 @@ DESCRIPTIONS: dict[str, str] = {
     # identity
     "schema_version": "Version of the record contract (harness/schema.py); bumped on a rename.",
     "run_id": "One sweep: every record of one `trainmark run` shares it.",
+    "suite": "The suite the sweep was expanded from, by its file's stem (`quick`, `ci`; `gpu` "
+             "for `--suite conf/gpu.toml`), flags on top or not; `rerun` keeps the replayed "
+             "record's. `export mlflow` names the experiment after it. Not part of a config's "
+             "identity. Null in records from before the field and where no suite made the "
+             "config (`reproduce`, pytest-benchmark files).",
     "record_id": "This record, unique.",
     "timestamp": "When the record was made, UTC ISO-8601.",
     # config

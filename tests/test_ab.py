@@ -151,6 +151,7 @@ def test_ab_interleaves_configs_pairwise_and_cleans_up(repo, tmp_path):
             (0, "sgd"), (0, "adam"), (1, "sgd"), (1, "adam")]
         assert all(r["ab_side"] == side and r["git_commit"].startswith(head) for r in recs)
         assert all(r["num_threads"] == 1 and r["status"] == "ok" for r in recs)
+        assert {r["suite"] for r in recs} == {"ci"}  # ab's default suite, named by the parent
     verdict = json.loads((out / "verdict.json").read_text())
     assert [r["throughput"]["strata"] for r in verdict["rows"]] == [2, 2]
     assert verdict["rows"][0]["throughput"]["n_baseline"] == 6
@@ -320,6 +321,8 @@ def test_ab_against_a_commit_from_before_the_restructuring(flat_then_layered, tm
     assert sides["baseline"] and {r["git_commit"] for r in sides["baseline"]} == {old}
     assert sides["candidate"] and {r["git_commit"] for r in sides["candidate"]} == {new}
     assert all(r["status"] == "ok" for recs in sides.values() for r in recs)
+    # the old tree records no suite: this side names it (ab's default), on both sides' records
+    assert {r["suite"] for recs in sides.values() for r in recs} == {"ci"}
     assert json.loads((out / "verdict.json").read_text())["summary"]["configs"] == 1
     assert len(worktrees(repo)) == 1
 

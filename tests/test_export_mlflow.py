@@ -60,6 +60,78 @@ def test_without_mlflow_one_line_names_the_extra(tmp_path: Path, monkeypatch,
     assert not (tmp_path / "m.db").exists()
 
 
+def _write(path: Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def _runs_by_experiment(uri: str) -> dict[str, set[str]]:
+    """{experiment name: the record ids of its runs}, read back from MLflow itself."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    return {e.name: {r.data.tags[RECORD_TAG]
+                     for r in client.search_runs([e.experiment_id], max_results=1000)}
+            for e in client.search_experiments()
+            if e.name != "Default"}  # MLflow's own, always there, never ours
+
+
+def test_one_experiment_per_suite_and_no_second_copy_anywhere(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mlflow", reason="needs mlflow: pip install 'trainmark[mlflow]'")
+    uri = f"sqlite:///{workdir}/m.db"
+    base = quick_records()
+    quick = [dict(base[i], record_id=f"q{i}", suite="quick") for i in range(3)]
+    ci = [dict(base[3 + i], record_id=f"c{i}", suite="ci") for i in range(2)]
+    old = base[5:7]  # the committed file is from before the field: no suite
+    assert all("suite" not in r for r in old)
+    files = [_write(workdir / "quick.jsonl", quick), _write(workdir / "ci.jsonl", ci),
+             _write(workdir / "old.jsonl", old)]
+    expected = {"trainmark/quick": {"q0", "q1", "q2"}, "trainmark/ci": {"c0", "c1"},
+                "trainmark": {old[0]["record_id"], old[1]["record_id"]}}
+
+    argv = ["export", "mlflow", *files, "--tracking-uri", uri]
+    assert main(argv) == 0
+    assert "exported 7 runs, 0 already there" in capsys.readouterr().out
+    assert _runs_by_experiment(uri) == expected
+    assert main(argv) == 0  # again: nothing new
+    assert "exported 0 runs, 7 already there" in capsys.readouterr().out
+    assert _runs_by_experiment(uri) == expected
+
+    # --experiment: the same records are already in MLflow (in their suites' experiments), so
+    # nothing is copied and no empty experiment is made
+    assert main([*argv, "--experiment", "nightly"]) == 0
+    out = capsys.readouterr().out
+    assert "exported 0 runs, 7 already there" in out and "trainmark/quick: 3" in out
+    assert _runs_by_experiment(uri) == expected
+
+    # new records of two suites, with --experiment: every one into that experiment
+    fresh = [dict(base[7], record_id="n0", suite="quick"),
+             dict(base[8], record_id="n1", suite="ci")]
+    new_file = _write(workdir / "new.jsonl", fresh)
+    assert main(["export", "mlflow", new_file, "--tracking-uri", uri,
+                 "--experiment", "nightly"]) == 0
+    assert "exported 2 runs, 0 already there, into nightly" in capsys.readouterr().out
+    assert main(["export", "mlflow", new_file, "--tracking-uri", uri]) == 0  # not again
+    assert "exported 0 runs, 2 already there (nightly: 2)" in capsys.readouterr().out
+    assert _runs_by_experiment(uri) == {**expected, "nightly": {"n0", "n1"}}
+
+
+def test_an_experiment_of_ones_own_is_remembered_for_the_next_export(
+        workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mlflow", reason="needs mlflow: pip install 'trainmark[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{workdir}/m.db"
+    MlflowClient(tracking_uri=uri).create_experiment("team")  # made by hand, not by trainmark
+    rec = dict(quick_records()[0], record_id="t0", suite="ci")
+    path = _write(workdir / "r.jsonl", [rec])
+    assert main(["export", "mlflow", path, "--tracking-uri", uri, "--experiment", "team"]) == 0
+    assert main(["export", "mlflow", path, "--tracking-uri", uri]) == 0
+    assert "exported 0 runs, 1 already there (team: 1)" in capsys.readouterr().out
+    assert _runs_by_experiment(uri) == {"team": {"t0"}}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -148,3 +220,10 @@ def test_export_to_a_tracking_server_twice_creates_each_run_once(
     assert run.info.status == "FAILED" and run.data.tags["trainmark.status"] == "oom"
     assert run.data.tags["trainmark.error"] == "CUDA out of memory"
     assert "throughput" not in run.data.metrics
+
+    # a record that names its suite: that suite's experiment, on a real server too
+    path.write_text(json.dumps(dict(rec, record_id="suite-1", suite="ci")) + "\n")
+    assert main(["export", "mlflow", str(path), "--tracking-uri", tracking_server]) == 0
+    assert "exported 1 runs, 0 already there, into trainmark/ci" in capsys.readouterr().out
+    [run] = client.search_runs([client.get_experiment_by_name("trainmark/ci").experiment_id])
+    assert run.data.tags[RECORD_TAG] == "suite-1" and run.data.tags["trainmark.suite"] == "ci"

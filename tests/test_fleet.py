@@ -227,6 +227,7 @@ def test_the_local_executor_runs_the_same_plan_on_this_machine(tmp_path, monkeyp
     assert [r["model"] for r in records] == ["convnet"] and records[0]["status"] == "ok"
     assert records[0]["executor"] == "local" and records[0]["partition"] == "laptop"
     assert records[0]["job_id"] == submitted(tmp_path / "loc")[0]["job_id"]
+    assert records[0]["suite"] == "smoke" and submitted(tmp_path / "loc")[0]["suite"] == "smoke"
     end = json.loads((tmp_path / "loc" / "fleet" / "ends" /
                       f"{records[0]['job_id']}.json").read_text())
     assert end["exit_code"] == 0

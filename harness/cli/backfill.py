@@ -56,7 +56,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     out_dir = writable_dir("--out-dir", args.out_dir)
     plan = Plan(top=top, source_rel=str(SOURCE_ROOT.relative_to(top)), commits=commits,
                 rounds=args.rounds, run_flags=sweep.run_flags, threads=args.threads,
-                out_dir=Path(out_dir))
+                out_dir=Path(out_dir), suite=sweep.suite)
     print(f"backfill: {len(commits)} commits from {args.first} ({commits[0][:10]}) to "
           f"{args.last} ({commits[-1][:10]}), {len(configs)} configs, {args.rounds} rounds; "
           f"records in {out_dir}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """``trainmark export mlflow RESULTS... --tracking-uri URI``: every stored record as an MLflow
 run (``store.mlflow_export``): config as params, results as metrics, provenance and code
-identity as tags, the loss curve as a metric history. Exporting again adds only new records."""
+identity as tags, the loss curve as a metric history; one experiment per suite unless
+``--experiment`` names one. Exporting again adds only new records."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                     help="any URI MLflow accepts: a tracking server's http:// URL, or a "
                          "sqlite:/// store")
     ml.add_argument("--experiment", metavar="NAME",
-                    help="the MLflow experiment for every run (default: the records' suite "
-                         "where they name one, else 'trainmark')")
+                    help="the MLflow experiment for every run (default: one per suite, "
+                         "trainmark/SUITE, from each record's suite field; records without "
+                         "one go to trainmark). A record already exported, into any "
+                         "experiment, is not exported again")
     ml.set_defaults(func=cmd_mlflow)
 
 
@@ -43,9 +46,10 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
     paths = expand_paths(args.results)
     client(args.tracking_uri)  # mlflow missing: one line naming the extra, before any work
     summary = export_records(iter_records(paths), args.tracking_uri, args.experiment)
-    names = ", ".join(f"{n} (id {i})" for n, i in summary.experiments.items())
-    print(f"exported {summary.created} runs, {summary.skipped} already there, into {names} "
-          f"in {summary.seconds:.1f} s")
+    names = ", ".join(f"{n} (id {i})" for n, i in summary.experiments.items()) or "no experiment"
+    where = ", ".join(f"{n}: {k}" for n, k in summary.found_in.items())
+    print(f"exported {summary.created} runs, {summary.skipped} already there"
+          f"{f' ({where})' if where else ''}, into {names} in {summary.seconds:.1f} s")
     if not summary.created and not summary.skipped:
         print("no records in the files given", file=sys.stderr)
     return 0

@@ -134,7 +134,7 @@ def _check_conflicts(args: argparse.Namespace) -> None:
 
 def build_request(args: argparse.Namespace):
     """The fleet's plan request from the flags; ``UserError`` for any bad value."""
-    from harness.core.suites import load_suite, merge_settings
+    from harness.core.suites import load_suite, merge_settings, suite_name
     from harness.execution.executor import JobRequest, parse_sbatch_options
     from harness.execution.fleet_plan import FleetRequest
 
@@ -162,7 +162,8 @@ def build_request(args: argparse.Namespace):
                         run_argv=tuple(run_argv), job=job, executor=args.executor,
                         nodes=args.nodes, nproc=nproc, each_node=args.each_node,
                         gpus_per_node=args.gpus_per_node, timeout_s=args.timeout,
-                        allow_different_code=args.allow_different_code)
+                        allow_different_code=args.allow_different_code,
+                        suite=suite_name(suite_of(args)))
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from harness.cli.paths import writable_dir, writable_file
-from harness.cli.sweep_options import add_sweep_options, configs_from_args
+from harness.cli.sweep_options import add_sweep_options, configs_from_args, suite_of
 from harness.errors import UserError
 
 RESULTS_DIR = Path("results")
@@ -107,6 +107,7 @@ def validated_configs(args: argparse.Namespace) -> list:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.core import dist
     from harness.core.determinism import prepare_process
+    from harness.core.suites import suite_name
     from harness.execution.sweep import config_runner, for_world, order_for_scaling, run_sweep
     from harness.schema import new_run_id
     from harness.store.jsonl import ResultsWriter
@@ -142,9 +143,13 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     writer = ResultsWriter(out) if is_writer else None
     finished = 0
+    suite = suite_name(suite_of(args))
 
     def store(rec: dict) -> None:
         nonlocal finished
+        # Stamped here, where the sweep was expanded, rather than by the worker that measured
+        # one config (it never sees the suite): crashed and timeout records get it too.
+        rec["suite"] = suite
         writer.write(rec)
         finished += 1
         if args.tensorboard and rec["status"] == "ok":  # from the stored record, off the clock

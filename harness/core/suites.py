@@ -94,6 +94,14 @@ def suite_path(name_or_path: str) -> Path:
     return path.resolve()
 
 
+def suite_name(name_or_path: str) -> str:
+    """The name a record carries for the suite it was expanded from: the file's stem, as
+    ``list_suites`` names the shipped ones (``quick``; ``gpu`` for ``conf/gpu.toml``). Not the
+    folder: ab, baseline, backfill and fleet hand their runs the file's absolute path, and one
+    suite's records must not split by where they were run from."""
+    return Path(name_or_path).stem
+
+
 def _check_booleans(where: str, table: dict[str, Any]) -> None:
     for key in BOOLEAN_KEYS:
         values = table.get(key)

@@ -40,13 +40,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
 from harness.execution import ab_legacy, ab_worker
+from harness.store.jsonl import fill_missing
 
 NO_REPORT = "--no-report"  # `trainmark run` option of newer trees: skip the report per block
 
@@ -91,13 +92,15 @@ def _last_line(text: str | None) -> str:
     return lines[-1] if lines else "no error output"
 
 
-def run_block(side: Side, flags: Sequence[str], out: Path, threads: int, workdir: Path) -> float:
+def run_block(side: Side, flags: Sequence[str], out: Path, threads: int, workdir: Path,
+              fill: Mapping[str, object] | None = None) -> float:
     """One ``trainmark run`` of ``side``'s tree into ``out``; seconds taken.
 
     The process runs in ``workdir`` (a scratch directory: whatever a run writes relative to its
     cwd stays out of both trees) and imports ``side.tree``'s code through ``PYTHONPATH``.
     ``--no-report`` is passed where the tree knows it; a tree that rejects it is asked once more
-    without it, and remembered.
+    without it, and remembered. ``fill``: fields its records get where the tree recorded none
+    (the suite, which trees before the field do not record).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     while True:
@@ -121,6 +124,8 @@ def run_block(side: Side, flags: Sequence[str], out: Path, threads: int, workdir
                             f"{_last_line(err)}")
         side.has_no_report = bool(extra)
         side.seconds.append(seconds)
+        if fill and out.exists():
+            fill_missing(out, fill)
         return seconds
 
 
@@ -143,6 +148,14 @@ class Sweep:
 
     request: dict[str, Any]
     run_flags: list[str]
+
+    @property
+    def suite(self) -> str | None:
+        """The suite's name every record of either side carries (``core.suites.suite_name``
+        of the request's file): given by this tree, since an older one records none."""
+        from harness.core.suites import suite_name  # the CLI has imported it already
+
+        return suite_name(str(self.request["suite"])) if self.request.get("suite") else None
 
 
 class Worker:
@@ -298,8 +311,9 @@ def by_configs(sides: dict[str, Side], sweep: Sweep, rounds: Iterable[int], thre
             for k, (bi, ci) in enumerate(pairs):
                 for name in pair_order(r, k):
                     index = bi if name == "baseline" else ci
-                    spent[name] += workers[name].run(index, out_dir / f"{name}.jsonl",
-                                                     {"ab_round": r, "ab_side": name})
+                    spent[name] += workers[name].run(
+                        index, out_dir / f"{name}.jsonl",
+                        {"ab_round": r, "ab_side": name, "suite": sweep.suite})
         finally:
             for w in workers.values():
                 w.close()
@@ -314,5 +328,6 @@ def by_runs(sides: dict[str, Side], sweep: Sweep, rounds: int, threads: int,
     for i, name in enumerate(order):
         side = sides[name]
         out = out_dir / f"{name}-{len(side.seconds)}.jsonl"
-        seconds = run_block(side, sweep.run_flags, out, threads, scratch / f"cwd-{name}")
+        seconds = run_block(side, sweep.run_flags, out, threads, scratch / f"cwd-{name}",
+                            fill={"suite": sweep.suite} if sweep.suite else None)
         print(f"  [{i + 1}/{len(order)}] {side.label}: {seconds:.1f} s", file=sys.stderr)

@@ -47,6 +47,7 @@ class Plan:
     run_flags: list[str]  # `trainmark run` arguments (execution.ab.Sweep.run_flags)
     threads: int  # OMP/MKL threads per run; 0 inherits
     out_dir: Path
+    suite: str | None = None  # the name records get where a commit's tree records none
 
 
 @dataclass
@@ -111,7 +112,8 @@ def backfill(plan: Plan, say: Callable[[str], None] = lambda s: print(s, file=sy
                 side = Side("candidate", tree / plan.source_rel, f"commit {sha[:12]}")
                 try:
                     seconds = run_block(side, plan.run_flags, partial, plan.threads,
-                                        scratch / "cwd")
+                                        scratch / "cwd",
+                                        fill={"suite": plan.suite} if plan.suite else None)
                 except UserError as exc:
                     outcome.failed[sha] = str(exc)
                     say(f"  [{n}/{len(missing)}] round {r + 1}, {sha[:12]}: FAILED: {exc}")

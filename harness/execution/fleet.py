@@ -149,7 +149,8 @@ def settle(out_dir: Path, engine_name: str, job: FleetJob, state: JobState) -> l
         writer = ResultsWriter(job.results)
         for cfg in lost:
             writer.write({"schema_version": SCHEMA_VERSION, "run_id": run_id,
-                          "record_id": new_record_id(), "timestamp": utc_timestamp(),
+                          "suite": job.suite, "record_id": new_record_id(),
+                          "timestamp": utc_timestamp(),
                           **dataclasses.asdict(cfg), "status": status, "error": error,
                           **machine, "executor": engine_name, "job_id": job.job_id,
                           "partition": job.partition, "node": state.node,

@@ -72,6 +72,7 @@ class FleetRequest:
     gpus_per_node: int | None = None  # None: the partition's GPUs where a device wants one
     timeout_s: float = 1800.0  # per config, inside the job (trainmark run --timeout)
     allow_different_code: bool = False
+    suite: str | None = None  # its name (core.suites.suite_name): a dead job's records get it
 
 
 @dataclass
@@ -82,6 +83,7 @@ class SlotPlan:
     results: Path
     request: JobRequest
     argv: list[str]  # the job's `trainmark run` arguments
+    suite: str | None = None  # FleetRequest.suite
 
 
 def partition_devices(partition: str, gpus: int) -> Callable[[str], str]:
@@ -162,7 +164,7 @@ def plan(request: FleetRequest, partitions: dict[str, Partition]) -> list[SlotPl
                         "--resume", "--no-report", "--timeout", f"{request.timeout_s:g}"]
                 plans.append(SlotPlan(slot, configs,
                                       [c for c in configs if search_key(c.key()) not in done],
-                                      results, job, argv))
+                                      results, job, argv, request.suite))
     return plans
 
 
@@ -183,6 +185,7 @@ class FleetJob:
     code_identity: str | None = None
     code_digest: str | None = None
     settled: dict[str, Any] | None = None  # state, reason, node, lost: set once it is over
+    suite: str | None = None  # the suite's name; None in manifests from before it was kept
 
 
 def manifest_path(out_dir: str | os.PathLike[str]) -> Path:
@@ -193,11 +196,11 @@ def record_submitted(out_dir: Path, job_id: str, executor: str, plan_: SlotPlan,
                      code: dict[str, str]) -> FleetJob:
     job = FleetJob(job_id, executor, plan_.slot.name, plan_.slot.partition, plan_.results,
                    list(plan_.todo), utc_timestamp(), code.get("code_identity"),
-                   code.get("code_digest"))
+                   code.get("code_digest"), suite=plan_.suite)
     ResultsWriter(manifest_path(out_dir)).write({
         "event": "submitted", "job_id": job_id, "executor": executor, "slot": job.slot,
         "partition": job.partition, "results": job.results.name, "submitted": job.submitted,
-        "code_identity": job.code_identity, "code_digest": job.code_digest,
+        "code_identity": job.code_identity, "code_digest": job.code_digest, "suite": job.suite,
         "configs": [dataclasses.asdict(c) for c in job.configs]})
     return job
 
@@ -223,7 +226,8 @@ def load_jobs(out_dir: Path) -> list[FleetJob]:
             jobs[str(e["job_id"])] = FleetJob(
                 str(e["job_id"]), str(e["executor"]), str(e["slot"]), str(e["partition"]),
                 out_dir / str(e["results"]), [RunConfig(**c) for c in e["configs"]],
-                str(e["submitted"]), e.get("code_identity"), e.get("code_digest"))
+                str(e["submitted"]), e.get("code_identity"), e.get("code_digest"),
+                suite=e.get("suite"))
         elif e.get("event") == "settled" and str(e.get("job_id")) in jobs:
             jobs[str(e["job_id"])].settled = {k: v for k, v in e.items()
                                               if k not in ("event", "job_id")}

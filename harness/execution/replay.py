@@ -52,8 +52,9 @@ def remeasure(records: list[dict], data_dir: str, out: Path | None,
               as_run: bool = True) -> list[tuple[dict, dict, RunConfig]]:
     """Measure each record's config again with this tree's code, in order (a fresh worker each
     by default): ``(old record, new record, config)`` triples, the new records also appended to
-    ``out`` when given (each names the record it replays in ``replay_of``). ``as_run``: the
-    exact steps the record ran (a replay), else the config as asked (a re-measurement)."""
+    ``out`` when given (each names the record it replays in ``replay_of`` and keeps its
+    ``suite``). ``as_run``: the exact steps the record ran (a replay), else the config as asked
+    (a re-measurement)."""
     configs = [config_from_record(r, as_run=as_run) for r in records]
     prepare_process(any(c.deterministic for c in configs))
     measure = config_runner(isolation, configs, run_id=new_run_id(), data_dir=data_dir,
@@ -64,6 +65,8 @@ def remeasure(records: list[dict], data_dir: str, out: Path | None,
         print(f"replaying {cfg.label()} ...", file=sys.stderr, flush=True)
         new = measure(cfg)
         new["replay_of"] = old.get("record_id")
+        if old.get("suite"):  # the same config, so the same suite (and MLflow experiment)
+            new["suite"] = old["suite"]
         if writer:
             writer.write(new)
         triples.append((old, new, cfg))

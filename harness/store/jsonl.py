@@ -11,7 +11,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from harness.errors import UserError
@@ -100,6 +100,29 @@ def read_records(path: str | os.PathLike[str]) -> list[dict[str, object]]:
             raise UserError(f"{p}:{n}: malformed record ({exc})") from None
         records.append(obj)
     return records
+
+
+def fill_missing(path: str | os.PathLike[str], fields: Mapping[str, object]) -> int:
+    """Give each record of the finished results file ``path`` the ``fields`` it lacks (null or
+    absent): what an older trainmark did not record but its caller knows, such as the suite.
+    The file is rewritten whole and renamed over the old one, so a reader sees either; how many
+    records changed (none: the file is left as it was)."""
+    p = Path(path)
+    records = read_records(p)
+    changed = 0
+    for rec in records:
+        lacking = {k: v for k, v in fields.items() if rec.get(k) is None}
+        if lacking:
+            rec.update(lacking)
+            changed += 1
+    if changed:
+        tmp = p.with_name(p.name + ".filling")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(_clean(r), allow_nan=False) + "\n" for r in records)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    return changed
 
 
 def iter_records(paths: Iterable[str | os.PathLike[str]]) -> Iterator[dict[str, object]]:

@@ -8,14 +8,22 @@ ends, as ``core.losscurve.curve_steps`` counts) and every repeat's throughput as
 of ``repeat_throughput``. A run is FINISHED for an ``ok`` record, else FAILED with the
 record's status and error as tags.
 
-Exporting twice creates no duplicates: every run carries the tag ``trainmark.record_id``, the
-experiment's runs are read before anything is created, and a record already there is skipped.
-A record without a ``record_id`` (files from before it existed) is named by the SHA-256 of its
-JSON instead, which is as stable as the file.
+Experiments: ``--experiment NAME`` puts every run in NAME; otherwise a record goes to
+``trainmark/SUITE``, named by its ``suite`` field (the suite its sweep was expanded from), and a
+record without one (files from before the field, ``reproduce``) to ``trainmark``. The prefix
+keeps trainmark's experiments together, beside the default one, on a shared tracking server,
+where a bare ``ci`` or ``quick`` is a name another team or tool may already use.
 
-The experiment is ``--experiment`` when given, else the record's ``suite`` field where records
-carry one, else ``trainmark``. This is the one module that imports mlflow (an import-linter
-contract keeps it so); it is an optional extra: ``pip install 'trainmark[mlflow]'``.
+Exporting twice creates no duplicates, whichever experiments the records went to: every run
+carries the tag ``trainmark.record_id``; before anything is created the export reads the runs
+of every live experiment it has ever put runs in (each carries the tag ``trainmark``) and of
+the ones it is about to use, and a record already in any of them is skipped (the summary says
+where). So ``--experiment`` does not copy records exported before; delete the experiment that
+holds them to export them again. A record without a ``record_id`` (files from before it
+existed) is named by the SHA-256 of its JSON instead, which is as stable as the file.
+
+This is the one module that imports mlflow (an import-linter contract keeps it so); it is an
+optional extra: ``pip install 'trainmark[mlflow]'``.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.core.config import CONFIG_FIELDS
 from harness.errors import UserError
 
 RECORD_TAG = "trainmark.record_id"
+EXPERIMENT_TAG = "trainmark"  # "1" on every experiment an export has put runs in
 DEFAULT_EXPERIMENT = "trainmark"
 BATCH = 1000  # MLflow's log_batch takes at most 1000 metrics (and 1000 entities) per call
 MAX_TAG = 5000  # characters of a tag value (MLflow allows 8000; an error line is shorter)
@@ -46,10 +55,11 @@ SKIPPED = frozenset({"source"})  # where the loader read it: this machine's path
 
 @dataclass(frozen=True)
 class ExportSummary:
-    experiments: dict[str, str]  # name -> experiment id
+    experiments: dict[str, str]  # name -> experiment id, of the experiments runs were meant for
     created: int
-    skipped: int  # already in MLflow (same record id)
+    skipped: int  # already in MLflow (same record id), in this or another experiment
     seconds: float
+    found_in: dict[str, int] = field(default_factory=dict)  # skipped, by the experiment holding it
 
 
 def client(tracking_uri: str) -> Any:
@@ -129,29 +139,56 @@ def run_name(record: Mapping[str, object]) -> str:
     return " ".join(parts) or record_key(record)
 
 
-def existing_keys(mlflow: Any, experiment_id: str) -> set[str]:
-    """The record ids of the experiment's runs (every page of them, deleted runs too)."""
+def experiment_name(record: Mapping[str, object], experiment: str | None = None) -> str:
+    """Where ``record``'s run goes (module docstring): ``experiment``, else ``trainmark/SUITE``,
+    else ``trainmark``."""
+    if experiment:
+        return experiment
+    suite = record.get("suite")
+    return f"{DEFAULT_EXPERIMENT}/{suite}" if suite else DEFAULT_EXPERIMENT
+
+
+def trainmark_experiments(mlflow: Any) -> dict[str, str]:
+    """{id: name} of the live experiments trainmark has exported into (tagged ``trainmark``)."""
     from mlflow.entities import ViewType
 
-    keys: set[str] = set()
+    found: dict[str, str] = {}
     token = None
     while True:
-        page = mlflow.search_runs([experiment_id], run_view_type=ViewType.ALL,
-                                  max_results=1000, page_token=token)
-        keys.update(r.data.tags[RECORD_TAG] for r in page if RECORD_TAG in r.data.tags)
+        page = mlflow.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                         filter_string=f"tags.{EXPERIMENT_TAG} = '1'",
+                                         page_token=token)
+        found.update((e.experiment_id, e.name) for e in page)
         token = page.token
         if not token:
-            return keys
+            return found
 
 
-def experiment_id(mlflow: Any, name: str) -> str:
+def existing_keys(mlflow: Any, experiment_ids: Sequence[str]) -> dict[str, str]:
+    """{record id: experiment id} of the experiments' runs (every page, deleted runs too)."""
+    from mlflow.entities import ViewType
+
+    keys: dict[str, str] = {}
+    token = None
+    while experiment_ids:
+        page = mlflow.search_runs(list(experiment_ids), run_view_type=ViewType.ALL,
+                                  max_results=1000, page_token=token)
+        keys.update((r.data.tags[RECORD_TAG], r.info.experiment_id) for r in page
+                    if RECORD_TAG in r.data.tags)
+        token = page.token
+        if not token:
+            break
+    return keys
+
+
+def live_experiment(mlflow: Any, name: str) -> Any:
+    """The experiment named ``name``, None if there is none; ``UserError`` if it is deleted
+    (MLflow keeps the name: nothing can be created under it)."""
     found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            raise UserError(f"--experiment {name!r} is a deleted MLflow experiment; restore it "
-                            "or name another")
-        return found.experiment_id
-    return mlflow.create_experiment(name, tags={"trainmark": "1"})
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise UserError(f"experiment {name!r} is a deleted MLflow experiment; restore it, or "
+                        "name another with --experiment")
+    return found
 
 
 def log_run(mlflow: Any, exp_id: str, record: Mapping[str, object]) -> str:
@@ -175,35 +212,61 @@ def log_run(mlflow: Any, exp_id: str, record: Mapping[str, object]) -> str:
     return run_id
 
 
+def _reach(tracking_uri: str, exc: Exception) -> UserError:
+    return UserError(f"--tracking-uri {tracking_uri!r}: MLflow could not be reached or "
+                     f"refused: {str(exc).splitlines()[0][:300]}")
+
+
 def export_records(records: Iterable[Mapping[str, object]], tracking_uri: str,
                    experiment: str | None = None) -> ExportSummary:
-    """Log every record not yet in its experiment as an MLflow run (module docstring)."""
+    """Log every record not yet in MLflow as a run of its experiment (module docstring)."""
     start = time.perf_counter()
     mlflow = client(tracking_uri)
-    by_experiment: dict[str, list[Mapping[str, object]]] = {}
+    groups: dict[str, list[Mapping[str, object]]] = {}
     for rec in records:
-        name = experiment or str(rec.get("suite") or DEFAULT_EXPERIMENT)
-        by_experiment.setdefault(name, []).append(rec)
+        groups.setdefault(experiment_name(rec, experiment), []).append(rec)
+    try:
+        targets = {name: live_experiment(mlflow, name) for name in groups}
+        names = trainmark_experiments(mlflow)
+        names.update((e.experiment_id, n) for n, e in targets.items() if e is not None)
+        seen = existing_keys(mlflow, sorted(names))
+    except UserError:
+        raise
+    except Exception as exc:  # the server or store refused: say where, in one line
+        raise _reach(tracking_uri, exc) from None
     ids: dict[str, str] = {}
-    created = skipped = 0
-    for name, recs in by_experiment.items():
-        try:
-            ids[name] = experiment_id(mlflow, name)
-            seen = existing_keys(mlflow, ids[name])
-        except UserError:
-            raise
-        except Exception as exc:  # the server or store refused: say where, in one line
-            raise UserError(f"--tracking-uri {tracking_uri!r}: MLflow could not be reached or "
-                            f"refused: {str(exc).splitlines()[0][:300]}") from None
+    created = 0
+    found: dict[str, int] = {}
+    for name, recs in groups.items():
         for rec in recs:
             key = record_key(rec)
             if key in seen:
-                skipped += 1
+                where = names.get(seen[key], name)
+                found[where] = found.get(where, 0) + 1
                 continue
+            if name not in ids:  # created only for a run to put in it
+                ids[name] = ensure_experiment(mlflow, name, targets[name], tracking_uri)
             log_run(mlflow, ids[name], rec)
-            seen.add(key)
+            seen[key] = ids[name]
+            names[ids[name]] = name
             created += 1
-    return ExportSummary(ids, created, skipped, time.perf_counter() - start)
+    for name, exp in targets.items():
+        if exp is not None:
+            ids.setdefault(name, exp.experiment_id)
+    return ExportSummary(ids, created, sum(found.values()), time.perf_counter() - start, found)
+
+
+def ensure_experiment(mlflow: Any, name: str, existing: Any, tracking_uri: str) -> str:
+    """``existing``'s id, tagged as trainmark's so that later exports read its runs, or a new
+    experiment's."""
+    try:
+        if existing is None:
+            return mlflow.create_experiment(name, tags={EXPERIMENT_TAG: "1"})
+        if existing.tags.get(EXPERIMENT_TAG) != "1":  # a user's own, named by --experiment
+            mlflow.set_experiment_tag(existing.experiment_id, EXPERIMENT_TAG, "1")
+        return existing.experiment_id
+    except Exception as exc:
+        raise _reach(tracking_uri, exc) from None
 
 
 def runs_of(tracking_uri: str, experiment: str) -> Sequence[Any]:
