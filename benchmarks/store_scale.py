@@ -7,9 +7,10 @@ and runner, ~3.7 KB a record, a 10% step in one config halfway), generated under
 unless there. Loads:
 
 - ``parse``: the reading before issue 31 (every file parsed, all columns; the cache off);
-- ``history``, ``compare``, ``report``: what each command now reads (``HISTORY_COLUMNS``;
-  ``load_side``; ``load_lenient``) through the Parquet cache, first ``cold`` (an empty cache:
-  every file parsed into packs) and then ``warm`` (the packs of the cold run).
+- ``history``, ``compare``, ``report``: what each command now reads (``HISTORY_COLUMNS``,
+  ``COMPARE_COLUMNS``, ``REPORT_COLUMNS``) through the Parquet cache, first ``cold`` (an empty
+  cache: every file parsed into packs) and then ``warm`` (the packs of the cold run);
+- ``report-all``: every column but the loss curve, as report and compare read before.
 
     python -m benchmarks.store_scale loads --commits 1400 --runners 2 --runs 3
     python -m benchmarks.store_scale history --commits 140,280,560,1400 [--reference]
@@ -44,8 +45,12 @@ elif kind == "history":
     from harness.analysis.history import HISTORY_COLUMNS
     rows = len(load_results(paths, HISTORY_COLUMNS))
 elif kind == "compare":
-    rows = len(load_side([store], "candidate"))
+    from harness.analysis.compare import COMPARE_COLUMNS
+    rows = len(load_side([store], "candidate", COMPARE_COLUMNS))
 elif kind == "report":
+    from harness.render.report import load_inputs
+    rows = len(load_inputs(paths)[0])
+elif kind == "compare-all" or kind == "report-all":  # every column (before this change)
     rows = len(load_lenient(paths, exclude=("loss_curve",))[0])
 elif kind.startswith("analysis"):
     from harness.analysis.history import HISTORY_COLUMNS, build_history
@@ -145,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     lo.add_argument("--parse-runs", type=int, default=1)
     lo.add_argument("--skip-parse", action="store_true", help="leave out the slow old reading")
     lo.add_argument("--kinds", default="history,compare,report",
-                    help="warm loads to time (compare and report read every column but the "
-                         "loss curve: about 8 GB at 1M records)")
+                    help="warm loads to time, of history, compare, report, report-all")
     hi = sub.add_parser("history")
     hi.add_argument("--commits", default="140,280,560,1400")
     hi.add_argument("--runs", type=int, default=3)

@@ -6,6 +6,7 @@ The change-point search must split where the quadratic reference search
 (benchmarks/history_reference.py, the code before issue 31) splits.
 """
 
+import io
 import json
 import os
 import random
@@ -238,3 +239,77 @@ def test_random_fields_and_nulls_load_as_parsing_loads_them(cache, tmp_path, see
     own.write_text('{"model": "a", "source": null}\n{"model": "b"}\n')  # infers strings
     paths += [paths[0], own]
     pd.testing.assert_frame_equal(load_results(paths), parsed(paths))
+
+
+def test_a_pack_made_under_other_columns_is_never_read(cache, tmp_path, monkeypatch):
+    """A field that becomes typed (e.g. ``suite``, once an extra field stored as JSON text)
+    must not come back from a pack made before: the new columns read a fresh pack."""
+    path = tmp_path / "r.jsonl"
+    ResultsWriter(path).write({"model": "m", "status": "ok", "newly_typed": "ci"})
+    assert load_results([path])["newly_typed"].tolist() == ["ci"]  # an extra field
+    monkeypatch.setattr(columnar, "COLUMNS", {**columnar.COLUMNS, "newly_typed": "string"})
+    monkeypatch.setattr(columnar, "LAYOUT", json.dumps(sorted(columnar.COLUMNS.items())))
+    monkeypatch.setattr("harness.store.packs.COLUMNS", columnar.COLUMNS)
+    monkeypatch.setattr("harness.store.table.COLUMNS", columnar.COLUMNS)
+    got = load_results([path], ["newly_typed"])
+    assert got["newly_typed"].tolist() == ["ci"] and str(got["newly_typed"].dtype) == "string"
+    assert len(list(cache.rglob("*.parquet"))) == 2  # the old pack untouched, a new one made
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_plain_values_go_straight_to_arrow_as_pandas_converts_them(seed):
+    """The cold read's fast path (``packs.typed_array``) gives the arrays of the pandas path
+    (``records_to_frame``) for every plain value, and refuses the values they disagree on."""
+    from harness.schema import COLUMNS
+    from harness.store import packs
+
+    rng = random.Random(seed)
+    pools = {"Int64": [None, 0, 7, -3, 2**62], "boolean": [None, True, False],
+             "Float64": [None, 0, 1.5, -2, float("inf"), float("nan"), True, 1e300, 2**52],
+             "string": [None, "", "x", "ü", "9"]}
+    typed = {c: d for c, d in COLUMNS.items() if d != "object"}
+    raw = [{c: rng.choice(pools[d]) for c, d in typed.items() if rng.random() < 0.7}
+           for _ in range(60)]
+    slow = packs.frame_arrays(raw)
+    for col, dtype in typed.items():
+        assert packs.typed_array([r.get(col) for r in raw], dtype).equals(slow[col]), col
+    for value, dtype in ((3.5, "Int64"), (3.0, "Int64"), (True, "Int64"), (1, "boolean"),
+                         (5, "string"), ("1.5", "Float64"), (2**62, "Float64")):
+        with pytest.raises(packs.NotPlain):
+            packs.typed_array([value], dtype)
+
+
+def test_a_large_cold_read_parses_in_workers_even_from_a_plain_script(tmp_path):
+    """Worker processes parse a large cold read (the reading process cannot: its
+    ``fill_chunk`` is gone); the frame is the parsed one, and a script that reads at its top
+    level (no ``__main__`` guard, which multiprocessing's spawn would run again in each
+    worker) works. A malformed file is the same one-line error as when parsing."""
+    import subprocess
+    import sys
+
+    generate(tmp_path / "runs", commits=12, runners=2, configs=6)
+    bad = tmp_path / "bad" / "bad.jsonl"
+    bad.parent.mkdir()
+    bad.write_text('{"model": "m"}\nnot json\n{"model": "m"}\n')
+    for good in sorted((tmp_path / "runs").iterdir())[:3]:  # a run for each worker
+        (bad.parent / good.name).write_text(good.read_text())
+    script = tmp_path / "read.py"
+    script.write_text("""
+import sys
+from harness.store import frame, packs
+from harness.store.frame import expand_paths, load_results
+frame.CACHE_MIN_BYTES, packs.PARALLEL_MIN_BYTES, packs.PACK_BYTES, packs.WORKERS = 0, 0, 8000, 2
+packs.fill_chunk = None  # parsing here, not in a worker, would fail
+print(load_results(expand_paths([sys.argv[1]])).to_json(orient="split", index=False))
+""")
+    env = {**os.environ, "TRAINMARK_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "runs")], env=env,
+                         capture_output=True, text=True, cwd=os.getcwd(), timeout=120)
+    assert run.returncode == 0, run.stderr
+    expected = parsed(expand_paths([tmp_path / "runs"]))
+    got = pd.read_json(io.StringIO(run.stdout), orient="split")
+    assert got["throughput"].tolist() == pytest.approx(expected["throughput"].tolist())
+    assert got["source"].tolist() == expected["source"].tolist()
+    run = subprocess.run([sys.executable, str(script), str(bad.parent)], env=env,
+                         capture_output=True, text=True, cwd=os.getcwd(), timeout=120)
+    assert run.returncode == 1 and "bad.jsonl:2: malformed record" in run.stderr

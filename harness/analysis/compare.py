@@ -30,6 +30,7 @@ import pandas as pd
 
 from harness.analysis import paired, stats
 from harness.analysis.matching import (
+    EXTRA_AXES,
     column_values,
     describe_differences,
     group_rows,
@@ -38,6 +39,7 @@ from harness.analysis.matching import (
     plain,
     unmatched_reason,
 )
+from harness.core.config import CONFIG_FIELDS
 from harness.errors import UserError
 from harness.schema import CPU_FEATURE_FIELDS, MACHINE_FIELDS
 
@@ -46,6 +48,17 @@ MIB = 1024 * 1024
 # threshold that is not significant, or too few samples to tell) has its own status: a 20% drop
 # measured on a noisy machine must not pass the gate as "no regression".
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+# Every record column a comparison reads: the match key (config fields and the extra axes,
+# ``ab_round`` for paired A/B rounds), the figures judged, and the machine, CPU and code
+# fields it reports. ``trainmark compare`` asks the store for these alone (~60 of ~175
+# columns: at a fleet-year of records the rest would be most of its memory);
+# tests/test_command_columns.py checks the list against the code and the verdicts.
+COMPARE_COLUMNS = tuple(dict.fromkeys((
+    *CONFIG_FIELDS, *EXTRA_AXES, *MACHINE_FIELDS, *CPU_FEATURE_FIELDS, "ab_round", "status",
+    "error", "throughput", "throughput_unit", "repeat_throughputs",
+    "train_memory_allocated_bytes", "peak_memory_allocated_bytes", "train_rss_bytes",
+    "peak_rss_bytes", "eval_accuracy", "injected_slowdown", "source", "git_commit",
+    "code_digest", "code_identity")))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,23 @@ BASE_KEY = ("model", "dataset", "batch_size", "precision", "optimizer")
 OPTIONAL_AXES = ("compile", "channels_last", "nproc", "parallel", "activation_checkpointing",
                  "deterministic", "target_accuracy")
 PRECISION_ORDER = ("fp32", "amp", "amp-bf16", "amp-fp16")
+# Every record column a report reads, and nothing more: ``render.report.load_inputs`` asks the
+# store for these alone. A report reads ~55 of the ~175 columns, and the others would be most
+# of its memory at a fleet-year of records (3.6 GB at 1M records with every column). Sorted
+# by name; ``tests/test_report_columns.py`` checks that every column named in the report's
+# modules is here and that a report from these columns alone equals one from every column.
+REPORT_COLUMNS = (
+    "activation_checkpointing", "batch_size", "channels_last", "code_digest", "code_identity",
+    "compile", "cpu_amx", "cpu_capability", "cpu_model", "cpu_native_bf16", "cpu_native_fp16",
+    "cuda_version", "cudnn_version", "dataset", "deterministic", "device", "device_name",
+    "driver_version", "error", "eval_accuracy", "eval_loss", "git_commit", "host", "job_id",
+    "model", "node", "nproc", "num_threads", "optimizer", "os", "parallel", "partition",
+    "peak_memory_allocated_bytes", "peak_rss_bytes", "power_w_mean", "precision", "python",
+    "repeat_throughputs", "run_id", "samples_per_joule", "source", "status",
+    "step_time_ms_iqr", "step_time_ms_median", "target_accuracy", "tf32_cudnn", "tf32_matmul",
+    "throughput", "throughput_unit", "timestamp", "torch_version", "torchvision_version",
+    "trainmark_version",
+)
 FAILED = tuple(s for s in STATUSES if s != "ok")
 
 

@@ -50,15 +50,17 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.analysis.compare import compare_frames
+    from harness.analysis.compare import COMPARE_COLUMNS, compare_frames
     from harness.analysis.confirmation import apply_confirmations
     from harness.analysis.matching import check_same_code
     from harness.store.frame import load_side
 
     settings = settings_from_args(args)  # bad options fail before any file is read
     check_positive("--confirm", args.confirm, allow_zero=True)
-    base = load_side(args.baseline, "baseline")
-    cand = load_side(args.candidate, "candidate")
+    # --confirm re-runs whole records and --explain reads their profiles: every column then
+    columns = None if args.confirm or args.explain else COMPARE_COLUMNS
+    base = load_side(args.baseline, "baseline", columns)
+    cand = load_side(args.candidate, "candidate", columns)
     # Each side must be one code; the two sides may differ (that is what compare is for).
     check_same_code(base, "the baseline", args.allow_different_code)
     check_same_code(cand, "the candidate", args.allow_different_code)

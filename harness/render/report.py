@@ -28,7 +28,7 @@ from harness.analysis.node_health import ALPHA, MIN_CONFIGS, THRESHOLD, NodeHeal
 from harness.errors import UserError, one_line
 from harness.render.document import Section, Table, write_pages
 from harness.render.figures import Chart, report_charts
-from harness.store.frame import HEAVY_COLUMNS, export, load_lenient
+from harness.store.frame import export, load_lenient
 
 REPORTS_DIR = Path("reports")
 
@@ -36,8 +36,9 @@ REPORTS_DIR = Path("reports")
 def load_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[pd.DataFrame, list[str]]:
     """Records of every readable file, and one line per file (or torn line) that was skipped.
     ``UserError`` only when nothing at all is readable (``store.frame.load_lenient``: large
-    inputs through the results cache; the loss curves, which no section draws, left out)."""
-    return load_lenient(paths, exclude=HEAVY_COLUMNS)
+    inputs through the results cache). Only the columns a report reads
+    (``analysis.report_data.REPORT_COLUMNS``)."""
+    return load_lenient(paths, rd.REPORT_COLUMNS)
 
 
 def default_out_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:

@@ -10,7 +10,7 @@ the size or the change time (ctime, which no program can set back), so a changed
 rows are never read: the file is parsed again into a new pack. A stale cache therefore costs
 time, never a wrong answer. Packs are written to a temporary name and renamed, so a reader sees
 whole packs or none; when a folder holds more than ``MAX_PACKS`` packs, or more dead rows than
-live ones, its live rows are compacted into one pack.
+live ones, its live rows are compacted into one pack. ``store.packs`` makes the packs.
 
 What a pack holds: the typed ``COLUMNS`` (integers, floats, booleans, strings) as Parquet types;
 list- or dict-valued columns and every extra field as JSON text (SQL NULL: the record had no
@@ -36,18 +36,15 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from harness.schema import COLUMNS
+from harness.store import packs as packs_mod
 from harness.store.jsonl import read_records
-from harness.store.table import records_to_frame
+from harness.store.packs import FILE, KEY, LINE, META
 
 CACHE_ENV = "TRAINMARK_CACHE_DIR"  # a folder, or "off": parse every file on every read
 MAX_PACKS = 16
-PACK_ROWS = 20_000  # records parsed into one pack at most (bounds the memory of a cold read)
-META = b"trainmark"
-FILE, KEY, LINE = "__tm_file", "__tm_key", "__tm_line"  # a pack's own columns
+PACK_ROWS = 20_000  # a folder with more dead rows than this (and than live ones) is compacted
 PACK = "__tm_pack"  # the pack a row was read from (DuckDB's filename column): two readers may
 # parse one file into two packs at once, and only one of them is read
-_ARROW = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_(),
-          "string": pa.string()}
 _PANDAS = {pa.int64(): pd.Int64Dtype(), pa.float64(): pd.Float64Dtype(),
            pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype("pyarrow"),
            pa.large_string(): pd.StringDtype("pyarrow")}
@@ -92,101 +89,20 @@ def _packs(folder: Path) -> list[Pack]:
     return packs
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, allow_nan=True)
+def _fill(folder: Path, todo: list[tuple[str, str, str]]) -> list[Pack]:
+    """Parse ``todo`` ((path, resolved, key)) into new packs (``store.packs``)."""
+    return [Pack(Path(p)) for p in packs_mod.fill(folder, todo)]
 
 
-def pack_table(files: Sequence[tuple[str, str, list[dict[str, object]]]]) -> tuple[pa.Table,
-                                                                                      list]:
-    """Records of ``files`` ((resolved path, key, records)) as one Arrow table, and the
-    footer's file list. Wrongly typed fields raise ``UserError`` as ``records_to_frame``."""
-    columns: dict[str, list[object]] = {FILE: [], KEY: [], LINE: []}
-    listing = []
-    extras_seen: dict[str, None] = {}
-    raw: list[dict[str, object]] = []
-    for name, key, records in files:
-        extras: dict[str, None] = {}
-        known = set(COLUMNS)  # COLUMNS and the extras seen so far: a set difference per record
-        for rec in records:
-            if rec.keys() - known:  # new fields, in this record's order
-                extras.update(dict.fromkeys(k for k in rec if k not in known))
-                known.update(rec.keys())
-            if "source" not in rec and "source" not in extras:
-                extras["source"] = None  # where iter_records' default goes in the key order
-                known.add("source")
-        extras_seen.update(extras)
-        listing.append([name, key, len(records), list(extras), []])
-        columns[FILE] += [name] * len(records)
-        columns[KEY] += [key] * len(records)
-        columns[LINE] += list(range(len(records)))
-        raw += records
-    frame = records_to_frame(raw)[list(COLUMNS)] if raw else None
-    arrays: dict[str, pa.Array] = {FILE: pa.array(columns[FILE], pa.string()),
-                                   KEY: pa.array(columns[KEY], pa.string()),
-                                   LINE: pa.array(columns[LINE], pa.int64())}
-    for col, dtype in COLUMNS.items():
-        if frame is None:
-            values: list[object] = []
-            arrays[col] = pa.array(values, _ARROW.get(dtype, pa.string()))
-        elif dtype == "object":
-            arrays[col] = pa.array([None if col not in r else _json(r[col]) for r in raw],
-                                   pa.string())
-        else:
-            arrays[col] = pa.Array.from_pandas(frame[col].astype(object).where(
-                frame[col].notna(), None), type=_ARROW[dtype])
-    for col in extras_seen:
-        arrays[col] = pa.array([None if col not in r else _json(r[col]) for r in raw],
-                               pa.string())
-    return pa.table(arrays), listing
-
-
-def write_pack(folder: Path, table: pa.Table, listing: list) -> Path:
-    """``table`` as a new pack in ``folder``, atomically (a temporary name, then a rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"{uuid.uuid4().hex}.parquet"
-    tmp = folder / f".{final.name}.tmp"
-    meta = {META: json.dumps({"files": listing}).encode()}
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-    os.replace(tmp, final)
-    return final
-
-
-def _parse(path: Path, resolved: str, key: str) -> tuple[str, str, list[dict[str, object]],
-                                                         list[str]]:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        records = read_records(path)
-    return resolved, key, records, [str(w.message) for w in caught]
-
-
-def _fill(folder: Path, todo: list[tuple[Path, str, str]]) -> list[Pack]:
-    """Parse ``todo`` ((path, resolved, key)) into new packs of at most ``PACK_ROWS`` rows."""
-    made: list[Pack] = []
-    batch: list[tuple[str, str, list[dict[str, object]], list[str]]] = []
-    rows = 0
-
-    def flush() -> None:
-        nonlocal batch, rows
-        if batch:
-            table, listing = pack_table([(n, k, r) for n, k, r, _ in batch])
-            for entry, (*_, warns) in zip(listing, batch, strict=True):
-                entry[4] = warns
-            made.append(Pack(write_pack(folder, table, listing)))
-        batch, rows = [], 0
-
-    for path, resolved, key in todo:
-        parsed = _parse(path, resolved, key)
-        batch.append(parsed)
-        rows += len(parsed[2])
-        if rows >= PACK_ROWS:
-            flush()
-    flush()
-    return made
+# What a pack's columns mean: the record columns and their types, and the pack's own layout.
+# A pack made under other ``COLUMNS`` would read wrongly here (a field that became typed was
+# stored as JSON text), so it lives in another folder and is never read by this version.
+LAYOUT = json.dumps([packs_mod.FORMAT, list(COLUMNS.items())])
 
 
 def folder_of(path: str) -> str:
-    """The cache folder of a file's directory (absolute ``path``)."""
-    return hashlib.sha256(os.path.dirname(path).encode()).hexdigest()[:20]
+    """The cache folder of a file's directory (absolute ``path``), for this ``LAYOUT``."""
+    return hashlib.sha256(f"{LAYOUT}\0{os.path.dirname(path)}".encode()).hexdigest()[:20]
 
 
 def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
@@ -331,15 +247,26 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
         try:
             with _connect() as con:
                 con.register("wanted", wanted)
-                table = _in_order(con.sql(sql).to_arrow_table())  # duckdb >= 1.5 (and 2.x)
+                table = con.sql(sql).to_arrow_table()  # duckdb >= 1.5 (and 2.x)
             break
         except duckdb.IOException:  # a pack compacted away by another reader meanwhile
             if attempt:
                 raise
     extra_names = {e for ex in extras for e in ex}
-    out = pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    rows = table.num_rows
+    # Column by column, each Arrow column let go once converted: the peak is the frame and one
+    # column, not the frame and the whole Arrow table (1M records: ~0.4 GB less).
+    order = _in_order(table)
+    if order is not None:
+        table = table.take(order)
+    given = _shared_strings(table.column(FILE)) if "source" in names else []
+    arrow_of = {c: table.column(c) for c in dict.fromkeys(names)}
+    del table
+    out = pd.DataFrame(index=pd.RangeIndex(rows))
     for col in names:
-        arrow = table.column(col)
+        arrow = arrow_of.pop(col, None)
+        if arrow is None:  # a column asked for twice
+            continue
         dtype = COLUMNS.get(col)
         if dtype is not None and dtype != "object":
             # straight into pandas' masked and Arrow-backed dtypes: no Python object per cell
@@ -347,25 +274,32 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
         elif dtype == "object":
             out[col] = pd.Series(_decode(arrow, "null"), dtype=object)
         elif col == "source":
-            given = table.column(FILE).to_pylist()
             out[col] = pd.Series(given if file_source else [  # NaN: the record has none
                 g if v != v else v for v, g in zip(_decode(arrow, "NaN"), given, strict=True)]
                 ).astype(object)  # inferred, then object: as for any extra field
         elif col in extra_names:  # inferred as DataFrame.from_records would (a missing field
             out[col] = pd.Series(_decode(arrow, "NaN")).astype(object)  # is NaN), then object
         else:
-            out[col] = pd.Series([None] * table.num_rows, dtype=object)
+            out[col] = pd.Series([None] * rows, dtype=object)
+        del arrow
     return out
 
 
-def _in_order(table: pa.Table) -> pa.Table:
-    """The rows in the order of the files asked for, then of their lines."""
+def _shared_strings(column: pa.ChunkedArray) -> list[str]:
+    """A column of few distinct strings (a file's name on each of its rows) as a list whose
+    equal strings are one object: 8 bytes a row, not ~100."""
+    coded = column.combine_chunks().dictionary_encode()
+    names = coded.dictionary.to_pylist()
+    return [names[i] for i in coded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _in_order(table: pa.Table) -> np.ndarray | None:
+    """The row order that puts the rows in the order of the files asked for, then of their
+    lines; None when they are in it already."""
     pos = table.column(KEY).to_numpy()
     line = table.column(LINE).to_numpy()
     order = np.lexsort((line, pos))
-    if not (order[1:] > order[:-1]).all():
-        table = table.take(order)
-    return table
+    return None if (order[1:] > order[:-1]).all() else order
 
 
 def _decode(column: pa.ChunkedArray, missing: str) -> list[object]:

@@ -70,16 +70,19 @@ def _file_of_each(paths: list[str | os.PathLike[str]]) -> Iterator[str]:
             yield str(path)
 
 
-def load_lenient(paths: Sequence[str | os.PathLike[str]], *, exclude: Collection[str] = (),
-                 ) -> tuple[pd.DataFrame, list[str]]:
+def load_lenient(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None = None,
+                 *, exclude: Collection[str] = ()) -> tuple[pd.DataFrame, list[str]]:
     """What ``trainmark report`` reads: the records of every readable file (``source`` the
     file), and one line per file (or torn line) that was skipped. ``UserError`` only when
-    nothing is readable. Large inputs that are all readable go through the cache at once."""
+    nothing is readable. Large inputs that are all readable go through the cache at once.
+    ``columns`` and ``exclude`` as for ``load_results`` (``source`` is always read)."""
+    if columns is not None and "source" not in columns:
+        columns = [*columns, "source"]  # which file a record came from: skipped files
     if _worth_caching(list(paths)):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                frame = load_results(paths, exclude=exclude, file_source=True)
+                frame = load_results(paths, columns, exclude=exclude, file_source=True)
         except UserError:
             pass  # one bad file: sort them out one by one below
         else:
@@ -112,6 +115,8 @@ def load_lenient(paths: Sequence[str | os.PathLike[str]], *, exclude: Collection
     if not records:
         raise UserError("no readable results: " + "; ".join(skipped))
     frame = records_to_frame(records)
+    if columns is not None:
+        return select_columns(frame, columns), skipped
     return frame.drop(columns=[c for c in exclude if c in frame.columns]), skipped
 
 
