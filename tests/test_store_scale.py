@@ -258,25 +258,28 @@ def test_a_pack_made_under_other_columns_is_never_read(cache, tmp_path, monkeypa
 
 @pytest.mark.parametrize("seed", range(3))
 def test_plain_values_go_straight_to_arrow_as_pandas_converts_them(seed):
-    """The cold read's fast path (``packs.typed_array``) gives the arrays of the pandas path
+    """The cold read's fast path (``packs.typed_arrays``) gives the arrays of the pandas path
     (``records_to_frame``) for every plain value, and refuses the values they disagree on."""
-    from harness.schema import COLUMNS
     from harness.store import packs
 
     rng = random.Random(seed)
-    pools = {"Int64": [None, 0, 7, -3, 2**62], "boolean": [None, True, False],
+    pools = {"Int64": [None, 0, 7, -3, 2**52, 3.0, True, float("nan")],
+             "boolean": [None, True, False],
              "Float64": [None, 0, 1.5, -2, float("inf"), float("nan"), True, 1e300, 2**52],
              "string": [None, "", "x", "ü", "9"]}
-    typed = {c: d for c, d in COLUMNS.items() if d != "object"}
-    raw = [{c: rng.choice(pools[d]) for c, d in typed.items() if rng.random() < 0.7}
+    raw = [{c: rng.choice(pools[d]) for c, d in packs.typed_columns().items() if rng.random() < 0.7}
            for _ in range(60)]
-    slow = packs.frame_arrays(raw)
-    for col, dtype in typed.items():
-        assert packs.typed_array([r.get(col) for r in raw], dtype).equals(slow[col]), col
-    for value, dtype in ((3.5, "Int64"), (3.0, "Int64"), (True, "Int64"), (1, "boolean"),
-                         (5, "string"), ("1.5", "Float64"), (2**62, "Float64")):
+    for r in raw[:5]:
+        r.update(extra_field=[1, 2], loss_curve=[0.5])  # fields outside the typed ones
+    fast, slow = packs.typed_arrays(raw), packs.frame_arrays(raw)
+    assert list(fast) == list(slow)
+    for col in packs.typed_columns():
+        assert fast[col].equals(slow[col]), col
+    for value, dtype in ((3.5, "Int64"), (float("inf"), "Int64"), (2**62, "Int64"),
+                         (1, "boolean"), (5, "string"), ("1.5", "Float64"), (2**62, "Float64")):
+        col = next(c for c, d in packs.typed_columns().items() if d == dtype)
         with pytest.raises(packs.NotPlain):
-            packs.typed_array([value], dtype)
+            packs.typed_arrays([{col: value}])
 
 
 def test_a_large_cold_read_parses_in_workers_even_from_a_plain_script(tmp_path):

@@ -54,15 +54,30 @@ class NotPlain(Exception):
     """A value that Arrow would convert otherwise than pandas does: take the pandas path."""
 
 
-def typed_array(values: list[object], dtype: str) -> pa.Array:
-    """``values`` as the Arrow array of ``dtype`` that ``records_to_frame`` would give, or
-    ``NotPlain`` where Arrow's conversion is not known to agree (pandas decides then)."""
-    if dtype == "Int64" and any(type(v) is not int for v in values if v is not None):
-        raise NotPlain  # Arrow truncates 3.5 to 3 and refuses True; pandas does otherwise
-    try:  # from_pandas: NaN is null, as records_to_frame makes it
-        return pa.array(values, ARROW[dtype], from_pandas=True)
+def typed_columns() -> dict[str, str]:
+    """The record columns with a type (not lists, dicts or extra fields): column -> dtype."""
+    return {col: dtype for col, dtype in COLUMNS.items() if dtype != "object"}
+
+
+def typed_arrays(raw: list[dict[str, object]]) -> dict[str, pa.Array]:
+    """The typed columns of ``raw`` as the Arrow arrays ``records_to_frame`` would give, in one
+    pass in Arrow; ``NotPlain`` where Arrow's conversion is not known to agree (pandas decides
+    then: 1 in a boolean field, a number in a text field, an integer beyond 2**53)."""
+    typed = typed_columns()
+    # Integers are read as doubles, then cast: pandas takes 3.0 and True as integers too, and
+    # refuses 3.5, which Arrow's int64 conversion from Python would cut to 3.
+    fields = [(c, pa.float64() if d == "Int64" else ARROW[d]) for c, d in typed.items()]
+    try:  # from_pandas: NaN is null, as records_to_frame makes it; other fields are ignored
+        struct = pa.array(raw, type=pa.struct(fields), from_pandas=True)
+        out = {}
+        for i, (col, dtype) in enumerate(typed.items()):
+            values = struct.field(i)
+            if dtype == "Int64":  # a safe cast: 3.5 or inf raises, as pandas refuses them
+                values = values.cast(pa.int64())
+            out[col] = values
+        return out
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        raise NotPlain from None  # e.g. 1 in a boolean field: pandas accepts it, Arrow not
+        raise NotPlain from None
 
 
 def frame_arrays(raw: list[dict[str, object]]) -> dict[str, pa.Array]:
@@ -70,7 +85,7 @@ def frame_arrays(raw: list[dict[str, object]]) -> dict[str, pa.Array]:
     frame = records_to_frame(raw)
     return {col: pa.Array.from_pandas(frame[col].astype(object).where(frame[col].notna(), None),
                                       type=ARROW[dtype])
-            for col, dtype in COLUMNS.items() if dtype != "object"}
+            for col, dtype in typed_columns().items()}
 
 
 def _json_column(raw: list[dict[str, object]], col: str) -> pa.Array:
@@ -107,10 +122,8 @@ def pack_table(files: Sequence[tuple[str, str, list[dict[str, object]]]]) -> tup
     arrays: dict[str, pa.Array] = {FILE: pa.array(names, pa.string()),
                                    KEY: pa.array(keys, pa.string()),
                                    LINE: pa.array(lines, pa.int64())}
-    typed = {col: dtype for col, dtype in COLUMNS.items() if dtype != "object"}
     try:
-        converted = {col: typed_array([r.get(col) for r in raw], dtype)
-                     for col, dtype in typed.items()}
+        converted = typed_arrays(raw)
     except NotPlain:
         converted = frame_arrays(raw) if raw else {}
     for col, dtype in COLUMNS.items():
