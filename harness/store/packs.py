@@ -5,13 +5,13 @@ with its key (``columnar.file_key``), its record count, its extra fields and the
 parsing it gave. This module only makes packs: which files need one, and reading them, is
 ``columnar``'s.
 
-Parsing is the one slow part of the cache: ~110 s for a fleet-year (1M records, 3.6 GB) on one
-core. Two things keep it down:
+Parsing is the one slow part of the cache: 115 s for a fleet-year (1M records, 3.6 GB) as it was
+first written, in one process. Two things bring it to 45 s on 2 cores:
 
-- the typed columns go straight from the parsed records into Arrow arrays; only a batch that
-  holds a value Arrow would convert differently from ``records_to_frame`` (an integer field
-  written as 3.0, a number in a text field) goes through pandas, so the two paths give one
-  frame and the same errors;
+- the typed columns go from the parsed records into Arrow arrays in one pass; only a batch that
+  holds a value Arrow would convert differently from ``records_to_frame`` (1 in a boolean
+  field, a number in a text field, an integer beyond 2**53) goes through pandas, so the two
+  paths give one frame and the same errors;
 - a large cold read parses its files in a worker process per core (``python -m
   harness.store.packs``), a pack per ``PACK_BYTES`` of JSON (JSON decoding holds the GIL, so
   threads would not help).
