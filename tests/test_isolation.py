@@ -137,25 +137,9 @@ def test_sigterm_stops_the_sweep_and_takes_its_worker_down(workdir):
     # CI cancels a job with SIGTERM. The run must stop like on Ctrl-C (exit 130, saying how to
     # resume) and must not leave the config's worker training on the runner.
     out = workdir / "r.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--models", "test_hang",
-                             *TINY, "--timeout", "600", "--out", str(out)],
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc, seen = _hanging_worker(out)
     try:
-        # Workers are grandchildren (the fork server forks them): first one measures the
-        # device peak, the next runs the hanging config. Signal once that one is running
-        # (or a single worker has lived for 10 s, should peaks ever move elsewhere).
-        seen: dict[int, float] = {}
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            for w in (w for c in _children(proc.pid) for w in _children(c)):
-                seen.setdefault(w, time.monotonic())
-            if len(seen) >= 2 or any(time.monotonic() - t > 10 for t in seen.values()):
-                break
-            time.sleep(0.1)
-        assert seen, "no worker process started"
         workers = set(seen)
-        time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -166,6 +150,52 @@ def test_sigterm_stops_the_sweep_and_takes_its_worker_down(workdir):
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers)
+
+
+def _hanging_worker(out: Path) -> tuple[subprocess.Popen, dict[int, float]]:
+    """A run of the hanging model, and its workers' pids (when each was first seen): workers
+    are grandchildren (the fork server forks them); the first measures the device peak, the
+    next runs the hanging config. Returns once that one runs (or one has lived for 10 s,
+    should peaks ever move elsewhere)."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", "--models", "test_hang",
+                             *TINY, "--timeout", "600", "--out", str(out)],
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    seen: dict[int, float] = {}
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        for w in (w for c in _children(proc.pid) for w in _children(c)):
+            seen.setdefault(w, time.monotonic())
+        if len(seen) >= 2 or any(time.monotonic() - t > 10 for t in seen.values()):
+            break
+        time.sleep(0.1)
+    assert seen, "no worker process started"
+    time.sleep(0.5)
+    return proc, seen
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree in /proc")
+@pytest.mark.parametrize("run_cancelled", [True, False])
+def test_a_worker_dying_of_the_jobs_cancellation_is_not_a_crash(workdir, run_cancelled):
+    """scancel or a CI runner signals every process of a job: the worker may die of SIGTERM an
+    instant before its run is told (here 0.3 s). That config was cancelled, not crashed: no
+    record (a fleet settles it as lost, --resume runs it). A worker killed by SIGTERM alone is
+    still a crashed record."""
+    out = workdir / "r.jsonl"
+    proc, seen = _hanging_worker(out)
+    try:
+        os.kill(max(seen, key=seen.get), signal.SIGTERM)  # the newest: the hanging config's
+        if run_cancelled:
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    hung = [r for r in (read_records(out) if out.exists() else []) if r["model"] == "test_hang"]
+    if run_cancelled:
+        assert proc.returncode == 130 and hung == [], err
+    else:
+        assert [(r["status"], "signal 15" in r["error"]) for r in hung] == [("crashed", True)]
 
 
 def test_a_sigkilled_worker_says_what_most_likely_killed_it(workdir):

@@ -30,7 +30,7 @@ from harness.analysis.history import build_history, regressions
 from harness.render.document import markdown_table
 from harness.render.figures import STYLE, history_figure, relative_figure, throughput_figure
 from harness.render.history import steps_table
-from harness.render.report import load_inputs
+from harness.store.frame import load_lenient
 from harness.render.tables import results_text
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "results" / "examples"
@@ -46,7 +46,7 @@ COMMENT = EXAMPLES / "ab-comment.md"  # an A/B's comment.md (docs/guides/gate-pu
 def _frame(paths: tuple[Path, ...]) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a committed example is whole; nothing to say
-        frame, _ = load_inputs(list(paths))
+        frame, _ = load_lenient(list(paths))  # every column: the summary, figures, history
     return frame
 
 

@@ -78,6 +78,10 @@ def _last_line(path: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # a job's cancellation
+CANCEL_GRACE_S = 2.0  # how long a worker's death by one waits for the same signal here
+
+
 def _died(exitcode: int | None, end: WorkerEnd | None = None) -> str:
     if exitcode is not None and exitcode < 0:
         name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else ""
@@ -197,6 +201,12 @@ def unreported_record(end: WorkerEnd, cfg: RunConfig, run_id: str, timeout_s: fl
     """The record of a config whose worker ended without one: what it reported before it
     trained (else the parent's ``bare_record``), ``timeout`` when it was killed for running past
     ``timeout_s``, else ``crashed`` with how it died and its last line."""
+    if not end.timed_out and end.exitcode is not None and -end.exitcode in CANCEL_SIGNALS:
+        # Cancelling a job (scancel, a CI runner) signals each of its processes: the worker
+        # may die of it an instant before this process is told. Wait for our own signal (it
+        # raises KeyboardInterrupt here: no record, the run is interrupted) before calling the
+        # config crashed; a worker killed alone is recorded after the wait.
+        time.sleep(CANCEL_GRACE_S)
     base = next((m for kind, m in end.messages if kind == "started"), None)
     rec = dict(base) if base else bare_record(cfg, run_id)
     if end.timed_out:
