@@ -69,7 +69,7 @@ def step_options(args: argparse.Namespace) -> StepOptions:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    metrics, threshold, alpha, _ = step_options(args)
+    metrics, threshold, alpha, min_segment = step_options(args)
     writable_dir("--out", args.out)
 
     from harness.analysis.history import HISTORY_COLUMNS, build_history, regressions, runner_steps
@@ -80,12 +80,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     # Runners of one kind of machine are pooled; each one's own series shows a runner that
     # alone got slower (analysis.history, "Runners are pooled").
     everything = build_history(load_results(paths, HISTORY_COLUMNS), metrics,
-                               threshold=threshold, alpha=alpha, min_segment=args.min_segment,
+                               threshold=threshold, alpha=alpha, min_segment=min_segment,
                                by_runner=True)
     history = [s for s in everything if s.host is None]
     alone = runner_steps(everything)
     path = write_history(history, Path(args.out), threshold=threshold, alpha=alpha,
-                         min_segment=args.min_segment, sources=[str(p) for p in paths],
+                         min_segment=min_segment, sources=[str(p) for p in paths],
                          alone=alone)
     regs = regressions(history)
     if args.format == "json":  # every step, improvements too, for tools

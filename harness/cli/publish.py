@@ -34,7 +34,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    metrics, threshold, alpha, _ = step_options(args)
+    metrics, threshold, alpha, min_segment = step_options(args)
     out = writable_dir("--out", args.out)
 
     from harness.analysis.cost import parse_prices
@@ -45,7 +45,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     paths = expand_paths(args.results)
     summary = publish(paths, Path(out), metrics=metrics, reference=args.reference,
                       prices=prices, threshold=threshold, alpha=alpha,
-                      min_segment=args.min_segment, title=args.title, full=args.full)
+                      min_segment=min_segment, title=args.title, full=args.full)
     print(f"published {summary.series} series from {summary.records} records in "
           f"{summary.seconds:.1f} s: {summary.groups_rebuilt} of {summary.groups} groups and "
           f"{summary.shards_written} of {summary.shards_written + summary.shards_kept} records "

@@ -62,10 +62,6 @@ def cache_root() -> Path | None:
     return Path(base) / "trainmark" / "results"
 
 
-def file_key(st: os.stat_result) -> str:
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
-
-
 class Pack:
     """One Parquet pack and the files it holds: resolved path -> (key, rows, extras, warnings)."""
 
@@ -122,7 +118,7 @@ def live_rows(paths: Sequence[str | os.PathLike[str]], root: Path) -> tuple[
             raise
         resolved = os.path.abspath(p)
         by_folder.setdefault(folder_of(resolved), []).append((pos, p, resolved,
-                                                              file_key(st)))
+                                                              packs_mod.file_key(st)))
     used: dict[Path, Pack] = {}
     entries: dict[int, tuple[str, str, str, list[str], list[str]]] = {}
     for name, items in by_folder.items():
@@ -254,19 +250,17 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
                 raise
     extra_names = {e for ex in extras for e in ex}
     rows = table.num_rows
-    # Column by column, each Arrow column let go once converted: the peak is the frame and one
-    # column, not the frame and the whole Arrow table (1M records: ~0.4 GB less).
     order = _in_order(table)
     if order is not None:
         table = table.take(order)
     given = _shared_strings(table.column(FILE)) if "source" in names else []
+    # Column by column, each Arrow column let go once converted, so the Arrow table shrinks as
+    # the frame grows (1M records, the report's columns: 1.66 -> 1.56 GB at the peak).
     arrow_of = {c: table.column(c) for c in dict.fromkeys(names)}
     del table
     out = pd.DataFrame(index=pd.RangeIndex(rows))
-    for col in names:
-        arrow = arrow_of.pop(col, None)
-        if arrow is None:  # a column asked for twice
-            continue
+    for col in list(arrow_of):
+        arrow = arrow_of.pop(col)
         dtype = COLUMNS.get(col)
         if dtype is not None and dtype != "object":
             # straight into pandas' masked and Arrow-backed dtypes: no Python object per cell
@@ -281,7 +275,6 @@ def read(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str] | None,
             out[col] = pd.Series(_decode(arrow, "NaN")).astype(object)  # is NaN), then object
         else:
             out[col] = pd.Series([None] * rows, dtype=object)
-        del arrow
     return out
 
 

@@ -1,7 +1,7 @@
 """Parsing results files into Parquet packs, the results cache's unit (``store.columnar``).
 
 A pack is an immutable Parquet file of the records of some files; its footer lists each file
-with its key (``columnar.file_key``), its record count, its extra fields and the warnings that
+with its key (``file_key``), its record count, its extra fields and the warnings that
 parsing it gave. This module only makes packs: which files need one, and reading them, is
 ``columnar``'s.
 
@@ -48,6 +48,11 @@ ARROW = {"Int64": pa.int64(), "Float64": pa.float64(), "boolean": pa.bool_(),
 _ENCODE = json.JSONEncoder(allow_nan=True).encode  # one encoder: json.dumps builds one a call
 Todo = tuple[str, str, str]  # (path to read, resolved path, key)
 USAGE = 2  # a worker's exit status for a malformed file (its UserError on stderr)
+
+
+def file_key(st: os.stat_result) -> str:
+    """A file's key: size, mtime_ns, ctime_ns, inode and device (``fill`` reads the size back)."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
 
 
 class NotPlain(Exception):
@@ -125,12 +130,9 @@ def pack_table(files: Sequence[tuple[str, str, list[dict[str, object]]]]) -> tup
     try:
         converted = typed_arrays(raw)
     except NotPlain:
-        converted = frame_arrays(raw) if raw else {}
+        converted = frame_arrays(raw)
     for col, dtype in COLUMNS.items():
-        if dtype == "object":
-            arrays[col] = _json_column(raw, col)
-        else:
-            arrays[col] = converted.get(col, pa.array([], ARROW[dtype]))
+        arrays[col] = _json_column(raw, col) if dtype == "object" else converted[col]
     for col in extras_seen:
         arrays[col] = _json_column(raw, col)
     return pa.table(arrays), listing
@@ -183,7 +185,7 @@ def chunks(todo: list[Todo], sizes: list[int]) -> list[list[Todo]]:
 def fill(folder: Path, todo: list[Todo]) -> list[str]:
     """Parse ``todo``'s files into new packs in ``folder``; their paths, in ``todo``'s order.
     Large reads use a worker process per core (a malformed file raises its ``UserError``)."""
-    sizes = [int(key.split(":", 1)[0]) for _, _, key in todo]  # a key starts with the size
+    sizes = [int(key.split(":", 1)[0]) for _, _, key in todo]  # file_key starts with it
     runs = chunks(todo, sizes)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     workers = min(len(runs), WORKERS or cores or 1)
