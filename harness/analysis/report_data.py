@@ -31,7 +31,7 @@ PRECISION_ORDER = ("fp32", "amp", "amp-bf16", "amp-fp16")
 # Every record column a report reads, and nothing more: ``render.report.load_inputs`` asks the
 # store for these alone. A report reads ~55 of the ~175 columns, and the others would be most
 # of its memory at a fleet-year of records (3.6 GB at 1M records with every column). Sorted
-# by name; ``tests/test_report_columns.py`` checks that every column named in the report's
+# by name; ``tests/test_command_columns.py`` checks that every column named in the report's
 # modules is here and that a report from these columns alone equals one from every column.
 REPORT_COLUMNS = (
     "activation_checkpointing", "batch_size", "channels_last", "code_digest", "code_identity",
